@@ -1,0 +1,16 @@
+//! pullstorm: a load-testing harness for container registries.
+//!
+//! Data flows one way: scenario -> plan -> nodes -> exchanges -> events ->
+//! recorder -> result -> report. Each module below owns one step; see
+//! ARCHITECTURE.md for the map.
+
+pub mod exit;
+pub mod fleet;
+pub mod load;
+pub mod metrics;
+pub mod net;
+pub mod oci;
+pub mod result;
+pub mod scenario;
+pub mod synth;
+pub mod target;

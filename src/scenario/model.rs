@@ -1,0 +1,346 @@
+//! The scenario as typed data: what `pullstorm run` reads from a TOML file.
+//!
+//! Every section and key is optional and has a default, so the smallest valid
+//! scenario is an empty file (a herd of one node against the embedded
+//! registry). `docs/scenarios.md` documents each key; keep the two in step.
+
+use super::units::{ByteSize, Rate, Span};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name used in the default output folder and the report; defaults to the file stem.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target: TargetSection,
+    #[serde(default)]
+    pub embedded: EmbeddedSection,
+    #[serde(default)]
+    pub fleet: FleetSection,
+    #[serde(default)]
+    pub client: ClientOverrides,
+    #[serde(default)]
+    pub arrival: ArrivalSection,
+    #[serde(default)]
+    pub run: RunSection,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+}
+
+/// Which registry to pull from. Without `url` the run starts the embedded registry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    /// Base URL of the registry or its load balancer, e.g. `http://127.0.0.1:8080`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Image reference inside that registry: `repo/name:tag` or `repo/name@sha256:...`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Platform picked from an image index.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    /// Accept any TLS certificate (like `--tls-verify=false`).
+    #[serde(default)]
+    pub insecure_tls: bool,
+    /// Extra PEM CA bundle to trust for TLS.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for TargetSection {
+    fn default() -> Self {
+        TargetSection {
+            url: None,
+            image: None,
+            platform: default_platform(),
+            insecure_tls: false,
+            ca_file: None,
+        }
+    }
+}
+
+fn default_platform() -> String {
+    "linux/amd64".into()
+}
+
+/// The synthetic image the embedded registry serves when the scenario has no target URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedSection {
+    /// Layer sizes, in order.
+    #[serde(default = "default_layers")]
+    pub layers: Vec<ByteSize>,
+    /// PRNG seed for the layer content: same seed and sizes give the same digests.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Serve an image index (linux/amd64 + linux/arm64) at the tag instead of a single manifest.
+    #[serde(default)]
+    pub index: bool,
+    /// Authentication the embedded registry demands.
+    #[serde(default)]
+    pub auth: EmbeddedAuth,
+    /// Faults the embedded registry injects into blob responses.
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+impl Default for EmbeddedSection {
+    fn default() -> Self {
+        EmbeddedSection {
+            layers: default_layers(),
+            seed: default_seed(),
+            index: false,
+            auth: EmbeddedAuth::None,
+            faults: Faults::default(),
+        }
+    }
+}
+
+fn default_layers() -> Vec<ByteSize> {
+    vec![ByteSize(32 << 20), ByteSize(16 << 20), ByteSize(4 << 20)]
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// Authentication modes of the embedded registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddedAuth {
+    #[default]
+    None,
+    /// `401` + `WWW-Authenticate: Bearer realm=...` and a token endpoint of its own.
+    Bearer,
+}
+
+/// Faults injected by the embedded registry (also `pullstorm serve --cut-after ...`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Cut each blob response after this many body bytes.
+    #[serde(default)]
+    pub cut_after: Option<ByteSize>,
+    /// How many responses per blob are cut (the rest are served whole); absent = all.
+    #[serde(default)]
+    pub cut_times: Option<u32>,
+    /// How the connection is cut: `fin` (clean close, a short body) or `rst` (reset).
+    #[serde(default)]
+    pub cut_with: CutWith,
+    /// Answer Range requests with `200` and the whole blob.
+    #[serde(default)]
+    pub ignore_range: bool,
+    /// Serve blob bodies with one byte flipped (digest mismatch at the client).
+    #[serde(default)]
+    pub corrupt: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CutWith {
+    #[default]
+    Fin,
+    Rst,
+}
+
+/// The simulated fleet: clusters x nodes, each node one container runtime.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    #[serde(default = "one")]
+    pub clusters: u32,
+    #[serde(default = "one")]
+    pub nodes_per_cluster: u32,
+    /// Which client each node imitates.
+    #[serde(default)]
+    pub client: ClientKind,
+    /// Download bandwidth cap per node (shared by its connections); absent = no cap.
+    #[serde(default)]
+    pub node_bandwidth: Option<Rate>,
+}
+
+impl Default for FleetSection {
+    fn default() -> Self {
+        FleetSection {
+            clusters: 1,
+            nodes_per_cluster: 1,
+            client: ClientKind::Dockerd,
+            node_bandwidth: None,
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    #[default]
+    Dockerd,
+    Containerd,
+}
+
+/// Overrides of the client profile's numbers; absent keys keep the profile's value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientOverrides {
+    /// Concurrent layer downloads per node (dockerd: per daemon; containerd: per image).
+    #[serde(default)]
+    pub max_concurrent_downloads: Option<u32>,
+    /// Attempts per layer, the first included.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Backoff unit: attempt n waits `n x backoff` before the next (dockerd), 0 = none.
+    #[serde(default)]
+    pub backoff: Option<Span>,
+    /// Verify each blob's sha256 while streaming.
+    #[serde(default)]
+    pub verify_digest: Option<bool>,
+    /// TCP connect timeout.
+    #[serde(default)]
+    pub connect_timeout: Option<Span>,
+    /// Time to wait for response headers.
+    #[serde(default)]
+    pub response_timeout: Option<Span>,
+    /// Abort a body that delivers no byte for this long (a stall); absent = profile default.
+    #[serde(default)]
+    pub stall_timeout: Option<Span>,
+}
+
+/// When nodes start their pulls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArrivalSection {
+    #[serde(default)]
+    pub pattern: Pattern,
+    /// Nodes per wave (`waves`).
+    #[serde(default = "default_wave_size")]
+    pub wave_size: u32,
+    /// Time between wave starts (`waves`).
+    #[serde(default = "default_wave_interval")]
+    pub wave_interval: Span,
+    /// Each node's start is delayed by a random amount up to this (deterministic per node).
+    #[serde(default)]
+    pub jitter: Span,
+}
+
+impl Default for ArrivalSection {
+    fn default() -> Self {
+        ArrivalSection {
+            pattern: Pattern::Herd,
+            wave_size: default_wave_size(),
+            wave_interval: default_wave_interval(),
+            jitter: Span::default(),
+        }
+    }
+}
+
+fn default_wave_size() -> u32 {
+    10
+}
+
+fn default_wave_interval() -> Span {
+    Span(Duration::from_secs(5))
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pattern {
+    /// Every node starts at once.
+    #[default]
+    Herd,
+    /// `wave_size` nodes start every `wave_interval`.
+    Waves,
+}
+
+/// Bounds of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Hard deadline: the run stops here whatever is in flight (result marked incomplete).
+    #[serde(default = "default_duration")]
+    pub duration: Span,
+    /// Pulls each node makes, one after the other.
+    #[serde(default = "one")]
+    pub pulls_per_node: u32,
+    /// Pause between a node's consecutive pulls.
+    #[serde(default)]
+    pub pull_interval: Span,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            duration: default_duration(),
+            pulls_per_node: 1,
+            pull_interval: Span::default(),
+        }
+    }
+}
+
+fn default_duration() -> Span {
+    Span(Duration::from_secs(600))
+}
+
+/// Pass/fail rules checked at the end; any failure gives exit code 1.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Most failed pulls allowed.
+    #[serde(default)]
+    pub max_failed_pulls: Option<u64>,
+    /// Most failed pulls allowed as a fraction of started pulls (0.0 - 1.0).
+    #[serde(default)]
+    pub max_failure_rate: Option<f64>,
+    /// Most retries allowed in total.
+    #[serde(default)]
+    pub max_retries: Option<u64>,
+    /// Most errors of any class allowed in total.
+    #[serde(default)]
+    pub max_errors: Option<u64>,
+    /// Highest p50 pull time (from the scheduled start).
+    #[serde(default)]
+    pub pull_p50: Option<Span>,
+    /// Highest p99 pull time (from the scheduled start).
+    #[serde(default)]
+    pub pull_p99: Option<Span>,
+    /// Highest p99 time to first byte of a blob.
+    #[serde(default)]
+    pub ttfb_p99: Option<Span>,
+    /// Lowest aggregate throughput over the run.
+    #[serde(default)]
+    pub min_throughput: Option<Rate>,
+    /// The run must finish (no deadline, no Ctrl-C) to pass.
+    #[serde(default = "yes")]
+    pub require_complete: bool,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            max_failed_pulls: None,
+            max_failure_rate: None,
+            max_retries: None,
+            max_errors: None,
+            pull_p50: None,
+            pull_p99: None,
+            ttfb_p99: None,
+            min_throughput: None,
+            require_complete: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,1 @@
+//! Deterministic synthetic images (stub: the embedded-registry work fills this in).

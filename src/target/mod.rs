@@ -1,0 +1,1 @@
+//! The embedded synthetic registry (stub: the embedded-registry work fills this in).
