@@ -1,1 +1,131 @@
-fn main() {}
+//! The `pullstorm` command line: parse, dispatch, map errors to exit codes.
+//! Everything else lives in the library.
+
+use clap::{Args, Parser, Subcommand};
+use pullstorm::exit::{self, Failure};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "pullstorm",
+    version,
+    about = "Load-test container registries with fleets of simulated nodes pulling multi-GB images",
+    long_about = "pullstorm simulates clusters x nodes, each behaving like dockerd or containerd, pulling an image \
+through a registry and its load balancer at once. It records resets, short bodies, timeouts, retries, fd pressure \
+and latency into HdrHistograms and writes result.json and report.html.\n\n\
+Exit codes: 0 success, 1 thresholds failed, 2 bad input, 3 the run could not proceed.",
+    after_help = "Start with: pullstorm run scenarios/quickstart.toml"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario and write DIR/result.json and DIR/report.html.
+    #[command(long_about = "Run a scenario: lay out the fleet, start every node on its schedule, pull the image \
+like the chosen client does, and stop at the end of the pulls or at run.duration, whichever comes first. \
+Without target.url (or --target) the run starts the embedded synthetic registry in this process.\n\n\
+Ctrl-C or SIGTERM stops the run and still writes the result (marked \"complete\": false).\n\n\
+Credentials come from PULLSTORM_USERNAME / PULLSTORM_PASSWORD or docker's config.json (DOCKER_CONFIG), \
+never from the scenario.")]
+    Run(RunArgs),
+    /// Run the embedded synthetic registry on its own.
+    #[command(long_about = "Serve deterministic synthetic images (any repository name, any tag) over the registry \
+API: manifests (OCI, docker schema2, an index), blobs with Range, optional Bearer auth, and injected faults \
+for tests. Same seed and layer sizes give the same digests as `pullstorm seed`.")]
+    Serve(pullstorm::target::ServeArgs),
+    /// Rebuild report.html from a result.json.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Scenario file (TOML); see docs/scenarios.md.
+    scenario: PathBuf,
+    /// Output folder [default: reports/<scenario>-<timestamp>/].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Registry or load balancer URL; overrides target.url.
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// Image reference inside the target (name[:tag][@digest]); overrides target.image.
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
+    /// Override any scenario key by its dotted path, e.g. --set fleet.clusters=32 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Print only the final summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A result.json written by `pullstorm run`.
+    result: PathBuf,
+    /// Where to write the HTML report.
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    out: PathBuf,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("pullstorm: error: {}", f.message);
+            f.code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32, Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::cannot_proceed(format!("cannot start the async runtime: {e}")))?;
+    match cli.command {
+        Command::Run(args) => {
+            let mut sets = args.sets.clone();
+            if let Some(t) = &args.target {
+                sets.push(format!("target.url={}", toml_string(t)));
+            }
+            if let Some(i) = &args.image {
+                sets.push(format!("target.image={}", toml_string(i)));
+            }
+            let loaded = pullstorm::scenario::load(&args.scenario, &sets)?;
+            runtime.block_on(pullstorm::load::execute(pullstorm::load::RunOptions {
+                loaded,
+                overrides: sets,
+                out_dir: args.out,
+                quiet: args.quiet,
+            }))
+        }
+        Command::Serve(args) => runtime.block_on(pullstorm::target::serve_main(args)).map(|_| exit::OK),
+        Command::Report(args) => {
+            let text = std::fs::read_to_string(&args.result)
+                .map_err(|e| Failure::bad_input(format!("{}: {e}", args.result.display())))?;
+            let doc: pullstorm::result::ResultDoc = serde_json::from_str(&text).map_err(|e| {
+                Failure::bad_input(format!("{}:{}:{}: not a pullstorm result: {e}", args.result.display(), e.line(), e.column()))
+            })?;
+            pullstorm::report::write(&doc, &args.out)
+                .map_err(|e| Failure::cannot_proceed(format!("cannot write {}: {e}", args.out.display())))?;
+            println!("{}", args.out.display());
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Quotes a CLI value as a TOML string so URLs and references survive `--set` parsing.
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}

@@ -1,1 +1,156 @@
-//! fleet (in progress)
+//! The simulated fleet: clusters x nodes, each node a task that pulls the
+//! image like its client profile says, and reports what happened as events.
+
+pub mod download;
+pub mod profile;
+
+pub use profile::Profile;
+
+use crate::metrics::events::ActivePull;
+use crate::metrics::{Event, ExchangeKind, Gauges, Sink};
+use crate::net::{Bandwidth, Fault};
+use crate::oci::auth::Credentials;
+use crate::oci::{Reference, Session};
+use profile::SlotScope;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use url::Url;
+
+/// What every node of the run shares.
+pub struct FleetContext {
+    pub base: Url,
+    pub reference: Reference,
+    pub platform: String,
+    pub profile: Profile,
+    pub credentials: Option<Arc<Credentials>>,
+    pub gauges: Arc<Gauges>,
+    pub pulls_per_node: u32,
+    pub pull_interval: Duration,
+    /// Bytes per second per node, when capped.
+    pub node_bandwidth: Option<u64>,
+}
+
+/// One node of the plan: its cluster and when it starts, relative to the run's start.
+#[derive(Debug, Clone, Copy)]
+pub struct NodePlan {
+    pub cluster: u32,
+    pub node: u32,
+    pub start: Duration,
+}
+
+/// Runs one node: its pulls one after the other, each from a cold cache.
+pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, events: Sink) {
+    let bandwidth = ctx.node_bandwidth.map(|b| Arc::new(Bandwidth::new(b)));
+    // dockerd's download slots are daemon-wide: one pool for all the node's pulls.
+    let node_slots = Arc::new(Semaphore::new(ctx.profile.max_concurrent_downloads as usize));
+    let mut scheduled = t0 + plan.start;
+    for _ in 0..ctx.pulls_per_node {
+        tokio::time::sleep_until(scheduled).await;
+        let slots = match ctx.profile.slot_scope {
+            SlotScope::Node => node_slots.clone(),
+            SlotScope::Pull => Arc::new(Semaphore::new(ctx.profile.max_concurrent_downloads as usize)),
+        };
+        pull(&ctx, plan.cluster, scheduled, slots, bandwidth.clone(), &events).await;
+        scheduled = Instant::now() + ctx.pull_interval;
+    }
+}
+
+/// One pull: ping, resolve, then config and layers through the download slots.
+async fn pull(
+    ctx: &Arc<FleetContext>,
+    cluster: u32,
+    scheduled: Instant,
+    slots: Arc<Semaphore>,
+    bandwidth: Option<Arc<Bandwidth>>,
+    events: &Sink,
+) {
+    let started = Instant::now();
+    let _active = ActivePull::new(&ctx.gauges);
+    let _ = events.send(Event::PullStarted { cluster }).await;
+    // A fresh session per pull, as dockerd opens one per pull: ping and token again.
+    let session = Arc::new(Session::new(
+        ctx.base.clone(),
+        ctx.reference.name.clone(),
+        ctx.credentials.clone(),
+        ctx.profile.timeouts,
+        ctx.gauges.connections.clone(),
+        events.clone(),
+    ));
+    let outcome = fetch_image(ctx, &session, cluster, slots, bandwidth, events).await;
+    let (ok, bytes) = match outcome {
+        Ok(bytes) => (true, bytes),
+        Err((fault, kind, bytes)) => {
+            if let Some(fault) = fault {
+                let _ = events.send(Event::Fault { fault, kind, cluster, at: Instant::now() }).await;
+            }
+            (false, bytes)
+        }
+    };
+    let now = Instant::now();
+    let _ = events
+        .send(Event::PullDone {
+            cluster,
+            ok,
+            from_scheduled: now.saturating_duration_since(scheduled),
+            from_start: now.saturating_duration_since(started),
+            bytes,
+        })
+        .await;
+}
+
+/// A failed pull: the fault still to report (None when a download already reported it),
+/// the request it came from, and the bytes received before it.
+type PullFailure = (Option<Fault>, ExchangeKind, u64);
+
+async fn fetch_image(
+    ctx: &Arc<FleetContext>,
+    session: &Arc<Session>,
+    cluster: u32,
+    slots: Arc<Semaphore>,
+    bandwidth: Option<Arc<Bandwidth>>,
+    events: &Sink,
+) -> Result<u64, PullFailure> {
+    session.ping().await.map_err(|f| (Some(f), ExchangeKind::Ping, 0))?;
+    let resolved = session
+        .resolve(ctx.reference.manifest_ref(), &ctx.platform)
+        .await
+        .map_err(|f| (Some(f), ExchangeKind::Manifest, 0))?;
+
+    // The config is fetched alongside the layers; identical blobs are fetched once.
+    let mut seen = HashSet::new();
+    let blobs: Vec<_> = std::iter::once(resolved.config)
+        .chain(resolved.layers)
+        .filter(|b| seen.insert(b.digest.clone()))
+        .collect();
+    let mut downloads = JoinSet::new();
+    for blob in blobs {
+        let (ctx, session, slots, bandwidth, events) =
+            (ctx.clone(), session.clone(), slots.clone(), bandwidth.clone(), events.clone());
+        downloads.spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return download::Outcome { ok: false, bytes: 0 };
+            };
+            download::layer(&ctx, &session, &blob, bandwidth.as_deref(), &events, cluster).await
+        });
+    }
+    let mut bytes = 0;
+    let mut failed = false;
+    while let Some(done) = downloads.join_next().await {
+        let outcome = done.unwrap_or(download::Outcome { ok: false, bytes: 0 });
+        bytes += outcome.bytes;
+        if !outcome.ok && !failed {
+            // One failed layer fails the pull; the daemon cancels the other transfers.
+            failed = true;
+            downloads.abort_all();
+        }
+    }
+    if failed {
+        Err((None, ExchangeKind::Blob, bytes))
+    } else {
+        Ok(bytes)
+    }
+}

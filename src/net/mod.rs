@@ -1,1 +1,222 @@
-//! net (in progress)
+//! One HTTP/1.1 connection per exchange, with honest timing.
+//!
+//! Every simulated download owns its TCP connection (as a node's runtime
+//! does), so fd pressure, resets and short bodies land on the exchange that
+//! caused them. Errors are turned into a [`FaultClass`] here, once, by walking
+//! the error's `source()` chain down to the `io::Error`.
+
+pub mod classify;
+pub mod limiter;
+
+pub use classify::{Fault, FaultClass, Phase};
+pub use limiter::Bandwidth;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use url::Url;
+
+/// Timeouts of one client profile, applied to every exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// From request sent to response head received.
+    pub response: Duration,
+    /// Longest gap without a body byte; `None` waits forever (dockerd).
+    pub stall: Option<Duration>,
+}
+
+/// Live count of open client connections, shared with the sampler.
+#[derive(Debug, Default)]
+pub struct ConnectionGauge(AtomicI64);
+
+impl ConnectionGauge {
+    pub fn current(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A response whose head has arrived; the body is still on the wire.
+pub struct Exchange {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Incoming,
+    /// TCP connect time (DNS included).
+    pub connect: Duration,
+    /// Request written to response head received.
+    pub ttfb: Duration,
+}
+
+/// Sends one request on a fresh connection and returns once the response head is in.
+///
+/// The connection lives until the returned body is dropped or read to its end.
+pub async fn send(
+    method: Method,
+    url: &Url,
+    headers: HeaderMap,
+    timeouts: &Timeouts,
+    gauge: &Arc<ConnectionGauge>,
+) -> Result<Exchange, Fault> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| Fault::new(FaultClass::Other, Phase::Connect, format!("URL without host: {url}")))?;
+    if url.scheme() != "http" {
+        return Err(Fault::new(
+            FaultClass::Tls,
+            Phase::Connect,
+            format!("{} URLs are not supported by this build (plain http only)", url.scheme()),
+        ));
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    let started = Instant::now();
+    let stream = connect(host, port, timeouts.connect).await?;
+    let connect = started.elapsed();
+    let io = Counted::new(stream, gauge.clone());
+
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| classify::from_error(&e, Phase::Connect))?;
+    // The connection future must be polled for the request and body to move;
+    // it ends (dropping the socket) when the body is dropped or complete.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+
+    let mut request = Request::builder()
+        .method(method)
+        .uri(request_target(url))
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| Fault::new(FaultClass::Other, Phase::Request, e.to_string()))?;
+    *request.headers_mut() = headers;
+    request.headers_mut().insert(
+        http::header::HOST,
+        http::HeaderValue::from_str(&host_header(url))
+            .map_err(|e| Fault::new(FaultClass::Other, Phase::Request, e.to_string()))?,
+    );
+    request
+        .headers_mut()
+        .entry(http::header::USER_AGENT)
+        .or_insert(http::HeaderValue::from_static(concat!("pullstorm/", env!("CARGO_PKG_VERSION"))));
+
+    let asked = Instant::now();
+    let response: Response<Incoming> = match tokio::time::timeout(timeouts.response, sender.send_request(request)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(classify::from_error(&e, Phase::Request)),
+        Err(_) => {
+            return Err(Fault::new(
+                FaultClass::ReadTimeout,
+                Phase::Request,
+                format!("no response head within {:?}", timeouts.response),
+            ))
+        }
+    };
+    let ttfb = asked.elapsed();
+    let (parts, body) = response.into_parts();
+    Ok(Exchange { status: parts.status, headers: parts.headers, body, connect, ttfb })
+}
+
+/// Reads a small body (manifest, token, error document) whole, up to `limit` bytes.
+pub async fn read_small(body: Incoming, limit: usize, stall: Option<Duration>) -> Result<Bytes, Fault> {
+    let wait = stall.unwrap_or(Duration::from_secs(60));
+    let collected = tokio::time::timeout(wait, http_body_util::Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| Fault::new(FaultClass::ReadTimeout, Phase::Body, format!("body stalled for {wait:?}")))?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(Fault::new(FaultClass::Other, Phase::Body, format!("body larger than {limit} bytes")))
+            } else {
+                Err(classify::from_dyn(&*e, Phase::Body))
+            }
+        }
+    }
+}
+
+async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, Fault> {
+    let attempt = async {
+        let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+            Ok(a) => a.collect(),
+            Err(e) => return Err(Fault::new(FaultClass::Dns, Phase::Connect, format!("{host}: {e}"))),
+        };
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Err(e) => last = Some(classify::from_io(&e, Phase::Connect, &format!("connect {addr}"))),
+            }
+        }
+        Err(last.unwrap_or_else(|| Fault::new(FaultClass::Dns, Phase::Connect, format!("{host}: no address"))))
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(Fault::new(
+            FaultClass::ConnectTimeout,
+            Phase::Connect,
+            format!("connect to {host}:{port} took longer than {limit:?}"),
+        )),
+    }
+}
+
+fn request_target(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{}", url.path(), q),
+        None => url.path().to_string(),
+    }
+}
+
+fn host_header(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// A TCP stream that keeps the open-connection gauge true for its lifetime.
+struct Counted {
+    inner: TcpStream,
+    gauge: Arc<ConnectionGauge>,
+}
+
+impl Counted {
+    fn new(inner: TcpStream, gauge: Arc<ConnectionGauge>) -> Self {
+        gauge.0.fetch_add(1, Ordering::Relaxed);
+        Counted { inner, gauge }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.gauge.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

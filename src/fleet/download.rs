@@ -1,0 +1,255 @@
+//! One blob download with the profile's retry rules: attempts, backoff,
+//! Range resume, what to do when Range is ignored, and digest verification.
+//!
+//! The per-chunk path is the digest update, one atomic add and (when the
+//! node's bandwidth is capped) the link booking; nothing else.
+
+use super::profile::RangeIgnored;
+use super::FleetContext;
+use crate::metrics::{Event, ExchangeKind, Sink};
+use crate::net::{self, Bandwidth, Fault, FaultClass, Phase};
+use crate::oci::manifest::Descriptor;
+use crate::oci::session::{header_str, hex, http_fault};
+use crate::oci::Session;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+/// How a layer ended and how many body bytes it cost.
+pub struct Outcome {
+    pub ok: bool,
+    pub bytes: u64,
+}
+
+/// Progress of one layer across its attempts.
+struct Progress {
+    /// Bytes of the blob held (and hashed) so far: where a resume starts.
+    offset: u64,
+    hasher: Sha256,
+    /// Bytes received in all attempts.
+    received: u64,
+    wasted: u64,
+}
+
+impl Progress {
+    /// Throws away what was held, as a client truncating its partial file.
+    fn restart(&mut self) {
+        self.wasted += self.offset;
+        self.offset = 0;
+        self.hasher = Sha256::new();
+    }
+}
+
+/// Downloads one blob, retrying as the profile says; reports faults, retries and the layer's end.
+pub async fn layer(
+    ctx: &FleetContext,
+    session: &Session,
+    blob: &Descriptor,
+    bandwidth: Option<&Bandwidth>,
+    events: &Sink,
+    cluster: u32,
+) -> Outcome {
+    let profile = &ctx.profile;
+    let started = Instant::now();
+    let mut first_failure: Option<Instant> = None;
+    let mut p = Progress { offset: 0, hasher: Sha256::new(), received: 0, wasted: 0 };
+    let mut attempts = 0;
+    let mut ok = false;
+    while attempts < profile.max_attempts {
+        attempts += 1;
+        let resumed = p.offset > 0;
+        let result = match attempt(ctx, session, blob, bandwidth, &mut p, events, cluster).await {
+            Ok(()) => verify(ctx, blob, &mut p),
+            Err(f) => Err(f),
+        };
+        let fault = match result {
+            Ok(()) => {
+                ok = true;
+                break;
+            }
+            Err(f) => f,
+        };
+        first_failure.get_or_insert_with(Instant::now);
+        let retry = match fault.class {
+            // dockerd retries a bad digest only when the attempt had resumed (the resume may
+            // have stitched two different bodies); the retry starts from zero.
+            FaultClass::DigestMismatch => profile.digest_retry_only_after_resume && resumed,
+            class => profile.retries(class),
+        };
+        let class = fault.class;
+        let _ = events.send(Event::Fault { fault, kind: ExchangeKind::Blob, cluster, at: Instant::now() }).await;
+        if !retry || attempts >= profile.max_attempts {
+            break;
+        }
+        let _ = events.send(Event::Retry { class }).await;
+        tokio::time::sleep(profile.delay_after(attempts)).await;
+    }
+    let now = Instant::now();
+    let _ = events
+        .send(Event::LayerDone {
+            ok,
+            took: now - started,
+            attempts,
+            retry_latency: first_failure.map(|f| now - f),
+            wasted: p.wasted,
+        })
+        .await;
+    Outcome { ok, bytes: p.received }
+}
+
+/// One GET of the blob from `p.offset`, read to its end into the hasher.
+async fn attempt(
+    ctx: &FleetContext,
+    session: &Session,
+    blob: &Descriptor,
+    bandwidth: Option<&Bandwidth>,
+    p: &mut Progress,
+    events: &Sink,
+    cluster: u32,
+) -> Result<(), Fault> {
+    let profile = &ctx.profile;
+    let asked_from = p.offset;
+    let ex = session.open_blob(&blob.digest, &blob.media_type, asked_from).await?;
+    let mut skip = 0u64;
+    match ex.status {
+        StatusCode::PARTIAL_CONTENT => {
+            let range = header_str(&ex.headers, "content-range");
+            if !content_range_starts_at(range.as_deref(), asked_from, blob.size) {
+                p.restart();
+                return Err(Fault::new(
+                    FaultClass::RangeNotHonoured,
+                    Phase::Request,
+                    format!("asked bytes={asked_from}-, got Content-Range {range:?}"),
+                ));
+            }
+        }
+        StatusCode::OK if asked_from > 0 => match profile.range_ignored {
+            RangeIgnored::RestartAttempt => {
+                p.restart();
+                return Err(Fault::new(
+                    FaultClass::RangeNotHonoured,
+                    Phase::Request,
+                    format!("expected HTTP 206 from byte range request bytes={asked_from}-, got 200"),
+                ));
+            }
+            RangeIgnored::DiscardPrefix => {
+                // The body restarts at byte 0: read past what is already held.
+                let fault = Fault::new(
+                    FaultClass::RangeNotHonoured,
+                    Phase::Request,
+                    format!("range bytes={asked_from}- answered with 200; discarding {asked_from} bytes"),
+                );
+                let _ = events.send(Event::Fault { fault, kind: ExchangeKind::Blob, cluster, at: Instant::now() }).await;
+                skip = asked_from;
+            }
+        },
+        StatusCode::OK => {}
+        status => {
+            let body = net::read_small(ex.body, 64 << 10, profile.timeouts.stall).await.unwrap_or_default();
+            return Err(http_fault(status, &body, Phase::Request, &format!("GET blob {}", blob.digest)));
+        }
+    }
+
+    let mut body = ex.body;
+    let verify = profile.verify_digest;
+    loop {
+        let frame = match profile.timeouts.stall {
+            None => body.frame().await,
+            Some(limit) => match tokio::time::timeout(limit, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => {
+                    return Err(Fault::new(
+                        FaultClass::ReadTimeout,
+                        Phase::Body,
+                        format!("no body byte for {limit:?} at offset {}", p.offset),
+                    ))
+                }
+            },
+        };
+        let frame = match frame {
+            None => break,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                let mut fault = net::classify::from_error(&e, Phase::Body);
+                fault.detail = format!("at byte {} of {}: {}", p.offset, blob.size, fault.detail);
+                return Err(fault);
+            }
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        let len = data.len();
+        ctx.gauges.add_bytes(len);
+        p.received += len as u64;
+        let mut chunk = &data[..];
+        if skip > 0 {
+            let n = skip.min(len as u64) as usize;
+            skip -= n as u64;
+            p.wasted += n as u64;
+            chunk = &chunk[n..];
+        }
+        if verify {
+            p.hasher.update(chunk);
+        }
+        p.offset += chunk.len() as u64;
+        if let Some(link) = bandwidth {
+            link.take(len).await;
+        }
+    }
+    if p.offset < blob.size {
+        // A body without Content-Length that ended early.
+        return Err(Fault::new(
+            FaultClass::UnexpectedEof,
+            Phase::Body,
+            format!("body ended at byte {} of {}", p.offset, blob.size),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the held bytes against the descriptor's size and digest.
+fn verify(ctx: &FleetContext, blob: &Descriptor, p: &mut Progress) -> Result<(), Fault> {
+    if p.offset != blob.size {
+        let held = p.offset;
+        p.restart();
+        return Err(Fault::new(
+            FaultClass::DigestMismatch,
+            Phase::Verify,
+            format!("{}: got {held} bytes, descriptor says {}", blob.digest, blob.size),
+        ));
+    }
+    if !ctx.profile.verify_digest {
+        return Ok(());
+    }
+    let hasher = std::mem::replace(&mut p.hasher, Sha256::new());
+    let actual = format!("sha256:{}", hex(&hasher.finalize()));
+    if actual == blob.digest {
+        Ok(())
+    } else {
+        p.restart();
+        Err(Fault::new(FaultClass::DigestMismatch, Phase::Verify, format!("expected {}, got {actual}", blob.digest)))
+    }
+}
+
+/// `bytes <start>-<end>/<total>` with `start == offset` (and total == size when known).
+fn content_range_starts_at(header: Option<&str>, offset: u64, size: u64) -> bool {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes ")) else { return false };
+    let Some((range, total)) = spec.split_once('/') else { return false };
+    let Some((start, end)) = range.split_once('-') else { return false };
+    let (Ok(start), Ok(end)) = (start.trim().parse::<u64>(), end.trim().parse::<u64>()) else { return false };
+    let total_ok = total.trim() == "*" || total.trim().parse::<u64>().map(|t| t == size).unwrap_or(false);
+    start == offset && end >= start && total_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_range_starts_at;
+
+    #[test]
+    fn content_range_must_start_at_the_offset() {
+        assert!(content_range_starts_at(Some("bytes 100-999/1000"), 100, 1000));
+        assert!(!content_range_starts_at(Some("bytes 0-999/1000"), 100, 1000));
+        assert!(!content_range_starts_at(Some("bytes 100-999/2000"), 100, 1000));
+        assert!(!content_range_starts_at(None, 100, 1000));
+        assert!(!content_range_starts_at(Some("garbage"), 100, 1000));
+    }
+}

@@ -1,0 +1,114 @@
+//! The plan: every node of the fleet with its cluster and start offset,
+//! from the arrival pattern. Pure and deterministic, so it is unit-tested.
+
+use crate::fleet::{NodePlan, Profile};
+use crate::fleet::profile::SlotScope;
+use crate::scenario::{Pattern, Scenario};
+use std::time::Duration;
+
+/// The fleet laid out in time.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub nodes: Vec<NodePlan>,
+    pub pulls_per_node: u32,
+}
+
+impl Plan {
+    pub fn new(s: &Scenario) -> Plan {
+        let clusters = s.fleet.clusters;
+        let per_cluster = s.fleet.nodes_per_cluster;
+        let mut nodes = Vec::with_capacity((clusters as usize) * (per_cluster as usize));
+        // Interleave clusters so a wave draws from every cluster, as a rollout across clusters does.
+        for n in 0..per_cluster {
+            for c in 0..clusters {
+                let index = nodes.len() as u32;
+                let base = match s.arrival.pattern {
+                    Pattern::Herd => Duration::ZERO,
+                    Pattern::Waves => s.arrival.wave_interval.0 * (index / s.arrival.wave_size.max(1)),
+                };
+                let jitter = jitter_for(index, s.arrival.jitter.0);
+                nodes.push(NodePlan { cluster: c, node: c * per_cluster + n, start: base + jitter });
+            }
+        }
+        Plan { nodes, pulls_per_node: s.run.pulls_per_node }
+    }
+
+    pub fn planned_pulls(&self) -> u64 {
+        self.nodes.len() as u64 * self.pulls_per_node as u64
+    }
+
+    /// Client-side fds the run may hold at once: one socket per download slot in use,
+    /// plus the embedded registry's side of each when it runs in this process.
+    pub fn fds_needed(&self, profile: &Profile, embedded: bool) -> u64 {
+        let per_node = match profile.slot_scope {
+            SlotScope::Node | SlotScope::Pull => profile.max_concurrent_downloads as u64,
+        };
+        let sockets = self.nodes.len() as u64 * per_node;
+        let sides = if embedded { 2 } else { 1 };
+        sockets * sides + FD_MARGIN
+    }
+}
+
+/// Fds for everything that is not a download: stdio, the runtime, listeners, files.
+pub const FD_MARGIN: u64 = 64;
+
+/// A deterministic per-node delay in `[0, max)`: runs are reproducible.
+fn jitter_for(index: u32, max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    // splitmix64 of the node index: well spread, no RNG state to carry.
+    let mut z = (index as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let frac = (z >> 11) as f64 / (1u64 << 53) as f64;
+    max.mul_f64(frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::units::Span;
+
+    fn scenario(clusters: u32, nodes: u32, pattern: Pattern) -> Scenario {
+        let mut s = Scenario::default();
+        s.fleet.clusters = clusters;
+        s.fleet.nodes_per_cluster = nodes;
+        s.arrival.pattern = pattern;
+        s.arrival.wave_size = 4;
+        s.arrival.wave_interval = Span(Duration::from_secs(2));
+        s
+    }
+
+    #[test]
+    fn herd_starts_everyone_at_once() {
+        let p = Plan::new(&scenario(3, 5, Pattern::Herd));
+        assert_eq!(p.nodes.len(), 15);
+        assert!(p.nodes.iter().all(|n| n.start.is_zero()));
+        let mut ids: Vec<u32> = p.nodes.iter().map(|n| n.node).collect();
+        ids.sort();
+        assert_eq!(ids, (0..15).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn waves_start_wave_size_nodes_every_interval() {
+        let p = Plan::new(&scenario(2, 5, Pattern::Waves));
+        let starts: Vec<u64> = p.nodes.iter().map(|n| n.start.as_secs()).collect();
+        assert_eq!(starts, [0, 0, 0, 0, 2, 2, 2, 2, 4, 4]);
+        // Each wave mixes clusters.
+        assert_eq!(p.nodes[0].cluster, 0);
+        assert_eq!(p.nodes[1].cluster, 1);
+    }
+
+    #[test]
+    fn jitter_is_bounded_and_deterministic() {
+        let mut s = scenario(1, 100, Pattern::Herd);
+        s.arrival.jitter = Span(Duration::from_secs(1));
+        let a = Plan::new(&s);
+        let b = Plan::new(&s);
+        assert!(a.nodes.iter().all(|n| n.start < Duration::from_secs(1)));
+        assert_eq!(a.nodes.iter().map(|n| n.start).collect::<Vec<_>>(), b.nodes.iter().map(|n| n.start).collect::<Vec<_>>());
+        assert!(a.nodes.iter().any(|n| n.start > Duration::from_millis(500)));
+    }
+}

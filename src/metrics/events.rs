@@ -1,0 +1,79 @@
+//! What nodes tell the recorder: one event per request, layer or pull (never
+//! per chunk), plus shared gauges that the hot path bumps with one atomic add.
+
+use crate::net::{ConnectionGauge, Fault, FaultClass};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The kind of request an exchange made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExchangeKind {
+    Ping,
+    Token,
+    Manifest,
+    Blob,
+}
+
+/// One thing that happened on a node.
+#[derive(Debug)]
+pub enum Event {
+    /// A response head arrived.
+    Exchange { kind: ExchangeKind, connect: Duration, ttfb: Duration },
+    /// An exchange failed; `at` is when, for the timeline and the error table.
+    Fault { fault: Fault, kind: ExchangeKind, cluster: u32, at: Instant },
+    /// A layer will be tried again after a fault of this class.
+    Retry { class: FaultClass },
+    /// A layer finished, well or not.
+    LayerDone {
+        ok: bool,
+        took: Duration,
+        attempts: u32,
+        /// First failure of the layer to its completion, when it failed at least once.
+        retry_latency: Option<Duration>,
+        /// Bytes downloaded and then thrown away (restart from zero, bad digest, skipped prefix).
+        wasted: u64,
+    },
+    /// A pull began its first request.
+    PullStarted { cluster: u32 },
+    /// A pull ended.
+    PullDone { cluster: u32, ok: bool, from_scheduled: Duration, from_start: Duration, bytes: u64 },
+}
+
+/// The sending side of the event channel, one clone per node.
+pub type Sink = mpsc::Sender<Event>;
+
+/// Gauges shared by every node and read by the recorder's sampler.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Body bytes received, all blobs, including wasted ones.
+    pub bytes: AtomicU64,
+    pub active_pulls: AtomicI64,
+    pub connections: Arc<ConnectionGauge>,
+}
+
+impl Gauges {
+    #[inline]
+    pub fn add_bytes(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Keeps `active_pulls` true even when a pull is aborted by the deadline.
+pub struct ActivePull(Arc<Gauges>);
+
+impl ActivePull {
+    pub fn new(g: &Arc<Gauges>) -> Self {
+        g.active_pulls.fetch_add(1, Ordering::Relaxed);
+        ActivePull(g.clone())
+    }
+}
+
+impl Drop for ActivePull {
+    fn drop(&mut self) {
+        self.0.active_pulls.fetch_sub(1, Ordering::Relaxed);
+    }
+}

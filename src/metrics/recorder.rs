@@ -1,0 +1,290 @@
+//! The recorder: the only owner of histograms and counters. Nodes send it
+//! events; once a second it reads the gauges and writes one timeline row.
+//! Memory is fixed except for the timeline (one row per second) and the
+//! error table (one row per fault class).
+
+use super::events::{Event, ExchangeKind, Gauges};
+use super::fds;
+use crate::net::FaultClass;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// Highest latency a histogram holds (larger values are clamped): one day in µs.
+const MAX_MICROS: u64 = 86_400_000_000;
+
+/// The latency metrics, each an HdrHistogram in microseconds with 3 significant figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    /// Pull time from the node's scheduled start (queueing included).
+    Pull,
+    /// Pull time from the pull's first request.
+    PullActual,
+    Layer,
+    Connect,
+    /// Blob request sent to response head received.
+    Ttfb,
+    /// First failure of a layer to that layer's completion.
+    Retry,
+    /// Manifest and tag-resolve requests, head received.
+    Manifest,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 7] =
+        [Metric::Pull, Metric::PullActual, Metric::Layer, Metric::Connect, Metric::Ttfb, Metric::Retry, Metric::Manifest];
+
+    pub fn key(&self) -> &'static str {
+        match self {
+            Metric::Pull => "pull",
+            Metric::PullActual => "pull_actual",
+            Metric::Layer => "layer",
+            Metric::Connect => "connect",
+            Metric::Ttfb => "ttfb",
+            Metric::Retry => "retry",
+            Metric::Manifest => "manifest",
+        }
+    }
+}
+
+/// Counts and timing of one fault class, for the error table.
+#[derive(Debug, Clone)]
+pub struct ErrorStat {
+    pub count: u64,
+    pub first_s: f64,
+    pub last_s: f64,
+    /// The first detail seen (status, registry error code, phase).
+    pub sample: String,
+    pub phase: crate::net::Phase,
+    pub request: ExchangeKind,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct TimelineRow {
+    /// Seconds since the run started.
+    pub t: u64,
+    pub active_pulls: i64,
+    pub connections: i64,
+    /// Body bytes received during this second.
+    pub bytes: u64,
+    pub pulls_completed: u64,
+    pub pulls_failed: u64,
+    pub retries: u64,
+    pub errors: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_class: BTreeMap<String, u64>,
+    pub fds: u64,
+}
+
+/// Per-cluster counts for the breakdown.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClusterStat {
+    pub cluster: u32,
+    pub pulls_started: u64,
+    pub pulls_completed: u64,
+    pub pulls_failed: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    /// Slowest pull of the cluster (from scheduled start), ms.
+    pub pull_max_ms: f64,
+}
+
+/// Everything measured during a run.
+pub struct Recorder {
+    pub started: Instant,
+    pub histograms: BTreeMap<Metric, Histogram<u64>>,
+    pub pulls_started: u64,
+    pub pulls_completed: u64,
+    pub pulls_failed: u64,
+    pub layers_completed: u64,
+    pub layers_failed: u64,
+    pub retries: u64,
+    pub retries_by_class: BTreeMap<String, u64>,
+    /// attempts -> layers that needed that many.
+    pub attempts_per_layer: BTreeMap<u32, u64>,
+    pub bytes_wasted: u64,
+    pub bytes_pulled_ok: u64,
+    pub errors: BTreeMap<FaultClass, ErrorStat>,
+    pub clusters: Vec<ClusterStat>,
+    pub timeline: Vec<TimelineRow>,
+    pub fd_peak: u64,
+    pub connections_peak: i64,
+    pending: TimelineRow,
+    last_bytes: u64,
+}
+
+impl Recorder {
+    pub fn new(clusters: u32, started: Instant) -> Self {
+        let histograms = Metric::ALL
+            .iter()
+            .map(|m| (*m, Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static histogram bounds are valid")))
+            .collect();
+        Recorder {
+            started,
+            histograms,
+            pulls_started: 0,
+            pulls_completed: 0,
+            pulls_failed: 0,
+            layers_completed: 0,
+            layers_failed: 0,
+            retries: 0,
+            retries_by_class: BTreeMap::new(),
+            attempts_per_layer: BTreeMap::new(),
+            bytes_wasted: 0,
+            bytes_pulled_ok: 0,
+            errors: BTreeMap::new(),
+            clusters: (0..clusters).map(|c| ClusterStat { cluster: c, ..Default::default() }).collect(),
+            timeline: Vec::new(),
+            fd_peak: 0,
+            connections_peak: 0,
+            pending: TimelineRow::default(),
+            last_bytes: 0,
+        }
+    }
+
+    fn observe(&mut self, metric: Metric, d: Duration) {
+        let micros = (d.as_micros() as u64).clamp(1, MAX_MICROS);
+        if let Some(h) = self.histograms.get_mut(&metric) {
+            h.saturating_record(micros);
+        }
+    }
+
+    fn cluster(&mut self, c: u32) -> Option<&mut ClusterStat> {
+        self.clusters.get_mut(c as usize)
+    }
+
+    /// Folds one event into the counters and histograms.
+    pub fn record(&mut self, event: Event) {
+        match event {
+            Event::Exchange { kind, connect, ttfb } => {
+                self.observe(Metric::Connect, connect);
+                match kind {
+                    ExchangeKind::Blob => self.observe(Metric::Ttfb, ttfb),
+                    ExchangeKind::Manifest => self.observe(Metric::Manifest, ttfb),
+                    ExchangeKind::Ping | ExchangeKind::Token => {}
+                }
+            }
+            Event::Fault { fault, kind, cluster, at } => {
+                let t = at.saturating_duration_since(self.started).as_secs_f64();
+                let stat = self.errors.entry(fault.class).or_insert_with(|| ErrorStat {
+                    count: 0,
+                    first_s: t,
+                    last_s: t,
+                    sample: fault.detail.clone(),
+                    phase: fault.phase,
+                    request: kind,
+                });
+                stat.count += 1;
+                stat.last_s = stat.last_s.max(t);
+                self.pending.errors += 1;
+                *self.pending.errors_by_class.entry(fault.class.key()).or_default() += 1;
+                if let Some(c) = self.cluster(cluster) {
+                    c.errors += 1;
+                }
+            }
+            Event::Retry { class } => {
+                self.retries += 1;
+                self.pending.retries += 1;
+                *self.retries_by_class.entry(class.key()).or_default() += 1;
+            }
+            Event::LayerDone { ok, took, attempts, retry_latency, wasted } => {
+                if ok {
+                    self.layers_completed += 1;
+                    self.observe(Metric::Layer, took);
+                } else {
+                    self.layers_failed += 1;
+                }
+                if let Some(r) = retry_latency {
+                    self.observe(Metric::Retry, r);
+                }
+                *self.attempts_per_layer.entry(attempts).or_default() += 1;
+                self.bytes_wasted += wasted;
+            }
+            Event::PullStarted { cluster } => {
+                self.pulls_started += 1;
+                if let Some(c) = self.cluster(cluster) {
+                    c.pulls_started += 1;
+                }
+            }
+            Event::PullDone { cluster, ok, from_scheduled, from_start, bytes } => {
+                if ok {
+                    self.pulls_completed += 1;
+                    self.pending.pulls_completed += 1;
+                    self.bytes_pulled_ok += bytes;
+                    self.observe(Metric::Pull, from_scheduled);
+                    self.observe(Metric::PullActual, from_start);
+                } else {
+                    self.pulls_failed += 1;
+                    self.pending.pulls_failed += 1;
+                }
+                if let Some(c) = self.cluster(cluster) {
+                    if ok {
+                        c.pulls_completed += 1;
+                        c.pull_max_ms = c.pull_max_ms.max(from_scheduled.as_secs_f64() * 1000.0);
+                    } else {
+                        c.pulls_failed += 1;
+                    }
+                    c.bytes += bytes;
+                }
+            }
+        }
+    }
+
+    /// Closes the current second: reads the gauges and appends a timeline row.
+    pub fn sample(&mut self, gauges: &Gauges) {
+        let bytes = gauges.bytes.load(Ordering::Relaxed);
+        let fds = fds::open_fds();
+        let mut row = std::mem::take(&mut self.pending);
+        row.t = self.started.elapsed().as_secs_f64().round() as u64;
+        row.active_pulls = gauges.active_pulls.load(Ordering::Relaxed);
+        row.connections = gauges.connections.current();
+        row.bytes = bytes - self.last_bytes;
+        row.fds = fds;
+        self.last_bytes = bytes;
+        self.fd_peak = self.fd_peak.max(fds);
+        self.connections_peak = self.connections_peak.max(row.connections);
+        self.timeline.push(row);
+    }
+
+    /// Total body bytes received (including wasted ones) as of the last sample.
+    pub fn bytes_downloaded(&self) -> u64 {
+        self.last_bytes
+    }
+}
+
+/// Runs the recorder until every sender is gone or `stop` fires, then takes a last sample.
+pub async fn run(
+    mut recorder: Recorder,
+    mut events: mpsc::Receiver<Event>,
+    gauges: Arc<Gauges>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Recorder {
+    let mut tick = tokio::time::interval_at(recorder.started + Duration::from_secs(1), Duration::from_secs(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // The tick first: it is ready once a second, so it cannot starve events,
+            // and a busy event queue must not delay the timeline.
+            biased;
+            _ = tick.tick() => recorder.sample(&gauges),
+            event = events.recv() => match event {
+                Some(e) => recorder.record(e),
+                None => break,
+            },
+            _ = &mut stop => {
+                // Drain what the nodes already sent before they were stopped.
+                while let Ok(e) = events.try_recv() {
+                    recorder.record(e);
+                }
+                break;
+            }
+        }
+    }
+    recorder.sample(&gauges);
+    recorder
+}

@@ -1,0 +1,368 @@
+//! One node's conversation with the registry: ping, auth, tag resolve,
+//! manifest GETs and blob GETs (with Range and redirects).
+//!
+//! Each node has its own session, so each node fetches its own token, as
+//! each real daemon does: token-service load scales with the fleet.
+
+use super::auth::{Challenge, Credentials, TokenResponse};
+use super::manifest::{self, Document};
+use crate::metrics::{Event, ExchangeKind, Sink};
+use crate::net::{self, ConnectionGauge, Exchange, Fault, FaultClass, Phase, Timeouts};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use url::Url;
+
+/// Largest manifest, token or error body read into memory.
+const SMALL_BODY_LIMIT: usize = 4 << 20;
+/// Redirects followed per request, as dockerd allows.
+const MAX_REDIRECTS: usize = 10;
+
+/// What a pull resolved: the manifest digest and the blobs to fetch.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub digest: String,
+    pub config: manifest::Descriptor,
+    pub layers: Vec<manifest::Descriptor>,
+}
+
+/// A per-node registry client.
+pub struct Session {
+    base: Url,
+    repo: String,
+    credentials: Option<Arc<Credentials>>,
+    timeouts: Timeouts,
+    gauge: Arc<ConnectionGauge>,
+    events: Sink,
+    challenge: std::sync::Mutex<Option<Challenge>>,
+    /// Held across a token fetch so concurrent downloads share one token.
+    token: tokio::sync::Mutex<Option<(HeaderValue, Instant)>>,
+}
+
+impl Session {
+    pub fn new(
+        base: Url,
+        repo: String,
+        credentials: Option<Arc<Credentials>>,
+        timeouts: Timeouts,
+        gauge: Arc<ConnectionGauge>,
+        events: Sink,
+    ) -> Self {
+        Session {
+            base,
+            repo,
+            credentials,
+            timeouts,
+            gauge,
+            events,
+            challenge: std::sync::Mutex::new(None),
+            token: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// `GET /v2/`: learns the auth challenge. 200 and 401 are both fine answers.
+    pub async fn ping(&self) -> Result<(), Fault> {
+        let url = self.url("/v2/")?;
+        let ex = self.send(ExchangeKind::Ping, Method::GET, &url, HeaderMap::new()).await?;
+        let status = ex.status;
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = ex
+                .headers
+                .get(http::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Challenge::parse);
+            self.set_challenge(challenge);
+        }
+        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+        if status.is_success() || status == StatusCode::UNAUTHORIZED {
+            Ok(())
+        } else {
+            Err(http_fault(status, &body, Phase::Request, "GET /v2/"))
+        }
+    }
+
+    /// Resolves `reference` (tag or digest) to an image manifest, through an index if need be.
+    pub async fn resolve(&self, reference: &str, platform: &str) -> Result<Resolved, Fault> {
+        let digest = if super::reference::is_digest(reference) {
+            reference.to_string()
+        } else {
+            self.head_manifest(reference).await?
+        };
+        let (doc, _) = self.get_manifest(&digest).await?;
+        match doc {
+            Document::Image { config, layers } => Ok(Resolved { digest, config, layers }),
+            Document::Index { manifests } => {
+                let entry = manifest::pick_platform(&manifests, platform).ok_or_else(|| {
+                    Fault::new(FaultClass::Other, Phase::Verify, format!("index {digest} has no {platform} manifest"))
+                })?;
+                let chosen = entry.digest.clone();
+                match self.get_manifest(&chosen).await?.0 {
+                    Document::Image { config, layers } => Ok(Resolved { digest: chosen, config, layers }),
+                    Document::Index { .. } => Err(Fault::new(
+                        FaultClass::Other,
+                        Phase::Verify,
+                        format!("index entry {chosen} is itself an index"),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// HEAD the tag with the four Accept types; falls back to GET without Docker-Content-Digest.
+    async fn head_manifest(&self, tag: &str) -> Result<String, Fault> {
+        let url = self.url(&format!("/v2/{}/manifests/{}", self.repo, tag))?;
+        let ex = self.authorized(ExchangeKind::Manifest, Method::HEAD, &url, accept_headers()).await?;
+        let status = ex.status;
+        let digest = header_str(&ex.headers, "docker-content-digest");
+        drop(ex.body);
+        if !status.is_success() {
+            // A HEAD has no body: GET once to learn the registry's error code.
+            let ex = self.authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers()).await?;
+            let status = ex.status;
+            let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+            if !status.is_success() {
+                return Err(http_fault(status, &body, Phase::Request, &format!("GET manifest {tag}")));
+            }
+            return Ok(sha256_digest(&body));
+        }
+        match digest {
+            Some(d) if super::reference::is_digest(&d) => Ok(d),
+            _ => {
+                let ex = self.authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers()).await?;
+                let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+                Ok(sha256_digest(&body))
+            }
+        }
+    }
+
+    /// GET a manifest by digest and check its bytes against the digest.
+    async fn get_manifest(&self, digest: &str) -> Result<(Document, usize), Fault> {
+        let url = self.url(&format!("/v2/{}/manifests/{}", self.repo, digest))?;
+        let ex = self.authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers()).await?;
+        let status = ex.status;
+        let content_type = header_str(&ex.headers, "content-type");
+        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+        if !status.is_success() {
+            return Err(http_fault(status, &body, Phase::Request, &format!("GET manifest {digest}")));
+        }
+        let actual = sha256_digest(&body);
+        if actual != digest {
+            return Err(Fault::new(
+                FaultClass::DigestMismatch,
+                Phase::Verify,
+                format!("manifest {digest} has digest {actual}"),
+            ));
+        }
+        let doc = Document::parse(&body, content_type.as_deref())
+            .map_err(|e| Fault::new(FaultClass::Other, Phase::Verify, e))?;
+        Ok((doc, body.len()))
+    }
+
+    /// Opens a blob GET, from `offset` with `Range: bytes=<offset>-` when it is not 0.
+    /// Redirects are followed; the Authorization header never goes to another host.
+    pub async fn open_blob(&self, digest: &str, media_type: &str, offset: u64) -> Result<Exchange, Fault> {
+        let mut url = self.url(&format!("/v2/{}/blobs/{}", self.repo, digest))?;
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&format!("{media_type}, */*")) {
+            headers.insert(http::header::ACCEPT, v);
+        }
+        if offset > 0 {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes={offset}-")) {
+                headers.insert(http::header::RANGE, v);
+            }
+        }
+        let mut ex = self.authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone()).await?;
+        for _ in 0..MAX_REDIRECTS {
+            if !ex.status.is_redirection() {
+                return Ok(ex);
+            }
+            let Some(location) = header_str(&ex.headers, "location") else { return Ok(ex) };
+            drop(ex.body);
+            let next = url.join(&location).map_err(|e| {
+                Fault::new(FaultClass::Other, Phase::Request, format!("bad redirect Location {location:?}: {e}"))
+            })?;
+            let same_origin = next.host_str() == url.host_str() && next.port_or_known_default() == url.port_or_known_default();
+            url = next;
+            ex = if same_origin {
+                self.authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone()).await?
+            } else {
+                self.send(ExchangeKind::Blob, Method::GET, &url, headers.clone()).await?
+            };
+        }
+        Err(Fault::new(FaultClass::Other, Phase::Request, format!("more than {MAX_REDIRECTS} redirects for {digest}")))
+    }
+
+    /// Sends with the credentials the challenge asks for; on a 401, re-authenticates once.
+    async fn authorized(
+        &self,
+        kind: ExchangeKind,
+        method: Method,
+        url: &Url,
+        headers: HeaderMap,
+    ) -> Result<Exchange, Fault> {
+        let mut with_auth = headers.clone();
+        if let Some(v) = self.authorization(false).await? {
+            with_auth.insert(http::header::AUTHORIZATION, v);
+        }
+        let ex = self.send(kind, method.clone(), url, with_auth).await?;
+        if ex.status != StatusCode::UNAUTHORIZED {
+            return Ok(ex);
+        }
+        // The token expired or the challenge changed: learn it and try once more.
+        if let Some(c) = ex.headers.get(http::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()) {
+            self.set_challenge(Challenge::parse(c));
+        }
+        drop(ex.body);
+        let mut retry = headers;
+        if let Some(v) = self.authorization(true).await? {
+            retry.insert(http::header::AUTHORIZATION, v);
+        }
+        self.send(kind, method, url, retry).await
+    }
+
+    /// The Authorization value for the current challenge, fetching a token if needed.
+    async fn authorization(&self, refresh: bool) -> Result<Option<HeaderValue>, Fault> {
+        let challenge = self.challenge.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self
+                .credentials
+                .as_ref()
+                .and_then(|c| HeaderValue::from_str(&c.basic_header()).ok())
+                .map(sensitive)),
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                let mut cached = self.token.lock().await;
+                if let Some((token, expires)) = cached.as_ref() {
+                    if !refresh && Instant::now() < *expires {
+                        return Ok(Some(token.clone()));
+                    }
+                }
+                let (token, expires) = self.fetch_token(&realm, service.as_deref()).await?;
+                *cached = Some((token.clone(), expires));
+                Ok(Some(token))
+            }
+        }
+    }
+
+    fn set_challenge(&self, c: Option<Challenge>) {
+        *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = c;
+    }
+
+    async fn fetch_token(&self, realm: &str, service: Option<&str>) -> Result<(HeaderValue, Instant), Fault> {
+        let mut url = Url::parse(realm)
+            .or_else(|_| self.base.join(realm))
+            .map_err(|e| Fault::new(FaultClass::Other, Phase::Request, format!("bad token realm {realm:?}: {e}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            q.append_pair("scope", &format!("repository:{}:pull", self.repo));
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(c) = &self.credentials {
+            if let Ok(v) = HeaderValue::from_str(&c.basic_header()) {
+                headers.insert(http::header::AUTHORIZATION, sensitive(v));
+            }
+        }
+        let ex = self.send(ExchangeKind::Token, Method::GET, &url, headers).await?;
+        let status = ex.status;
+        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+        if !status.is_success() {
+            return Err(http_fault(status, &body, Phase::Request, "token request"));
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| Fault::new(FaultClass::Other, Phase::Body, format!("token response is not JSON: {e}")))?;
+        let token = parsed
+            .bearer()
+            .ok_or_else(|| Fault::new(FaultClass::Other, Phase::Body, "token response without a token"))?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Fault::new(FaultClass::Other, Phase::Body, "token is not a valid header value"))?;
+        let value = sensitive(value);
+        // Renew a little early so a token never expires mid-request.
+        let life = Duration::from_secs(parsed.lifetime_secs()).saturating_sub(Duration::from_secs(5));
+        Ok((value, Instant::now() + life))
+    }
+
+    async fn send(&self, kind: ExchangeKind, method: Method, url: &Url, headers: HeaderMap) -> Result<Exchange, Fault> {
+        let ex = net::send(method, url, headers, &self.timeouts, &self.gauge).await?;
+        let _ = self.events.send(Event::Exchange { kind, connect: ex.connect, ttfb: ex.ttfb }).await;
+        Ok(ex)
+    }
+
+    fn url(&self, path: &str) -> Result<Url, Fault> {
+        self.base
+            .join(path)
+            .map_err(|e| Fault::new(FaultClass::Other, Phase::Request, format!("cannot build URL for {path}: {e}")))
+    }
+}
+
+fn accept_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for t in manifest::ACCEPTED {
+        h.append(http::header::ACCEPT, HeaderValue::from_static(t));
+    }
+    h
+}
+
+fn sensitive(mut v: HeaderValue) -> HeaderValue {
+    v.set_sensitive(true);
+    v
+}
+
+pub(crate) fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// `sha256:<hex>` of a byte string.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex(&sha2::Sha256::digest(bytes)))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// An HTTP error status as a fault, keeping the registry's error code (e.g. MANIFEST_UNKNOWN).
+pub fn http_fault(status: StatusCode, body: &[u8], phase: Phase, what: &str) -> Fault {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<RegistryError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RegistryError {
+        code: String,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let codes = serde_json::from_slice::<Errors>(body)
+        .ok()
+        .map(|e| {
+            e.errors
+                .iter()
+                .map(|r| match &r.message {
+                    Some(m) => format!("{} ({m})", r.code),
+                    None => r.code.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .filter(|s| !s.is_empty());
+    let detail = match codes {
+        Some(c) => format!("{what}: HTTP {} {c}", status.as_u16()),
+        None => format!("{what}: HTTP {}", status.as_u16()),
+    };
+    Fault::new(FaultClass::Http(status.as_u16()), phase, detail)
+}

@@ -1,0 +1,249 @@
+//! The result.json model. Field names are a contract (docs/result-schema.md):
+//! add fields freely, never rename or remove one without a new schema version.
+
+use crate::metrics::recorder::{ClusterStat, Metric, Recorder, TimelineRow};
+use base64::Engine;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA: &str = "pullstorm/result/v1";
+
+/// The whole result document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultDoc {
+    pub schema: String,
+    pub pullstorm_version: String,
+    pub scenario: ScenarioInfo,
+    pub target: TargetInfo,
+    /// RFC 3339 UTC.
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+    /// False when the deadline or Ctrl-C stopped the run with pulls in flight or not started.
+    pub complete: bool,
+    /// `finished`, `deadline` or `interrupted`.
+    pub stop_reason: String,
+    pub fleet: FleetInfo,
+    pub pulls: Pulls,
+    pub layers: Layers,
+    pub bytes: Bytes,
+    pub throughput: Throughput,
+    pub retries: Retries,
+    /// Count per fault class; every fixed class is present, `http_<code>` when seen.
+    pub errors: BTreeMap<String, u64>,
+    /// One row per fault class seen: count, first/last time, a sample detail.
+    pub error_details: Vec<ErrorDetail>,
+    /// Percentiles per metric, milliseconds.
+    pub latency: BTreeMap<String, LatencySummary>,
+    /// Every histogram, HdrHistogram V2 + DEFLATE, base64: merge these, not the percentiles.
+    pub histograms: BTreeMap<String, String>,
+    pub fd: FdInfo,
+    pub connections: ConnectionInfo,
+    pub clusters: Vec<ClusterStat>,
+    pub timeline: Vec<TimelineRow>,
+    pub thresholds: ThresholdReport,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub file: String,
+    /// `--set` overrides, in order.
+    pub overrides: Vec<String>,
+    /// The scenario as run (defaults filled in, overrides applied).
+    pub resolved: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetInfo {
+    pub url: String,
+    pub image: String,
+    pub embedded: bool,
+    pub manifest_digest: Option<String>,
+    /// Config and layer blobs of the resolved image.
+    pub blobs: Vec<BlobInfo>,
+    /// Bytes one pull moves (config + layers).
+    pub image_bytes: u64,
+    /// `Server` / `Docker-Distribution-API-Version` headers seen at start.
+    pub server: Option<String>,
+    pub api_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobInfo {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetInfo {
+    pub clusters: u32,
+    pub nodes_per_cluster: u32,
+    pub nodes: u64,
+    pub client: String,
+    pub profile: serde_json::Value,
+    pub arrival: String,
+    pub node_bandwidth_bytes_per_sec: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pulls {
+    /// nodes x pulls_per_node.
+    pub planned: u64,
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Started but neither completed nor failed when the run stopped.
+    pub interrupted: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Layers {
+    pub completed: u64,
+    pub failed: u64,
+    /// attempts -> number of layers that took that many.
+    pub attempts: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bytes {
+    /// Body bytes received, wasted ones included.
+    pub downloaded: u64,
+    /// Bytes received and then thrown away (restarts, bad digests, skipped prefixes).
+    pub wasted: u64,
+    /// Bytes of completed pulls.
+    pub completed_pulls: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Throughput {
+    /// downloaded / duration.
+    pub mean_bytes_per_sec: f64,
+    /// Best one-second row of the timeline.
+    pub peak_bytes_per_sec: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Retries {
+    pub total: u64,
+    pub by_class: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub class: String,
+    pub count: u64,
+    pub first_s: f64,
+    pub last_s: f64,
+    pub phase: String,
+    pub request: String,
+    pub sample: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdInfo {
+    pub client_peak: u64,
+    /// The soft nofile limit the run had (after raising it to the hard limit).
+    pub client_limit: u64,
+    pub client_hard_limit: u64,
+    pub client_limit_at_start: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub peak: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ThresholdReport {
+    pub passed: bool,
+    pub checks: Vec<ThresholdCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdCheck {
+    pub name: String,
+    pub limit: String,
+    pub actual: String,
+    pub passed: bool,
+}
+
+/// Percentiles of a microsecond histogram, in milliseconds.
+pub fn summarize(h: &Histogram<u64>) -> LatencySummary {
+    if h.is_empty() {
+        return LatencySummary::default();
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    LatencySummary {
+        count: h.len(),
+        min: ms(h.min()),
+        mean: (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
+        p50: ms(h.value_at_quantile(0.50)),
+        p90: ms(h.value_at_quantile(0.90)),
+        p99: ms(h.value_at_quantile(0.99)),
+        p999: ms(h.value_at_quantile(0.999)),
+        max: ms(h.max()),
+    }
+}
+
+/// HdrHistogram V2 + DEFLATE, base64 (standard alphabet, padded).
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    // Serializing into a Vec cannot fail for a valid histogram.
+    let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The inverse of [`encode_histogram`].
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("bad base64: {e}"))?;
+    Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| format!("bad histogram: {e:?}"))
+}
+
+/// The measured parts of the result, from the recorder.
+pub fn measured(rec: &Recorder) -> (BTreeMap<String, LatencySummary>, BTreeMap<String, String>) {
+    let mut latency = BTreeMap::new();
+    let mut histograms = BTreeMap::new();
+    for m in Metric::ALL {
+        if let Some(h) = rec.histograms.get(&m) {
+            latency.insert(m.key().to_string(), summarize(h));
+            histograms.insert(m.key().to_string(), encode_histogram(h));
+        }
+    }
+    (latency, histograms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_round_trip_losslessly() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).unwrap();
+        for v in [1u64, 10, 1_000, 1_234_567, 60_000_000] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back.len(), h.len());
+        assert_eq!(back.max(), h.max());
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        let s = summarize(&h);
+        assert_eq!(s.count, 5);
+        assert!((s.p50 - 1.0).abs() < 0.01, "{s:?}");
+    }
+}
