@@ -26,6 +26,8 @@ pub struct FleetContext {
     pub reference: Reference,
     pub platform: String,
     pub profile: Profile,
+    /// The profile's timeouts, the connection gauge and TLS.
+    pub transport: crate::net::Transport,
     pub credentials: Option<Arc<Credentials>>,
     pub gauges: Arc<Gauges>,
     pub pulls_per_node: u32,
@@ -76,8 +78,7 @@ async fn pull(
         ctx.base.clone(),
         ctx.reference.name.clone(),
         ctx.credentials.clone(),
-        ctx.profile.timeouts,
-        ctx.gauges.connections.clone(),
+        ctx.transport.clone(),
         events.clone(),
     ));
     let outcome = fetch_image(ctx, &session, cluster, slots, bandwidth, events).await;

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use url::Url;
@@ -43,6 +44,7 @@ enum Stop {
 /// Runs the scenario and writes its result; returns the exit code.
 pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
     let s = &opts.loaded.scenario;
+    let mut shutdown = Shutdown::listen();
     let limits = fds::raise_nofile();
     let profile = Profile::new(s.fleet.client, &s.client);
     let plan = Plan::new(s);
@@ -88,7 +90,14 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
     let credentials = Credentials::find(&host).map(Arc::new);
 
     let gauges = Arc::new(Gauges::default());
-    let target = preflight(&base, &reference, &s.target.platform, &profile, credentials.clone(), &gauges, embedded).await?;
+    let tls = match base.scheme() {
+        "https" => Some(
+            net::tls::connector(s.target.ca_file.as_deref(), s.target.insecure_tls).map_err(Failure::bad_input)?,
+        ),
+        _ => None,
+    };
+    let transport = net::Transport { timeouts: profile.timeouts, gauge: gauges.connections.clone(), tls };
+    let target = preflight(&base, &reference, &s.target.platform, &transport, credentials.clone(), embedded).await?;
     if !opts.quiet {
         eprintln!(
             "pullstorm: {} nodes ({} clusters x {}), {} pull(s) each of {} ({}) from {}{}",
@@ -108,6 +117,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         reference,
         platform: s.target.platform.clone(),
         profile: profile.clone(),
+        transport,
         credentials,
         gauges: gauges.clone(),
         pulls_per_node: plan.pulls_per_node,
@@ -139,7 +149,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         tokio::select! {
             done = nodes.join_next() => if done.is_none() { break Stop::Finished },
             _ = &mut deadline => break Stop::Deadline,
-            _ = shutdown_signal() => break Stop::Interrupted,
+            _ = shutdown.requested() => break Stop::Interrupted,
         }
     };
     if stop != Stop::Finished {
@@ -178,14 +188,13 @@ async fn preflight(
     base: &Url,
     reference: &Reference,
     platform: &str,
-    profile: &Profile,
+    transport: &net::Transport,
     credentials: Option<Arc<Credentials>>,
-    gauges: &Arc<Gauges>,
     embedded: bool,
 ) -> Result<TargetInfo, Failure> {
     let ping_url = base.join("/v2/").map_err(|e| Failure::bad_input(format!("target.url: {e}")))?;
     let timeouts = net::Timeouts { connect: Duration::from_secs(10), response: Duration::from_secs(15), stall: Some(Duration::from_secs(15)) };
-    let ex = net::send(http::Method::GET, &ping_url, http::HeaderMap::new(), &timeouts, &gauges.connections)
+    let ex = net::send(http::Method::GET, &ping_url, http::HeaderMap::new(), &transport.with_timeouts(timeouts))
         .await
         .map_err(|f| Failure::cannot_proceed(format!("target {base} is unreachable: {f}")))?;
     let server = ex.headers.get("server").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -196,7 +205,7 @@ async fn preflight(
     // Resolve once with a throwaway event channel: the nodes' pulls are what is measured.
     let (sink, mut drain) = tokio::sync::mpsc::channel(1024);
     let drainer = tokio::spawn(async move { while drain.recv().await.is_some() {} });
-    let session = Session::new(base.clone(), reference.name.clone(), credentials.clone(), profile.timeouts, gauges.connections.clone(), sink);
+    let session = Session::new(base.clone(), reference.name.clone(), credentials.clone(), transport.clone(), sink);
     let resolved = async {
         session.ping().await?;
         session.resolve(reference.manifest_ref(), platform).await
@@ -346,17 +355,31 @@ fn default_out_dir(name: &str, at: SystemTime) -> PathBuf {
     PathBuf::from("reports").join(format!("{name}-{stamp}"))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
+/// SIGINT (Ctrl-C) and SIGTERM, listened to from before the fleet starts so an
+/// early signal is never lost to the default action (death without a result).
+struct Shutdown {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+impl Shutdown {
+    fn listen() -> Shutdown {
+        Shutdown { interrupt: signal(SignalKind::interrupt()).ok(), terminate: signal(SignalKind::terminate()).ok() }
+    }
+
+    async fn requested(&mut self) {
+        async fn on(s: &mut Option<Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
                 None => std::future::pending::<()>().await,
             }
-        } => {}
+        }
+        tokio::select! {
+            _ = on(&mut self.interrupt) => {}
+            _ = on(&mut self.terminate) => {}
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod limiter;
+pub mod tls;
 
 pub use classify::{Fault, FaultClass, Phase};
 pub use limiter::Bandwidth;
@@ -34,6 +35,21 @@ pub struct Timeouts {
     pub stall: Option<Duration>,
 }
 
+/// How a run connects: the profile's timeouts, the open-connection gauge and TLS.
+#[derive(Clone)]
+pub struct Transport {
+    pub timeouts: Timeouts,
+    pub gauge: Arc<ConnectionGauge>,
+    pub tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Transport {
+    /// The same transport with other timeouts (the preflight's, say).
+    pub fn with_timeouts(&self, timeouts: Timeouts) -> Transport {
+        Transport { timeouts, ..self.clone() }
+    }
+}
+
 /// Live count of open client connections, shared with the sampler.
 #[derive(Debug, Default)]
 pub struct ConnectionGauge(AtomicI64);
@@ -58,28 +74,46 @@ pub struct Exchange {
 /// Sends one request on a fresh connection and returns once the response head is in.
 ///
 /// The connection lives until the returned body is dropped or read to its end.
-pub async fn send(
-    method: Method,
-    url: &Url,
-    headers: HeaderMap,
-    timeouts: &Timeouts,
-    gauge: &Arc<ConnectionGauge>,
-) -> Result<Exchange, Fault> {
+pub async fn send(method: Method, url: &Url, headers: HeaderMap, transport: &Transport) -> Result<Exchange, Fault> {
+    let timeouts = &transport.timeouts;
     let host = url
         .host_str()
         .ok_or_else(|| Fault::new(FaultClass::Other, Phase::Connect, format!("URL without host: {url}")))?;
-    if url.scheme() != "http" {
-        return Err(Fault::new(
-            FaultClass::Tls,
-            Phase::Connect,
-            format!("{} URLs are not supported by this build (plain http only)", url.scheme()),
-        ));
-    }
     let port = url.port_or_known_default().unwrap_or(80);
     let started = Instant::now();
-    let stream = connect(host, port, timeouts.connect).await?;
+    let stream = Counted::new(connect(host, port, timeouts.connect).await?, transport.gauge.clone());
+    let io: Box<dyn Io> = match url.scheme() {
+        "http" => Box::new(stream),
+        "https" => {
+            let tls = transport.tls.as_ref().ok_or_else(|| {
+                Fault::new(FaultClass::Tls, Phase::Connect, "https target but TLS is not configured")
+            })?;
+            let name = tls::server_name(host).map_err(|e| Fault::new(FaultClass::Tls, Phase::Connect, e))?;
+            let left = timeouts.connect.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, tls.connect(name, stream)).await {
+                Ok(Ok(s)) => Box::new(s),
+                // A reset or EOF mid-handshake keeps its own class; anything else is TLS.
+                Ok(Err(e)) => {
+                    let mut f = classify::from_io(&e, Phase::Connect, &format!("TLS handshake with {host}:{port}"));
+                    if f.class == FaultClass::Other {
+                        f.class = FaultClass::Tls;
+                    }
+                    return Err(f);
+                }
+                Err(_) => {
+                    return Err(Fault::new(
+                        FaultClass::Tls,
+                        Phase::Connect,
+                        format!("TLS handshake with {host}:{port} took longer than {:?}", timeouts.connect),
+                    ))
+                }
+            }
+        }
+        other => {
+            return Err(Fault::new(FaultClass::Other, Phase::Connect, format!("unsupported URL scheme {other}")))
+        }
+    };
     let connect = started.elapsed();
-    let io = Counted::new(stream, gauge.clone());
 
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
         .await
@@ -183,6 +217,10 @@ fn host_header(url: &Url) -> String {
         None => host.to_string(),
     }
 }
+
+/// Plain or TLS, boxed once per connection so the rest of the exchange is one code path.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// A TCP stream that keeps the open-connection gauge true for its lifetime.
 struct Counted {

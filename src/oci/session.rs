@@ -7,7 +7,7 @@
 use super::auth::{Challenge, Credentials, TokenResponse};
 use super::manifest::{self, Document};
 use crate::metrics::{Event, ExchangeKind, Sink};
-use crate::net::{self, ConnectionGauge, Exchange, Fault, FaultClass, Phase, Timeouts};
+use crate::net::{self, Exchange, Fault, FaultClass, Phase, Timeouts, Transport};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +32,7 @@ pub struct Session {
     base: Url,
     repo: String,
     credentials: Option<Arc<Credentials>>,
-    timeouts: Timeouts,
-    gauge: Arc<ConnectionGauge>,
+    transport: Transport,
     events: Sink,
     challenge: std::sync::Mutex<Option<Challenge>>,
     /// Held across a token fetch so concurrent downloads share one token.
@@ -45,16 +44,14 @@ impl Session {
         base: Url,
         repo: String,
         credentials: Option<Arc<Credentials>>,
-        timeouts: Timeouts,
-        gauge: Arc<ConnectionGauge>,
+        transport: Transport,
         events: Sink,
     ) -> Self {
         Session {
             base,
             repo,
             credentials,
-            timeouts,
-            gauge,
+            transport,
             events,
             challenge: std::sync::Mutex::new(None),
             token: tokio::sync::Mutex::new(None),
@@ -62,7 +59,7 @@ impl Session {
     }
 
     pub fn timeouts(&self) -> &Timeouts {
-        &self.timeouts
+        &self.transport.timeouts
     }
 
     /// `GET /v2/`: learns the auth challenge. 200 and 401 are both fine answers.
@@ -78,7 +75,7 @@ impl Session {
                 .and_then(Challenge::parse);
             self.set_challenge(challenge);
         }
-        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
         if status.is_success() || status == StatusCode::UNAUTHORIZED {
             Ok(())
         } else {
@@ -124,7 +121,7 @@ impl Session {
             // A HEAD has no body: GET once to learn the registry's error code.
             let ex = self.authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers()).await?;
             let status = ex.status;
-            let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+            let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
             if !status.is_success() {
                 return Err(http_fault(status, &body, Phase::Request, &format!("GET manifest {tag}")));
             }
@@ -134,7 +131,7 @@ impl Session {
             Some(d) if super::reference::is_digest(&d) => Ok(d),
             _ => {
                 let ex = self.authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers()).await?;
-                let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+                let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
                 Ok(sha256_digest(&body))
             }
         }
@@ -146,7 +143,7 @@ impl Session {
         let ex = self.authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers()).await?;
         let status = ex.status;
         let content_type = header_str(&ex.headers, "content-type");
-        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
         if !status.is_success() {
             return Err(http_fault(status, &body, Phase::Request, &format!("GET manifest {digest}")));
         }
@@ -272,7 +269,7 @@ impl Session {
         }
         let ex = self.send(ExchangeKind::Token, Method::GET, &url, headers).await?;
         let status = ex.status;
-        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.timeouts.stall).await?;
+        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
         if !status.is_success() {
             return Err(http_fault(status, &body, Phase::Request, "token request"));
         }
@@ -290,7 +287,7 @@ impl Session {
     }
 
     async fn send(&self, kind: ExchangeKind, method: Method, url: &Url, headers: HeaderMap) -> Result<Exchange, Fault> {
-        let ex = net::send(method, url, headers, &self.timeouts, &self.gauge).await?;
+        let ex = net::send(method, url, headers, &self.transport).await?;
         let _ = self.events.send(Event::Exchange { kind, connect: ex.connect, ttfb: ex.ttfb }).await;
         Ok(ex)
     }

@@ -1,0 +1,87 @@
+//! TLS for `https://` targets (rustls with the ring provider): the system's
+//! roots plus an optional CA file (the lab's test CA), or no verification at
+//! all when the scenario says `insecure_tls` (like `--tls-verify=false`).
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Builds the TLS connector for a run.
+pub fn connector(ca_file: Option<&Path>, insecure: bool) -> Result<tokio_rustls::TlsConnector, String> {
+    let provider = Arc::new(ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?;
+    let config = if insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))).with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        // The system store may be missing or partly unreadable; the CA file can still suffice.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = ca_file {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: cannot read CA file: {e}", path.display()))?;
+            let mut added = 0;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| format!("{}: bad CA certificate: {e}", path.display()))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(format!("{}: no certificate in the CA file", path.display()));
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// The server name to verify, from the URL's host.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(host.to_string()).map_err(|e| format!("{host} is not a valid TLS server name: {e}"))
+}
+
+/// Verifies signatures (so the handshake is real) but trusts any certificate.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
