@@ -76,7 +76,8 @@ impl fmt::Display for KeyPath {
                         f.write_str(".")?;
                     }
                     let bare = !k.is_empty()
-                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                     if bare {
                         f.write_str(k)?;
                     } else {
@@ -230,8 +231,13 @@ mod tests {
         assert_eq!(at("fleet.nodes"), None);
 
         let key = |line: usize, col: usize| {
-            let offset: usize =
-                text.lines().take(line - 1).map(|l| l.len() + 1).sum::<usize>() + col - 1;
+            let offset: usize = text
+                .lines()
+                .take(line - 1)
+                .map(|l| l.len() + 1)
+                .sum::<usize>()
+                + col
+                - 1;
             key_at(&doc, offset).to_string()
         };
         assert_eq!(key(3, 12), "fleet.clusters");

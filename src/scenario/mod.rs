@@ -280,7 +280,10 @@ fn tidy_serde_message(message: &str, key: &KeyPath) -> String {
         let mut out = if rest.contains("there are no fields") {
             "unknown key (this table takes no keys)".to_string()
         } else {
-            format!("unknown key (expected one of {})", names[1.min(names.len())..].join(", "))
+            format!(
+                "unknown key (expected one of {})",
+                names[1.min(names.len())..].join(", ")
+            )
         };
         if key.last_key().is_some_and(validate::is_credential_key) {
             out.push_str("; ");
@@ -290,8 +293,15 @@ fn tidy_serde_message(message: &str, key: &KeyPath) -> String {
     }
     if let Some(rest) = message.strip_prefix("unknown variant ") {
         if let Some((value, expected)) = quoted(rest).split_first() {
-            return format!("unknown value {value:?} (expected one of {})", expected.join(", "));
+            return format!(
+                "unknown value {value:?} (expected one of {})",
+                expected.join(", ")
+            );
         }
+    }
+    // toml's words for a non-string where a name (`dockerd`, `herd`...) belongs.
+    if message == "wanted string or table" {
+        return "invalid type, expected a string".into();
     }
     match message.split_once(", expected struct ") {
         Some((head, _)) => format!("{head}, expected a table"),

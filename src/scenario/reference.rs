@@ -112,7 +112,11 @@ fn check_digest(digest: &str) -> Result<(), String> {
     let hex = digest.strip_prefix("sha256:").ok_or_else(|| {
         format!("`{digest}` is not a supported digest (expected sha256:<64 hex digits>)")
     })?;
-    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
         Err(format!(

@@ -95,7 +95,10 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
     }
     for (i, layer) in e.layers.iter().enumerate() {
         if layer.0 == 0 {
-            out.add(&format!("embedded.layers[{i}]"), "a layer must be larger than 0 bytes");
+            out.add(
+                &format!("embedded.layers[{i}]"),
+                "a layer must be larger than 0 bytes",
+            );
         }
     }
 
@@ -112,13 +115,18 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
             "fleet",
             &["fleet.clusters", "fleet.nodes_per_cluster"],
             format!(
-                "clusters x nodes_per_cluster = {nodes} nodes, more than the {MAX_NODES} one run supports \
-                 (split the fleet into shards and merge their results)"
+                "clusters x nodes_per_cluster = {} nodes, more than the {} one run supports \
+                 (split the fleet into shards and merge their results)",
+                thousands(nodes),
+                thousands(MAX_NODES)
             ),
         );
     }
     if f.node_bandwidth.is_some_and(|r| r.0 == 0) {
-        out.add("fleet.node_bandwidth", "must be more than 0 (leave it out for no cap)");
+        out.add(
+            "fleet.node_bandwidth",
+            "must be more than 0 (leave it out for no cap)",
+        );
     }
 
     let c = &s.client;
@@ -126,7 +134,10 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
         out.add("client.max_concurrent_downloads", "must be at least 1");
     }
     if c.max_attempts == Some(0) {
-        out.add("client.max_attempts", "must be at least 1 (the first attempt counts)");
+        out.add(
+            "client.max_attempts",
+            "must be at least 1 (the first attempt counts)",
+        );
     }
     if c.connect_timeout.is_some_and(|d| d.0.is_zero()) {
         out.add("client.connect_timeout", "must be more than 0");
@@ -173,6 +184,19 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
     out.0
 }
 
+/// `1000000` -> `1,000,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A run name ends up in a folder name: keep it to a safe alphabet.
 pub fn check_name(name: &str) -> Result<(), String> {
     let safe = name
@@ -214,6 +238,8 @@ fn valid_platform(text: &str) -> bool {
     let parts: Vec<&str> = text.split('/').collect();
     (2..=3).contains(&parts.len())
         && parts.iter().all(|p| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         })
 }
