@@ -448,3 +448,69 @@ fn odd_inputs_and_sets_never_panic() {
         );
     }
 }
+
+fn docs() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenarios.md"))
+        .expect("docs/scenarios.md exists")
+}
+
+#[test]
+fn the_annotated_example_in_the_docs_is_valid() {
+    let docs = docs();
+    let section = docs
+        .split("## A complete, annotated example")
+        .nth(1)
+        .expect("the docs have an annotated example");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a toml block");
+    let s = parse(example, "docs/scenarios.md", &[]).unwrap_or_else(|f| panic!("{}", f.message));
+    assert_eq!(s.fleet.clusters * s.fleet.nodes_per_cluster, 960);
+    // With its comments removed the commented keys must be valid too.
+    let uncommented = example
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let s =
+        parse(&uncommented, "docs/scenarios.md", &[]).unwrap_or_else(|f| panic!("{}", f.message));
+    assert_eq!(s.client.max_attempts, Some(5));
+    assert!(s.target.ca_file.is_some());
+}
+
+#[test]
+fn the_docs_describe_every_key() {
+    // Serializing a scenario with every optional key set lists every key of the model.
+    let full = "[target]\nurl = \"http://h\"\nimage = \"a\"\nca_file = \"c\"\n\
+                [embedded.faults]\ncut_after = 1\ncut_times = 1\n\
+                [fleet]\nnode_bandwidth = 1\n\
+                [client]\nmax_concurrent_downloads = 1\nmax_attempts = 1\nbackoff = 1\nverify_digest = true\n\
+                connect_timeout = 1\nresponse_timeout = 1\nstall_timeout = 1\n\
+                [thresholds]\nmax_failed_pulls = 1\nmax_failure_rate = 1\nmax_retries = 1\nmax_errors = 1\n\
+                pull_p50 = 1\npull_p99 = 1\nttfb_p99 = 1\nmin_throughput = 1\n";
+    let mut s = ok(full, &[]);
+    s.name = Some("n".into());
+    s.description = Some("d".into());
+    let value = toml::Value::try_from(&s).expect("a scenario serializes");
+    let docs = docs();
+    let mut missing = Vec::new();
+    fn walk(prefix: &str, value: &toml::Value, docs: &str, missing: &mut Vec<String>) {
+        if let toml::Value::Table(table) = value {
+            for (key, child) in table {
+                let documented = if child.is_table() {
+                    docs.contains(&format!("`[{prefix}{key}]`"))
+                } else {
+                    docs.contains(&format!("| `{key}` |"))
+                };
+                if !documented {
+                    missing.push(format!("{prefix}{key}"));
+                }
+                walk(&format!("{prefix}{key}."), child, docs, missing);
+            }
+        }
+    }
+    walk("", &value, &docs, &mut missing);
+    assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+}

@@ -13,7 +13,7 @@
 //! `file:line:col` or `--set KEY=VALUE`, for example
 //! `scenarios/x.toml:7:12: fleet.clusters: invalid type: string "many", expected u32`.
 
-pub mod locate;
+mod locate;
 pub mod model;
 pub mod reference;
 pub mod units;
@@ -167,17 +167,12 @@ impl Blame<'_> {
         // An offset only means something in the file itself, not in the edited text.
         let at = at.filter(|_| self.sets.is_empty());
         let text = self.file.raw();
-        let mut ancestors = key.parent();
         let at = at
             .or_else(|| suspects().find_map(|k| find(self.file, k)))
             .or_else(|| {
-                while let Some(p) = ancestors {
-                    if let Some(at) = find(self.file, &p) {
-                        return Some(at);
-                    }
-                    ancestors = p.parent();
-                }
-                None
+                // Not written in the file: point at its section, if that is.
+                std::iter::successors(key.parent(), KeyPath::parent)
+                    .find_map(|p| find(self.file, &p))
             });
         match at {
             Some(at) => {
