@@ -243,3 +243,66 @@ fn valid_platform(text: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "https://harbor.example",
+            "http://[::1]:5000",
+            "https://harbor.example/registry-prefix",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "harbor.example",
+            "127.0.0.1:8080",
+            "ftp://h",
+            "unix:///run/registry.sock",
+            "http://",
+            "http://h/?x=1",
+            "http://h/#f",
+            "https://me@h",
+            "https://me:secret@h",
+        ] {
+            let err = check_url(bad).expect_err(bad);
+            assert!(!err.contains("secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn names_and_credential_keys() {
+        for ok in ["quickstart", "lab-nginx", "v1.2_rc", "a"] {
+            assert_eq!(check_name(ok), Ok(()));
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "é", &"x".repeat(101)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        for key in [
+            "username",
+            "password",
+            "token",
+            "auth",
+            "registry_password",
+            "api_token",
+        ] {
+            assert!(is_credential_key(key), "{key}");
+        }
+        for key in ["clusters", "url", "image", "author"] {
+            assert!(!is_credential_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(2_000_000), "2,000,000");
+    }
+}
