@@ -16,6 +16,7 @@ pub struct Scenario {
     /// Name used in the default output folder and the report; defaults to the file stem.
     #[serde(default)]
     pub name: Option<String>,
+    /// Free text shown in the report.
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
@@ -42,6 +43,7 @@ pub struct TargetSection {
     #[serde(default)]
     pub url: Option<String>,
     /// Image reference inside that registry: `repo/name:tag` or `repo/name@sha256:...`.
+    /// Required with `url`; without it the embedded registry serves any name.
     #[serde(default)]
     pub image: Option<String>,
     /// Platform picked from an image index.
@@ -146,8 +148,10 @@ pub struct Faults {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CutWith {
+    /// A clean close before the body is complete (`unexpected_eof` at the client).
     #[default]
     Fin,
+    /// A TCP reset (`connection_reset` at the client).
     Rst,
 }
 
@@ -155,8 +159,10 @@ pub enum CutWith {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetSection {
+    /// At least 1.
     #[serde(default = "one")]
     pub clusters: u32,
+    /// At least 1; `clusters x nodes_per_cluster` at most `scenario::MAX_NODES`.
     #[serde(default = "one")]
     pub nodes_per_cluster: u32,
     /// Which client each node imitates.
@@ -185,8 +191,10 @@ fn one() -> u32 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientKind {
+    /// Docker daemon: downloads shared per node, linear backoff, Range resume.
     #[default]
     Dockerd,
+    /// containerd's CRI path: downloads per image, no backoff, 5 min progress timeout.
     Containerd,
 }
 
@@ -212,7 +220,8 @@ pub struct ClientOverrides {
     /// Time to wait for response headers.
     #[serde(default)]
     pub response_timeout: Option<Span>,
-    /// Abort a body that delivers no byte for this long (a stall); absent = profile default.
+    /// Abort a body that delivers no byte for this long (a stall); absent = profile default,
+    /// 0 = no stall timeout.
     #[serde(default)]
     pub stall_timeout: Option<Span>,
 }

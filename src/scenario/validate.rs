@@ -1,0 +1,308 @@
+//! Semantic checks on a deserialized scenario: what serde's types cannot say
+//! (ranges, combinations, URL and reference grammar).
+//!
+//! Each problem names the key to blame; the caller turns that key into a
+//! `file:line:col` or the `--set` that introduced it.
+
+use super::locate::KeyPath;
+use super::model::{Pattern, Scenario};
+use super::reference::check_reference;
+
+/// Most nodes one run may simulate (each is a task with its own connections).
+pub const MAX_NODES: u64 = 1_000_000;
+
+/// Told to anyone who tries to put credentials in a scenario.
+pub const CREDENTIALS_HINT: &str = "credentials come from PULLSTORM_USERNAME/PULLSTORM_PASSWORD \
+     or docker's config.json (DOCKER_CONFIG), never the scenario file";
+
+/// True for key names that suggest a secret, which a scenario must never hold.
+pub fn is_credential_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["user", "username", "auth", "login"].contains(&key.as_str())
+        || ["password", "passwd", "token", "secret", "credential"]
+            .iter()
+            .any(|word| key.contains(word))
+}
+
+/// One semantic problem.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    /// The key shown in the message (a section for a missing combination).
+    pub key: KeyPath,
+    /// Keys whose value may have caused it, beyond `key`: used to blame a `--set`
+    /// and, when `key` is not written in the file, to point at one that is.
+    pub also: Vec<KeyPath>,
+    pub message: String,
+}
+
+struct Issues(Vec<Issue>);
+
+impl Issues {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.add_with(key, &[], message);
+    }
+
+    fn add_with(&mut self, key: &str, also: &[&str], message: impl Into<String>) {
+        self.0.push(Issue {
+            key: KeyPath::parse(key),
+            also: also.iter().map(|k| KeyPath::parse(k)).collect(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Every semantic problem in `s`, in file order of sections.
+pub fn check(s: &Scenario) -> Vec<Issue> {
+    let mut out = Issues(Vec::new());
+
+    if let Some(name) = &s.name {
+        if let Err(e) = check_name(name) {
+            out.add("name", e);
+        }
+    }
+
+    let t = &s.target;
+    if let Some(url) = &t.url {
+        if let Err(e) = check_url(url) {
+            out.add("target.url", e);
+        }
+        if t.image.is_none() {
+            out.add_with(
+                "target",
+                &["target.url", "target.image"],
+                "target.url is set but target.image is not: name the image to pull (e.g. image = \"lab/big:v1\")",
+            );
+        }
+    }
+    if let Some(image) = &t.image {
+        if let Err(e) = check_reference(image) {
+            out.add("target.image", e);
+        }
+    }
+    if !valid_platform(&t.platform) {
+        out.add(
+            "target.platform",
+            format!(
+                "`{}` is not a platform (expected os/arch or os/arch/variant, e.g. linux/amd64)",
+                t.platform
+            ),
+        );
+    }
+
+    let e = &s.embedded;
+    if e.layers.is_empty() {
+        out.add("embedded.layers", "needs at least one layer size");
+    }
+    for (i, layer) in e.layers.iter().enumerate() {
+        if layer.0 == 0 {
+            out.add(
+                &format!("embedded.layers[{i}]"),
+                "a layer must be larger than 0 bytes",
+            );
+        }
+    }
+
+    let f = &s.fleet;
+    if f.clusters < 1 {
+        out.add("fleet.clusters", "must be at least 1");
+    }
+    if f.nodes_per_cluster < 1 {
+        out.add("fleet.nodes_per_cluster", "must be at least 1");
+    }
+    let nodes = u64::from(f.clusters) * u64::from(f.nodes_per_cluster);
+    if nodes > MAX_NODES {
+        out.add_with(
+            "fleet",
+            &["fleet.clusters", "fleet.nodes_per_cluster"],
+            format!(
+                "clusters x nodes_per_cluster = {} nodes, more than the {} one run supports \
+                 (split the fleet into shards and merge their results)",
+                thousands(nodes),
+                thousands(MAX_NODES)
+            ),
+        );
+    }
+    if f.node_bandwidth.is_some_and(|r| r.0 == 0) {
+        out.add(
+            "fleet.node_bandwidth",
+            "must be more than 0 (leave it out for no cap)",
+        );
+    }
+
+    let c = &s.client;
+    if c.max_concurrent_downloads == Some(0) {
+        out.add("client.max_concurrent_downloads", "must be at least 1");
+    }
+    if c.max_attempts == Some(0) {
+        out.add(
+            "client.max_attempts",
+            "must be at least 1 (the first attempt counts)",
+        );
+    }
+    if c.connect_timeout.is_some_and(|d| d.0.is_zero()) {
+        out.add("client.connect_timeout", "must be more than 0");
+    }
+    if c.response_timeout.is_some_and(|d| d.0.is_zero()) {
+        out.add("client.response_timeout", "must be more than 0");
+    }
+
+    let a = &s.arrival;
+    if a.pattern == Pattern::Waves {
+        if a.wave_size < 1 {
+            out.add_with(
+                "arrival.wave_size",
+                &["arrival.pattern"],
+                "must be at least 1 when arrival.pattern = \"waves\"",
+            );
+        }
+        if a.wave_interval.0.is_zero() {
+            out.add_with(
+                "arrival.wave_interval",
+                &["arrival.pattern"],
+                "must be more than 0 when arrival.pattern = \"waves\"",
+            );
+        }
+    }
+
+    let r = &s.run;
+    if r.duration.0.is_zero() {
+        out.add("run.duration", "must be more than 0");
+    }
+    if r.pulls_per_node < 1 {
+        out.add("run.pulls_per_node", "must be at least 1");
+    }
+
+    if let Some(rate) = s.thresholds.max_failure_rate {
+        if !(0.0..=1.0).contains(&rate) {
+            out.add(
+                "thresholds.max_failure_rate",
+                format!("{rate} is not a fraction between 0 and 1 (0.01 = 1%)"),
+            );
+        }
+    }
+
+    out.0
+}
+
+/// `1000000` -> `1,000,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A run name ends up in a folder name: keep it to a safe alphabet.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let safe = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if name.is_empty() || name == "." || name == ".." || !safe || name.len() > 100 {
+        Err(format!(
+            "{name:?} is not usable in a folder name (use 1 to 100 letters, digits, `-`, `_` or `.`)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The URL itself is never echoed: it might carry a password.
+fn check_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| {
+        format!("not a URL ({e}); expected e.g. http://127.0.0.1:8080 or https://harbor.example")
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!(
+            "scheme `{}` is not supported (use http or https)",
+            url.scheme()
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("the URL holds credentials: {CREDENTIALS_HINT}"));
+    }
+    if url.host_str().unwrap_or("").is_empty() {
+        return Err("the URL has no host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the URL must not have a query or fragment".into());
+    }
+    Ok(())
+}
+
+fn valid_platform(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('/').collect();
+    (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "https://harbor.example",
+            "http://[::1]:5000",
+            "https://harbor.example/registry-prefix",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "harbor.example",
+            "127.0.0.1:8080",
+            "ftp://h",
+            "unix:///run/registry.sock",
+            "http://",
+            "http://h/?x=1",
+            "http://h/#f",
+            "https://me@h",
+            "https://me:secret@h",
+        ] {
+            let err = check_url(bad).expect_err(bad);
+            assert!(!err.contains("secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn names_and_credential_keys() {
+        for ok in ["quickstart", "lab-nginx", "v1.2_rc", "a"] {
+            assert_eq!(check_name(ok), Ok(()));
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "é", &"x".repeat(101)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        for key in [
+            "username",
+            "password",
+            "token",
+            "auth",
+            "registry_password",
+            "api_token",
+        ] {
+            assert!(is_credential_key(key), "{key}");
+        }
+        for key in ["clusters", "url", "image", "author"] {
+            assert!(!is_credential_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(2_000_000), "2,000,000");
+    }
+}
