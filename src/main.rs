@@ -24,17 +24,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario and write DIR/result.json and DIR/report.html.
-    #[command(long_about = "Run a scenario: lay out the fleet, start every node on its schedule, pull the image \
+    #[command(
+        long_about = "Run a scenario: lay out the fleet, start every node on its schedule, pull the image \
 like the chosen client does, and stop at the end of the pulls or at run.duration, whichever comes first. \
 Without target.url (or --target) the run starts the embedded synthetic registry in this process.\n\n\
 Ctrl-C or SIGTERM stops the run and still writes the result (marked \"complete\": false).\n\n\
 Credentials come from PULLSTORM_USERNAME / PULLSTORM_PASSWORD or docker's config.json (DOCKER_CONFIG), \
-never from the scenario.")]
+never from the scenario."
+    )]
     Run(RunArgs),
     /// Run the embedded synthetic registry on its own.
-    #[command(long_about = "Serve deterministic synthetic images (any repository name, any tag) over the registry \
+    #[command(
+        long_about = "Serve deterministic synthetic images (any repository name, any tag) over the registry \
 API: manifests (OCI, docker schema2, an index), blobs with Range, optional Bearer auth, and injected faults \
-for tests. Same seed and layer sizes give the same digests as `pullstorm seed`.")]
+for tests. Same seed and layer sizes give the same digests as `pullstorm seed`."
+    )]
     Serve(pullstorm::target::ServeArgs),
     /// Rebuild report.html from a result.json.
     Report(ReportArgs),
@@ -110,15 +114,23 @@ fn run(cli: Cli) -> Result<i32, Failure> {
                 quiet: args.quiet,
             }))
         }
-        Command::Serve(args) => runtime.block_on(pullstorm::target::serve_main(args)).map(|_| exit::OK),
+        Command::Serve(args) => runtime
+            .block_on(pullstorm::target::serve_main(args))
+            .map(|_| exit::OK),
         Command::Report(args) => {
             let text = std::fs::read_to_string(&args.result)
                 .map_err(|e| Failure::bad_input(format!("{}: {e}", args.result.display())))?;
             let doc: pullstorm::result::ResultDoc = serde_json::from_str(&text).map_err(|e| {
-                Failure::bad_input(format!("{}:{}:{}: not a pullstorm result: {e}", args.result.display(), e.line(), e.column()))
+                Failure::bad_input(format!(
+                    "{}:{}:{}: not a pullstorm result: {e}",
+                    args.result.display(),
+                    e.line(),
+                    e.column()
+                ))
             })?;
-            pullstorm::report::write(&doc, &args.out)
-                .map_err(|e| Failure::cannot_proceed(format!("cannot write {}: {e}", args.out.display())))?;
+            pullstorm::report::write(&doc, &args.out).map_err(|e| {
+                Failure::cannot_proceed(format!("cannot write {}: {e}", args.out.display()))
+            })?;
             println!("{}", args.out.display());
             Ok(exit::OK)
         }

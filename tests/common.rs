@@ -61,14 +61,20 @@ pub fn u(v: &Value, path: &str) -> u64 {
     for key in path.split('.') {
         cur = &cur[key];
     }
-    cur.as_u64().unwrap_or_else(|| panic!("{path} is not an unsigned number: {cur}"))
+    cur.as_u64()
+        .unwrap_or_else(|| panic!("{path} is not an unsigned number: {cur}"))
 }
 
 /// Every `errors` counter except the listed ones must be zero.
 pub fn only_errors(v: &Value, allowed: &[&str]) {
     for (class, count) in v["errors"].as_object().expect("errors object") {
         if !allowed.contains(&class.as_str()) {
-            assert_eq!(count.as_u64(), Some(0), "unexpected errors.{class} = {count}: {}", v["error_details"]);
+            assert_eq!(
+                count.as_u64(),
+                Some(0),
+                "unexpected errors.{class} = {count}: {}",
+                v["error_details"]
+            );
         }
     }
 }

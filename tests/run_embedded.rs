@@ -42,8 +42,14 @@ max_failed_pulls = 0
     assert_eq!(u(&v, "retries.total"), 0);
     assert_eq!(u(&v, "latency.pull.count"), 400);
     for metric in ["pull", "layer", "ttfb", "connect"] {
-        assert!(v["latency"][metric]["p99"].as_f64().unwrap() > 0.0, "{metric}");
-        assert!(v["histograms"][metric].as_str().unwrap().len() > 10, "{metric}");
+        assert!(
+            v["latency"][metric]["p99"].as_f64().unwrap() > 0.0,
+            "{metric}"
+        );
+        assert!(
+            v["histograms"][metric].as_str().unwrap().len() > 10,
+            "{metric}"
+        );
     }
     assert!(u(&v, "fd.client_peak") > 0);
     assert!(u(&v, "fd.client_limit") >= u(&v, "fd.client_peak"));
@@ -79,7 +85,10 @@ wave_interval = "1s"
     assert_eq!(u(&v, "pulls.completed"), 12);
     // Three waves one second apart: the last starts 2 s in, so the run cannot be shorter.
     assert!(u(&v, "duration_ms") >= 2000);
-    assert!(v["fleet"]["arrival"].as_str().unwrap().starts_with("waves of 4"));
+    assert!(v["fleet"]["arrival"]
+        .as_str()
+        .unwrap()
+        .starts_with("waves of 4"));
     only_errors(&v, &[]);
 }
 
@@ -88,7 +97,11 @@ fn bearer_auth_with_credentials_that_never_leak() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "s3cret-Pa55-never-printed";
     let file = dir.path().join("auth.toml");
-    std::fs::write(&file, "[embedded]\nlayers = [\"1MiB\"]\nauth = \"bearer\"\n[fleet]\nnodes_per_cluster = 4\n").unwrap();
+    std::fs::write(
+        &file,
+        "[embedded]\nlayers = [\"1MiB\"]\nauth = \"bearer\"\n[fleet]\nnodes_per_cluster = 4\n",
+    )
+    .unwrap();
     let out = bin()
         .args(["run"])
         .arg(&file)
@@ -109,10 +122,21 @@ fn bearer_auth_with_credentials_that_never_leak() {
     // Basic credentials are base64 on the wire: check both forms.
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{secret}"));
-    for (name, text) in [("stdout", &*stdout), ("stderr", &*stderr), ("result.json", &*result), ("report.html", &*report)] {
+    for (name, text) in [
+        ("stdout", &*stdout),
+        ("stderr", &*stderr),
+        ("result.json", &*result),
+        ("report.html", &*report),
+    ] {
         assert!(!text.contains(secret), "password leaked into {name}");
-        assert!(!text.contains(&basic), "basic credentials leaked into {name}");
-        assert!(!text.contains("Bearer "), "a bearer token leaked into {name}");
+        assert!(
+            !text.contains(&basic),
+            "basic credentials leaked into {name}"
+        );
+        assert!(
+            !text.contains("Bearer "),
+            "a bearer token leaked into {name}"
+        );
     }
 }
 
@@ -125,7 +149,10 @@ fn index_resolves_to_the_amd64_manifest() {
     assert_eq!(u(&v, "pulls.completed"), 3);
     // The run reports the platform manifest it pulled, not the index.
     let image = pullstorm::synth::SyntheticImage::build(1, &[1 << 20, 64 << 10]);
-    assert_eq!(v["target"]["manifest_digest"], image.oci_manifest_digest.as_str());
+    assert_eq!(
+        v["target"]["manifest_digest"],
+        image.manifest.digest.as_str()
+    );
     assert_eq!(v["target"]["blobs"].as_array().unwrap().len(), 3);
 }
 
@@ -164,7 +191,12 @@ fn reset_is_classified_apart_from_short_body() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = r.result();
     assert_eq!(u(&v, "pulls.completed"), 1);
-    assert_eq!(u(&v, "errors.connection_reset"), 1, "{}", v["error_details"]);
+    assert_eq!(
+        u(&v, "errors.connection_reset"),
+        1,
+        "{}",
+        v["error_details"]
+    );
     only_errors(&v, &["connection_reset"]);
 }
 
@@ -200,7 +232,12 @@ fn containerd_discards_the_prefix_when_range_is_ignored() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = r.result();
     assert_eq!(u(&v, "pulls.completed"), 1);
-    assert_eq!(u(&v, "errors.range_not_honoured"), 1, "{}", v["error_details"]);
+    assert_eq!(
+        u(&v, "errors.range_not_honoured"),
+        1,
+        "{}",
+        v["error_details"]
+    );
     assert_eq!(u(&v, "layers.attempts.2"), 1);
     assert_eq!(u(&v, "bytes.wasted"), 1 << 20);
 }
@@ -221,7 +258,11 @@ fn corrupt_blob_is_a_digest_mismatch_and_fails_the_thresholds() {
     assert_eq!(u(&v, "errors.digest_mismatch"), 2, "{}", v["error_details"]);
     assert_eq!(u(&v, "retries.total"), 0);
     assert_eq!(v["thresholds"]["passed"], false);
-    assert!(r.stdout.contains("threshold max_failed_pulls failed"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("threshold max_failed_pulls failed"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -233,7 +274,11 @@ fn deadline_stops_the_run_and_still_writes_the_result() {
         "[embedded]\nlayers = [\"64MiB\"]\n[fleet]\nnodes_per_cluster = 2\nnode_bandwidth = \"8MB/s\"\n[run]\nduration = \"2s\"\n",
         &[],
     );
-    assert_eq!(r.code, 1, "an incomplete run fails require_complete: {}", r.stderr);
+    assert_eq!(
+        r.code, 1,
+        "an incomplete run fails require_complete: {}",
+        r.stderr
+    );
     let v = r.result();
     assert_eq!(v["complete"], false);
     assert_eq!(v["stop_reason"], "deadline");
@@ -246,7 +291,11 @@ fn deadline_stops_the_run_and_still_writes_the_result() {
 fn ctrl_c_writes_a_partial_result() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sigint.toml");
-    std::fs::write(&file, "[embedded]\nlayers = [\"64MiB\"]\n[fleet]\nnode_bandwidth = \"4MB/s\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[embedded]\nlayers = [\"64MiB\"]\n[fleet]\nnode_bandwidth = \"4MB/s\"\n",
+    )
+    .unwrap();
     let mut child = bin()
         .arg("run")
         .arg(&file)
@@ -259,7 +308,9 @@ fn ctrl_c_writes_a_partial_result() {
     // Wait until the run announces its fleet (signals are handled from then on), then interrupt.
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0 && !line.contains("nodes (") {
+    while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
+        && !line.contains("nodes (")
+    {
         line.clear();
     }
     assert!(line.contains("nodes ("), "the run never started");
@@ -272,7 +323,8 @@ fn ctrl_c_writes_a_partial_result() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/result.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/result.json")).unwrap())
+            .unwrap();
     assert_eq!(v["stop_reason"], "interrupted");
     assert_eq!(v["complete"], false);
 }
@@ -281,32 +333,68 @@ fn ctrl_c_writes_a_partial_result() {
 fn unreachable_target_exits_3() {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on: bind one, note it, close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let r = run_scenario(dir.path(), "down", "", &["--target", &format!("http://127.0.0.1:{port}"), "--image", "a/b:c"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = run_scenario(
+        dir.path(),
+        "down",
+        "",
+        &[
+            "--target",
+            &format!("http://127.0.0.1:{port}"),
+            "--image",
+            "a/b:c",
+        ],
+    );
     assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(r.stderr.contains("unreachable") && r.stderr.contains("connect_refused"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unreachable") && r.stderr.contains("connect_refused"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn bad_scenario_exits_2_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let r = run_scenario(dir.path(), "bad", "[fleet]\nclusters = 4\nnodes_per_cluster = \"many\"\n", &[]);
+    let r = run_scenario(
+        dir.path(),
+        "bad",
+        "[fleet]\nclusters = 4\nnodes_per_cluster = \"many\"\n",
+        &[],
+    );
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("bad.toml:3"), "{}", r.stderr);
     assert!(r.stderr.contains("fleet.nodes_per_cluster"), "{}", r.stderr);
     assert!(!r.stderr.contains("panicked"));
     let r = run_scenario(dir.path(), "unknown", "[fleet]\nclusterz = 4\n", &[]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("unknown.toml:2") && r.stderr.contains("clusterz"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown.toml:2") && r.stderr.contains("clusterz"),
+        "{}",
+        r.stderr
+    );
     let r = run_scenario(dir.path(), "ok", "", &["--set", "fleet.clusters=abc"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("--set fleet.clusters=abc"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--set fleet.clusters=abc"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn more_nodes_than_fds_is_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
-    let r = run_scenario(dir.path(), "huge", "[fleet]\nclusters = 1000\nnodes_per_cluster = 1000\n", &[]);
+    let r = run_scenario(
+        dir.path(),
+        "huge",
+        "[fleet]\nclusters = 1000\nnodes_per_cluster = 1000\n",
+        &[],
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("file descriptors"), "{}", r.stderr);
     assert!(!r.dir.join("result.json").exists());
@@ -318,7 +406,13 @@ fn report_subcommand_rebuilds_the_html() {
     let r = run_scenario(dir.path(), "rep", "[embedded]\nlayers = [\"64KiB\"]\n", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let html = dir.path().join("again.html");
-    let out = bin().arg("report").arg(r.dir.join("result.json")).arg("--out").arg(&html).output().unwrap();
+    let out = bin()
+        .arg("report")
+        .arg(r.dir.join("result.json"))
+        .arg("--out")
+        .arg(&html)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(&html).unwrap(), r.report());
     let bad = dir.path().join("bad.json");

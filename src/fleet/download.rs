@@ -53,7 +53,12 @@ pub async fn layer(
     let profile = &ctx.profile;
     let started = Instant::now();
     let mut first_failure: Option<Instant> = None;
-    let mut p = Progress { offset: 0, hasher: Sha256::new(), received: 0, wasted: 0 };
+    let mut p = Progress {
+        offset: 0,
+        hasher: Sha256::new(),
+        received: 0,
+        wasted: 0,
+    };
     let mut attempts = 0;
     let mut ok = false;
     while attempts < profile.max_attempts {
@@ -78,7 +83,14 @@ pub async fn layer(
             class => profile.retries(class),
         };
         let class = fault.class;
-        let _ = events.send(Event::Fault { fault, kind: ExchangeKind::Blob, cluster, at: Instant::now() }).await;
+        let _ = events
+            .send(Event::Fault {
+                fault,
+                kind: ExchangeKind::Blob,
+                cluster,
+                at: Instant::now(),
+            })
+            .await;
         if !retry || attempts >= profile.max_attempts {
             break;
         }
@@ -95,7 +107,10 @@ pub async fn layer(
             wasted: p.wasted,
         })
         .await;
-    Outcome { ok, bytes: p.received }
+    Outcome {
+        ok,
+        bytes: p.received,
+    }
 }
 
 /// One GET of the blob from `p.offset`, read to its end into the hasher.
@@ -110,7 +125,9 @@ async fn attempt(
 ) -> Result<(), Fault> {
     let profile = &ctx.profile;
     let asked_from = p.offset;
-    let ex = session.open_blob(&blob.digest, &blob.media_type, asked_from).await?;
+    let ex = session
+        .open_blob(&blob.digest, &blob.media_type, asked_from)
+        .await?;
     let mut skip = 0u64;
     match ex.status {
         StatusCode::PARTIAL_CONTENT => {
@@ -124,30 +141,46 @@ async fn attempt(
                 ));
             }
         }
-        StatusCode::OK if asked_from > 0 => match profile.range_ignored {
-            RangeIgnored::RestartAttempt => {
-                p.restart();
-                return Err(Fault::new(
+        StatusCode::OK if asked_from > 0 => {
+            match profile.range_ignored {
+                RangeIgnored::RestartAttempt => {
+                    p.restart();
+                    return Err(Fault::new(
                     FaultClass::RangeNotHonoured,
                     Phase::Request,
                     format!("expected HTTP 206 from byte range request bytes={asked_from}-, got 200"),
                 ));
-            }
-            RangeIgnored::DiscardPrefix => {
-                // The body restarts at byte 0: read past what is already held.
-                let fault = Fault::new(
+                }
+                RangeIgnored::DiscardPrefix => {
+                    // The body restarts at byte 0: read past what is already held.
+                    let fault = Fault::new(
                     FaultClass::RangeNotHonoured,
                     Phase::Request,
                     format!("range bytes={asked_from}- answered with 200; discarding {asked_from} bytes"),
                 );
-                let _ = events.send(Event::Fault { fault, kind: ExchangeKind::Blob, cluster, at: Instant::now() }).await;
-                skip = asked_from;
+                    let _ = events
+                        .send(Event::Fault {
+                            fault,
+                            kind: ExchangeKind::Blob,
+                            cluster,
+                            at: Instant::now(),
+                        })
+                        .await;
+                    skip = asked_from;
+                }
             }
-        },
+        }
         StatusCode::OK => {}
         status => {
-            let body = net::read_small(ex.body, 64 << 10, profile.timeouts.stall).await.unwrap_or_default();
-            return Err(http_fault(status, &body, Phase::Request, &format!("GET blob {}", blob.digest)));
+            let body = net::read_small(ex.body, 64 << 10, profile.timeouts.stall)
+                .await
+                .unwrap_or_default();
+            return Err(http_fault(
+                status,
+                &body,
+                Phase::Request,
+                &format!("GET blob {}", blob.digest),
+            ));
         }
     }
 
@@ -176,7 +209,9 @@ async fn attempt(
                 return Err(fault);
             }
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         let len = data.len();
         ctx.gauges.add_bytes(len);
         p.received += len as u64;
@@ -214,7 +249,10 @@ fn verify(ctx: &FleetContext, blob: &Descriptor, p: &mut Progress) -> Result<(),
         return Err(Fault::new(
             FaultClass::DigestMismatch,
             Phase::Verify,
-            format!("{}: got {held} bytes, descriptor says {}", blob.digest, blob.size),
+            format!(
+                "{}: got {held} bytes, descriptor says {}",
+                blob.digest, blob.size
+            ),
         ));
     }
     if !ctx.profile.verify_digest {
@@ -226,17 +264,34 @@ fn verify(ctx: &FleetContext, blob: &Descriptor, p: &mut Progress) -> Result<(),
         Ok(())
     } else {
         p.restart();
-        Err(Fault::new(FaultClass::DigestMismatch, Phase::Verify, format!("expected {}, got {actual}", blob.digest)))
+        Err(Fault::new(
+            FaultClass::DigestMismatch,
+            Phase::Verify,
+            format!("expected {}, got {actual}", blob.digest),
+        ))
     }
 }
 
 /// `bytes <start>-<end>/<total>` with `start == offset` (and total == size when known).
 fn content_range_starts_at(header: Option<&str>, offset: u64, size: u64) -> bool {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes ")) else { return false };
-    let Some((range, total)) = spec.split_once('/') else { return false };
-    let Some((start, end)) = range.split_once('-') else { return false };
-    let (Ok(start), Ok(end)) = (start.trim().parse::<u64>(), end.trim().parse::<u64>()) else { return false };
-    let total_ok = total.trim() == "*" || total.trim().parse::<u64>().map(|t| t == size).unwrap_or(false);
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes ")) else {
+        return false;
+    };
+    let Some((range, total)) = spec.split_once('/') else {
+        return false;
+    };
+    let Some((start, end)) = range.split_once('-') else {
+        return false;
+    };
+    let (Ok(start), Ok(end)) = (start.trim().parse::<u64>(), end.trim().parse::<u64>()) else {
+        return false;
+    };
+    let total_ok = total.trim() == "*"
+        || total
+            .trim()
+            .parse::<u64>()
+            .map(|t| t == size)
+            .unwrap_or(false);
     start == offset && end >= start && total_ok
 }
 
@@ -246,9 +301,21 @@ mod tests {
 
     #[test]
     fn content_range_must_start_at_the_offset() {
-        assert!(content_range_starts_at(Some("bytes 100-999/1000"), 100, 1000));
-        assert!(!content_range_starts_at(Some("bytes 0-999/1000"), 100, 1000));
-        assert!(!content_range_starts_at(Some("bytes 100-999/2000"), 100, 1000));
+        assert!(content_range_starts_at(
+            Some("bytes 100-999/1000"),
+            100,
+            1000
+        ));
+        assert!(!content_range_starts_at(
+            Some("bytes 0-999/1000"),
+            100,
+            1000
+        ));
+        assert!(!content_range_starts_at(
+            Some("bytes 100-999/2000"),
+            100,
+            1000
+        ));
         assert!(!content_range_starts_at(None, 100, 1000));
         assert!(!content_range_starts_at(Some("garbage"), 100, 1000));
     }

@@ -48,15 +48,27 @@ pub struct NodePlan {
 pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, events: Sink) {
     let bandwidth = ctx.node_bandwidth.map(|b| Arc::new(Bandwidth::new(b)));
     // dockerd's download slots are daemon-wide: one pool for all the node's pulls.
-    let node_slots = Arc::new(Semaphore::new(ctx.profile.max_concurrent_downloads as usize));
+    let node_slots = Arc::new(Semaphore::new(
+        ctx.profile.max_concurrent_downloads as usize,
+    ));
     let mut scheduled = t0 + plan.start;
     for _ in 0..ctx.pulls_per_node {
         tokio::time::sleep_until(scheduled).await;
         let slots = match ctx.profile.slot_scope {
             SlotScope::Node => node_slots.clone(),
-            SlotScope::Pull => Arc::new(Semaphore::new(ctx.profile.max_concurrent_downloads as usize)),
+            SlotScope::Pull => Arc::new(Semaphore::new(
+                ctx.profile.max_concurrent_downloads as usize,
+            )),
         };
-        pull(&ctx, plan.cluster, scheduled, slots, bandwidth.clone(), &events).await;
+        pull(
+            &ctx,
+            plan.cluster,
+            scheduled,
+            slots,
+            bandwidth.clone(),
+            &events,
+        )
+        .await;
         scheduled = Instant::now() + ctx.pull_interval;
     }
 }
@@ -86,7 +98,14 @@ async fn pull(
         Ok(bytes) => (true, bytes),
         Err((fault, kind, bytes)) => {
             if let Some(fault) = fault {
-                let _ = events.send(Event::Fault { fault, kind, cluster, at: Instant::now() }).await;
+                let _ = events
+                    .send(Event::Fault {
+                        fault,
+                        kind,
+                        cluster,
+                        at: Instant::now(),
+                    })
+                    .await;
             }
             (false, bytes)
         }
@@ -115,7 +134,10 @@ async fn fetch_image(
     bandwidth: Option<Arc<Bandwidth>>,
     events: &Sink,
 ) -> Result<u64, PullFailure> {
-    session.ping().await.map_err(|f| (Some(f), ExchangeKind::Ping, 0))?;
+    session
+        .ping()
+        .await
+        .map_err(|f| (Some(f), ExchangeKind::Ping, 0))?;
     let resolved = session
         .resolve(ctx.reference.manifest_ref(), &ctx.platform)
         .await
@@ -129,19 +151,38 @@ async fn fetch_image(
         .collect();
     let mut downloads = JoinSet::new();
     for blob in blobs {
-        let (ctx, session, slots, bandwidth, events) =
-            (ctx.clone(), session.clone(), slots.clone(), bandwidth.clone(), events.clone());
+        let (ctx, session, slots, bandwidth, events) = (
+            ctx.clone(),
+            session.clone(),
+            slots.clone(),
+            bandwidth.clone(),
+            events.clone(),
+        );
         downloads.spawn(async move {
             let Ok(_slot) = slots.acquire_owned().await else {
-                return download::Outcome { ok: false, bytes: 0 };
+                return download::Outcome {
+                    ok: false,
+                    bytes: 0,
+                };
             };
-            download::layer(&ctx, &session, &blob, bandwidth.as_deref(), &events, cluster).await
+            download::layer(
+                &ctx,
+                &session,
+                &blob,
+                bandwidth.as_deref(),
+                &events,
+                cluster,
+            )
+            .await
         });
     }
     let mut bytes = 0;
     let mut failed = false;
     while let Some(done) = downloads.join_next().await {
-        let outcome = done.unwrap_or(download::Outcome { ok: false, bytes: 0 });
+        let outcome = done.unwrap_or(download::Outcome {
+            ok: false,
+            bytes: 0,
+        });
         bytes += outcome.bytes;
         if !outcome.ok && !failed {
             // One failed layer fails the pull; the daemon cancels the other transfers.

@@ -126,7 +126,10 @@ impl Profile {
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 }
@@ -139,7 +142,10 @@ mod tests {
     #[test]
     fn dockerd_defaults_match_moby() {
         let p = Profile::new(ClientKind::Dockerd, &ClientOverrides::default());
-        assert_eq!((p.max_concurrent_downloads, p.max_attempts, p.slot_scope), (3, 5, SlotScope::Node));
+        assert_eq!(
+            (p.max_concurrent_downloads, p.max_attempts, p.slot_scope),
+            (3, 5, SlotScope::Node)
+        );
         let delays: Vec<u64> = (1..5).map(|n| p.delay_after(n).as_secs()).collect();
         assert_eq!(delays, [5, 10, 15, 20]);
         assert!(!p.retries(FaultClass::Http(404)));
@@ -165,6 +171,9 @@ mod tests {
             ..Default::default()
         };
         let p = Profile::new(ClientKind::Containerd, &o);
-        assert_eq!((p.max_attempts, p.backoff, p.timeouts.stall), (2, Duration::from_millis(100), None));
+        assert_eq!(
+            (p.max_attempts, p.backoff, p.timeouts.stall),
+            (2, Duration::from_millis(100), None)
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! The plan: every node of the fleet with its cluster and start offset,
 //! from the arrival pattern. Pure and deterministic, so it is unit-tested.
 
-use crate::fleet::{NodePlan, Profile};
 use crate::fleet::profile::SlotScope;
+use crate::fleet::{NodePlan, Profile};
 use crate::scenario::{Pattern, Scenario};
 use std::time::Duration;
 
@@ -24,13 +24,22 @@ impl Plan {
                 let index = nodes.len() as u32;
                 let base = match s.arrival.pattern {
                     Pattern::Herd => Duration::ZERO,
-                    Pattern::Waves => s.arrival.wave_interval.0 * (index / s.arrival.wave_size.max(1)),
+                    Pattern::Waves => {
+                        s.arrival.wave_interval.0 * (index / s.arrival.wave_size.max(1))
+                    }
                 };
                 let jitter = jitter_for(index, s.arrival.jitter.0);
-                nodes.push(NodePlan { cluster: c, node: c * per_cluster + n, start: base + jitter });
+                nodes.push(NodePlan {
+                    cluster: c,
+                    node: c * per_cluster + n,
+                    start: base + jitter,
+                });
             }
         }
-        Plan { nodes, pulls_per_node: s.run.pulls_per_node }
+        Plan {
+            nodes,
+            pulls_per_node: s.run.pulls_per_node,
+        }
     }
 
     pub fn planned_pulls(&self) -> u64 {
@@ -108,7 +117,10 @@ mod tests {
         let a = Plan::new(&s);
         let b = Plan::new(&s);
         assert!(a.nodes.iter().all(|n| n.start < Duration::from_secs(1)));
-        assert_eq!(a.nodes.iter().map(|n| n.start).collect::<Vec<_>>(), b.nodes.iter().map(|n| n.start).collect::<Vec<_>>());
+        assert_eq!(
+            a.nodes.iter().map(|n| n.start).collect::<Vec<_>>(),
+            b.nodes.iter().map(|n| n.start).collect::<Vec<_>>()
+        );
         assert!(a.nodes.iter().any(|n| n.start > Duration::from_millis(500)));
     }
 }

@@ -67,22 +67,36 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
     // The embedded registry lives as long as this function.
     let mut _registry = None;
     let base = match &s.target.url {
-        Some(u) => Url::parse(u).map_err(|e| Failure::bad_input(format!("target.url {u:?}: {e}")))?,
+        Some(u) => {
+            Url::parse(u).map_err(|e| Failure::bad_input(format!("target.url {u:?}: {e}")))?
+        }
         None => {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
-                .map_err(|e| Failure::cannot_proceed(format!("cannot start the embedded registry: {e}")))?;
-            let registry = crate::target::start(listener, crate::target::EmbeddedConfig::from_section(&s.embedded))
-                .await
-                .map_err(|e| Failure::cannot_proceed(format!("cannot start the embedded registry: {e}")))?;
+                .map_err(|e| {
+                    Failure::cannot_proceed(format!("cannot start the embedded registry: {e}"))
+                })?;
+            let registry = crate::target::start(
+                listener,
+                crate::target::EmbeddedConfig::from_section(&s.embedded),
+            )
+            .await
+            .map_err(|e| {
+                Failure::cannot_proceed(format!("cannot start the embedded registry: {e}"))
+            })?;
             let url = Url::parse(&format!("http://{}", registry.addr()))
                 .map_err(|e| Failure::cannot_proceed(format!("embedded registry address: {e}")))?;
             _registry = Some(registry);
             url
         }
     };
-    let image = s.target.image.clone().unwrap_or_else(|| EMBEDDED_IMAGE.to_string());
-    let reference = Reference::parse(&image).map_err(|e| Failure::bad_input(format!("target.image {image:?}: {e}")))?;
+    let image = s
+        .target
+        .image
+        .clone()
+        .unwrap_or_else(|| EMBEDDED_IMAGE.to_string());
+    let reference = Reference::parse(&image)
+        .map_err(|e| Failure::bad_input(format!("target.image {image:?}: {e}")))?;
     let host = match base.port() {
         Some(p) => format!("{}:{p}", base.host_str().unwrap_or_default()),
         None => base.host_str().unwrap_or_default().to_string(),
@@ -92,12 +106,25 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
     let gauges = Arc::new(Gauges::default());
     let tls = match base.scheme() {
         "https" => Some(
-            net::tls::connector(s.target.ca_file.as_deref(), s.target.insecure_tls).map_err(Failure::bad_input)?,
+            net::tls::connector(s.target.ca_file.as_deref(), s.target.insecure_tls)
+                .map_err(Failure::bad_input)?,
         ),
         _ => None,
     };
-    let transport = net::Transport { timeouts: profile.timeouts, gauge: gauges.connections.clone(), tls };
-    let target = preflight(&base, &reference, &s.target.platform, &transport, credentials.clone(), embedded).await?;
+    let transport = net::Transport {
+        timeouts: profile.timeouts,
+        gauge: gauges.connections.clone(),
+        tls,
+    };
+    let target = preflight(
+        &base,
+        &reference,
+        &s.target.platform,
+        &transport,
+        credentials.clone(),
+        embedded,
+    )
+    .await?;
     if !opts.quiet {
         eprintln!(
             "pullstorm: {} nodes ({} clusters x {}), {} pull(s) each of {} ({}) from {}{}",
@@ -165,22 +192,42 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
     }
     let ended_wall = SystemTime::now();
 
-    let mut doc = build_result(&opts, &plan, &profile, target, &recorder, limits, stop, started_wall, ended_wall);
+    let mut doc = build_result(
+        &opts,
+        &plan,
+        &profile,
+        target,
+        &recorder,
+        limits,
+        stop,
+        started_wall,
+        ended_wall,
+    );
     doc.thresholds = thresholds::evaluate(&s.thresholds, &doc);
 
-    let out_dir = opts.out_dir.clone().unwrap_or_else(|| default_out_dir(&opts.loaded.name, started_wall));
-    let json = serde_json::to_vec_pretty(&doc).map_err(|e| Failure::cannot_proceed(format!("cannot encode the result: {e}")))?;
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| default_out_dir(&opts.loaded.name, started_wall));
+    let json = serde_json::to_vec_pretty(&doc)
+        .map_err(|e| Failure::cannot_proceed(format!("cannot encode the result: {e}")))?;
     let result_path = out_dir.join("result.json");
-    result::write_atomic(&result_path, &json)
-        .map_err(|e| Failure::cannot_proceed(format!("cannot write {}: {e}", result_path.display())))?;
+    result::write_atomic(&result_path, &json).map_err(|e| {
+        Failure::cannot_proceed(format!("cannot write {}: {e}", result_path.display()))
+    })?;
     let report_path = out_dir.join("report.html");
-    crate::report::write(&doc, &report_path)
-        .map_err(|e| Failure::cannot_proceed(format!("cannot write {}: {e}", report_path.display())))?;
+    crate::report::write(&doc, &report_path).map_err(|e| {
+        Failure::cannot_proceed(format!("cannot write {}: {e}", report_path.display()))
+    })?;
 
     print!("{}", summary::render(&doc));
     println!("  result    {}", result_path.display());
     println!("  report    {}", report_path.display());
-    Ok(if doc.thresholds.passed { exit::OK } else { exit::THRESHOLDS_FAILED })
+    Ok(if doc.thresholds.passed {
+        exit::OK
+    } else {
+        exit::THRESHOLDS_FAILED
+    })
 }
 
 /// Checks that the target answers and the image resolves before any node starts.
@@ -192,20 +239,44 @@ async fn preflight(
     credentials: Option<Arc<Credentials>>,
     embedded: bool,
 ) -> Result<TargetInfo, Failure> {
-    let ping_url = base.join("/v2/").map_err(|e| Failure::bad_input(format!("target.url: {e}")))?;
-    let timeouts = net::Timeouts { connect: Duration::from_secs(10), response: Duration::from_secs(15), stall: Some(Duration::from_secs(15)) };
-    let ex = net::send(http::Method::GET, &ping_url, http::HeaderMap::new(), &transport.with_timeouts(timeouts))
-        .await
-        .map_err(|f| Failure::cannot_proceed(format!("target {base} is unreachable: {f}")))?;
-    let server = ex.headers.get("server").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let api_version =
-        ex.headers.get("docker-distribution-api-version").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let ping_url = base
+        .join("/v2/")
+        .map_err(|e| Failure::bad_input(format!("target.url: {e}")))?;
+    let timeouts = net::Timeouts {
+        connect: Duration::from_secs(10),
+        response: Duration::from_secs(15),
+        stall: Some(Duration::from_secs(15)),
+    };
+    let ex = net::send(
+        http::Method::GET,
+        &ping_url,
+        http::HeaderMap::new(),
+        &transport.with_timeouts(timeouts),
+    )
+    .await
+    .map_err(|f| Failure::cannot_proceed(format!("target {base} is unreachable: {f}")))?;
+    let server = ex
+        .headers
+        .get("server")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let api_version = ex
+        .headers
+        .get("docker-distribution-api-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     drop(ex);
 
     // Resolve once with a throwaway event channel: the nodes' pulls are what is measured.
     let (sink, mut drain) = tokio::sync::mpsc::channel(1024);
     let drainer = tokio::spawn(async move { while drain.recv().await.is_some() {} });
-    let session = Session::new(base.clone(), reference.name.clone(), credentials.clone(), transport.clone(), sink);
+    let session = Session::new(
+        base.clone(),
+        reference.name.clone(),
+        credentials.clone(),
+        transport.clone(),
+        sink,
+    );
     let resolved = async {
         session.ping().await?;
         session.resolve(reference.manifest_ref(), platform).await
@@ -224,7 +295,11 @@ async fn preflight(
     })?;
     let blobs: Vec<BlobInfo> = std::iter::once(&resolved.config)
         .chain(resolved.layers.iter())
-        .map(|d| BlobInfo { digest: d.digest.clone(), size: d.size, media_type: d.media_type.clone() })
+        .map(|d| BlobInfo {
+            digest: d.digest.clone(),
+            size: d.size,
+            media_type: d.media_type.clone(),
+        })
         .collect();
     let image_bytes = blobs.iter().map(|b| b.size).sum();
     Ok(TargetInfo {
@@ -254,7 +329,8 @@ fn build_result(
     let s = &opts.loaded.scenario;
     let duration = ended.duration_since(started).unwrap_or_default();
     let secs = duration.as_secs_f64().max(1e-3);
-    let mut errors: BTreeMap<String, u64> = FaultClass::FIXED.iter().map(|c| (c.key(), 0)).collect();
+    let mut errors: BTreeMap<String, u64> =
+        FaultClass::FIXED.iter().map(|c| (c.key(), 0)).collect();
     for (class, stat) in &rec.errors {
         errors.insert(class.key(), stat.count);
     }
@@ -272,7 +348,9 @@ fn build_result(
         })
         .collect();
     let (latency, histograms) = result::model::measured(rec);
-    let interrupted = rec.pulls_started.saturating_sub(rec.pulls_completed + rec.pulls_failed);
+    let interrupted = rec
+        .pulls_started
+        .saturating_sub(rec.pulls_completed + rec.pulls_failed);
     let complete = stop == Stop::Finished && interrupted == 0;
     ResultDoc {
         schema: SCHEMA.to_string(),
@@ -302,7 +380,10 @@ fn build_result(
             profile: serde_json::to_value(profile).unwrap_or_default(),
             arrival: match s.arrival.pattern {
                 Pattern::Herd => "herd".to_string(),
-                Pattern::Waves => format!("waves of {} every {}", s.arrival.wave_size, s.arrival.wave_interval),
+                Pattern::Waves => format!(
+                    "waves of {} every {}",
+                    s.arrival.wave_size, s.arrival.wave_interval
+                ),
             },
             node_bandwidth_bytes_per_sec: s.fleet.node_bandwidth.map(|r| r.0),
         },
@@ -316,7 +397,11 @@ fn build_result(
         layers: Layers {
             completed: rec.layers_completed,
             failed: rec.layers_failed,
-            attempts: rec.attempts_per_layer.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            attempts: rec
+                .attempts_per_layer
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
         },
         bytes: Bytes {
             downloaded: rec.bytes_downloaded(),
@@ -327,7 +412,10 @@ fn build_result(
             mean_bytes_per_sec: (rec.bytes_downloaded() as f64 / secs).round(),
             peak_bytes_per_sec: rec.timeline.iter().map(|r| r.bytes).max().unwrap_or(0),
         },
-        retries: Retries { total: rec.retries, by_class: rec.retries_by_class.clone() },
+        retries: Retries {
+            total: rec.retries,
+            by_class: rec.retries_by_class.clone(),
+        },
         errors,
         error_details,
         latency,
@@ -338,7 +426,9 @@ fn build_result(
             client_hard_limit: limits.hard,
             client_limit_at_start: limits.soft_at_start,
         },
-        connections: ConnectionInfo { peak: rec.connections_peak },
+        connections: ConnectionInfo {
+            peak: rec.connections_peak,
+        },
         clusters: rec.clusters.clone(),
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
@@ -364,7 +454,10 @@ struct Shutdown {
 
 impl Shutdown {
     fn listen() -> Shutdown {
-        Shutdown { interrupt: signal(SignalKind::interrupt()).ok(), terminate: signal(SignalKind::terminate()).ok() }
+        Shutdown {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
     }
 
     async fn requested(&mut self) {

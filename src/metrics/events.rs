@@ -22,9 +22,18 @@ pub enum ExchangeKind {
 #[derive(Debug)]
 pub enum Event {
     /// A response head arrived.
-    Exchange { kind: ExchangeKind, connect: Duration, ttfb: Duration },
+    Exchange {
+        kind: ExchangeKind,
+        connect: Duration,
+        ttfb: Duration,
+    },
     /// An exchange failed; `at` is when, for the timeline and the error table.
-    Fault { fault: Fault, kind: ExchangeKind, cluster: u32, at: Instant },
+    Fault {
+        fault: Fault,
+        kind: ExchangeKind,
+        cluster: u32,
+        at: Instant,
+    },
     /// A layer will be tried again after a fault of this class.
     Retry { class: FaultClass },
     /// A layer finished, well or not.
@@ -40,7 +49,13 @@ pub enum Event {
     /// A pull began its first request.
     PullStarted { cluster: u32 },
     /// A pull ended.
-    PullDone { cluster: u32, ok: bool, from_scheduled: Duration, from_start: Duration, bytes: u64 },
+    PullDone {
+        cluster: u32,
+        ok: bool,
+        from_scheduled: Duration,
+        from_start: Duration,
+        bytes: u64,
+    },
 }
 
 /// The sending side of the event channel, one clone per node.

@@ -17,10 +17,20 @@ pub fn raise_nofile() -> FdLimits {
     let soft_at_start = before.current.unwrap_or(u64::MAX);
     let hard = before.maximum;
     if before.current != hard {
-        let _ = setrlimit(Resource::Nofile, Rlimit { current: hard, maximum: hard });
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: hard,
+                maximum: hard,
+            },
+        );
     }
     let after = getrlimit(Resource::Nofile);
-    FdLimits { soft_at_start, soft: after.current.unwrap_or(u64::MAX), hard: hard.unwrap_or(u64::MAX) }
+    FdLimits {
+        soft_at_start,
+        soft: after.current.unwrap_or(u64::MAX),
+        hard: hard.unwrap_or(u64::MAX),
+    }
 }
 
 /// Open fds of this process (entries of /proc/self/fd), or 0 where /proc is missing.

@@ -35,8 +35,15 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] =
-        [Metric::Pull, Metric::PullActual, Metric::Layer, Metric::Connect, Metric::Ttfb, Metric::Retry, Metric::Manifest];
+    pub const ALL: [Metric; 7] = [
+        Metric::Pull,
+        Metric::PullActual,
+        Metric::Layer,
+        Metric::Connect,
+        Metric::Ttfb,
+        Metric::Retry,
+        Metric::Manifest,
+    ];
 
     pub fn key(&self) -> &'static str {
         match self {
@@ -122,7 +129,13 @@ impl Recorder {
     pub fn new(clusters: u32, started: Instant) -> Self {
         let histograms = Metric::ALL
             .iter()
-            .map(|m| (*m, Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static histogram bounds are valid")))
+            .map(|m| {
+                (
+                    *m,
+                    Histogram::new_with_bounds(1, MAX_MICROS, 3)
+                        .expect("static histogram bounds are valid"),
+                )
+            })
             .collect();
         Recorder {
             started,
@@ -138,7 +151,12 @@ impl Recorder {
             bytes_wasted: 0,
             bytes_pulled_ok: 0,
             errors: BTreeMap::new(),
-            clusters: (0..clusters).map(|c| ClusterStat { cluster: c, ..Default::default() }).collect(),
+            clusters: (0..clusters)
+                .map(|c| ClusterStat {
+                    cluster: c,
+                    ..Default::default()
+                })
+                .collect(),
             timeline: Vec::new(),
             fd_peak: 0,
             connections_peak: 0,
@@ -161,7 +179,11 @@ impl Recorder {
     /// Folds one event into the counters and histograms.
     pub fn record(&mut self, event: Event) {
         match event {
-            Event::Exchange { kind, connect, ttfb } => {
+            Event::Exchange {
+                kind,
+                connect,
+                ttfb,
+            } => {
                 self.observe(Metric::Connect, connect);
                 match kind {
                     ExchangeKind::Blob => self.observe(Metric::Ttfb, ttfb),
@@ -169,7 +191,12 @@ impl Recorder {
                     ExchangeKind::Ping | ExchangeKind::Token => {}
                 }
             }
-            Event::Fault { fault, kind, cluster, at } => {
+            Event::Fault {
+                fault,
+                kind,
+                cluster,
+                at,
+            } => {
                 let t = at.saturating_duration_since(self.started).as_secs_f64();
                 let stat = self.errors.entry(fault.class).or_insert_with(|| ErrorStat {
                     count: 0,
@@ -182,7 +209,11 @@ impl Recorder {
                 stat.count += 1;
                 stat.last_s = stat.last_s.max(t);
                 self.pending.errors += 1;
-                *self.pending.errors_by_class.entry(fault.class.key()).or_default() += 1;
+                *self
+                    .pending
+                    .errors_by_class
+                    .entry(fault.class.key())
+                    .or_default() += 1;
                 if let Some(c) = self.cluster(cluster) {
                     c.errors += 1;
                 }
@@ -192,7 +223,13 @@ impl Recorder {
                 self.pending.retries += 1;
                 *self.retries_by_class.entry(class.key()).or_default() += 1;
             }
-            Event::LayerDone { ok, took, attempts, retry_latency, wasted } => {
+            Event::LayerDone {
+                ok,
+                took,
+                attempts,
+                retry_latency,
+                wasted,
+            } => {
                 if ok {
                     self.layers_completed += 1;
                     self.observe(Metric::Layer, took);
@@ -211,7 +248,13 @@ impl Recorder {
                     c.pulls_started += 1;
                 }
             }
-            Event::PullDone { cluster, ok, from_scheduled, from_start, bytes } => {
+            Event::PullDone {
+                cluster,
+                ok,
+                from_scheduled,
+                from_start,
+                bytes,
+            } => {
                 if ok {
                     self.pulls_completed += 1;
                     self.pending.pulls_completed += 1;
@@ -264,7 +307,10 @@ pub async fn run(
     gauges: Arc<Gauges>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Recorder {
-    let mut tick = tokio::time::interval_at(recorder.started + Duration::from_secs(1), Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(
+        recorder.started + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -108,7 +108,11 @@ pub struct Fault {
 
 impl Fault {
     pub fn new(class: FaultClass, phase: Phase, detail: impl Into<String>) -> Self {
-        Fault { class, phase, detail: detail.into() }
+        Fault {
+            class,
+            phase,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -130,7 +134,9 @@ fn io_class(e: &io::Error, phase: Phase) -> Option<FaultClass> {
             libc_errno::EMFILE | libc_errno::ENFILE => FaultClass::ClientFdExhausted,
             libc_errno::EADDRNOTAVAIL => FaultClass::EphemeralPortsExhausted,
             libc_errno::ECONNREFUSED => FaultClass::ConnectRefused,
-            libc_errno::ECONNRESET | libc_errno::EPIPE | libc_errno::ECONNABORTED => FaultClass::ConnectionReset,
+            libc_errno::ECONNRESET | libc_errno::EPIPE | libc_errno::ECONNABORTED => {
+                FaultClass::ConnectionReset
+            }
             libc_errno::ETIMEDOUT if phase == Phase::Connect => FaultClass::ConnectTimeout,
             libc_errno::ETIMEDOUT => FaultClass::ReadTimeout,
             libc_errno::ENETUNREACH | libc_errno::EHOSTUNREACH => FaultClass::ConnectTimeout,
@@ -140,9 +146,9 @@ fn io_class(e: &io::Error, phase: Phase) -> Option<FaultClass> {
     }
     match e.kind() {
         io::ErrorKind::UnexpectedEof => Some(FaultClass::UnexpectedEof),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
-            Some(FaultClass::ConnectionReset)
-        }
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted => Some(FaultClass::ConnectionReset),
         io::ErrorKind::ConnectionRefused => Some(FaultClass::ConnectRefused),
         io::ErrorKind::TimedOut => Some(FaultClass::ReadTimeout),
         _ => None,
@@ -214,7 +220,11 @@ mod tests {
         ];
         for (code, class) in cases {
             let e = io::Error::from_raw_os_error(code);
-            assert_eq!(from_io(&e, Phase::Connect, "x").class, class, "errno {code}");
+            assert_eq!(
+                from_io(&e, Phase::Connect, "x").class,
+                class,
+                "errno {code}"
+            );
         }
     }
 

@@ -22,7 +22,10 @@ const BURST: Duration = Duration::from_millis(50);
 
 impl Bandwidth {
     pub fn new(bytes_per_sec: u64) -> Self {
-        Bandwidth { bytes_per_sec: bytes_per_sec.max(1) as f64, free_at: Mutex::new(Instant::now()) }
+        Bandwidth {
+            bytes_per_sec: bytes_per_sec.max(1) as f64,
+            free_at: Mutex::new(Instant::now()),
+        }
     }
 
     /// Books `len` bytes on the link and waits until they may be taken.
@@ -65,6 +68,9 @@ mod tests {
         }
         // 4 x 50 x 10 kB = 2 MB at 1 MB/s: about 2 s, less the burst allowance.
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(1900) && took <= Duration::from_millis(2100), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(1900) && took <= Duration::from_millis(2100),
+            "{took:?}"
+        );
     }
 }

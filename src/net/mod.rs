@@ -46,7 +46,10 @@ pub struct Transport {
 impl Transport {
     /// The same transport with other timeouts (the preflight's, say).
     pub fn with_timeouts(&self, timeouts: Timeouts) -> Transport {
-        Transport { timeouts, ..self.clone() }
+        Transport {
+            timeouts,
+            ..self.clone()
+        }
     }
 }
 
@@ -74,27 +77,48 @@ pub struct Exchange {
 /// Sends one request on a fresh connection and returns once the response head is in.
 ///
 /// The connection lives until the returned body is dropped or read to its end.
-pub async fn send(method: Method, url: &Url, headers: HeaderMap, transport: &Transport) -> Result<Exchange, Fault> {
+pub async fn send(
+    method: Method,
+    url: &Url,
+    headers: HeaderMap,
+    transport: &Transport,
+) -> Result<Exchange, Fault> {
     let timeouts = &transport.timeouts;
-    let host = url
-        .host_str()
-        .ok_or_else(|| Fault::new(FaultClass::Other, Phase::Connect, format!("URL without host: {url}")))?;
+    let host = url.host_str().ok_or_else(|| {
+        Fault::new(
+            FaultClass::Other,
+            Phase::Connect,
+            format!("URL without host: {url}"),
+        )
+    })?;
     let port = url.port_or_known_default().unwrap_or(80);
     let started = Instant::now();
-    let stream = Counted::new(connect(host, port, timeouts.connect).await?, transport.gauge.clone());
+    let stream = Counted::new(
+        connect(host, port, timeouts.connect).await?,
+        transport.gauge.clone(),
+    );
     let io: Box<dyn Io> = match url.scheme() {
         "http" => Box::new(stream),
         "https" => {
             let tls = transport.tls.as_ref().ok_or_else(|| {
-                Fault::new(FaultClass::Tls, Phase::Connect, "https target but TLS is not configured")
+                Fault::new(
+                    FaultClass::Tls,
+                    Phase::Connect,
+                    "https target but TLS is not configured",
+                )
             })?;
-            let name = tls::server_name(host).map_err(|e| Fault::new(FaultClass::Tls, Phase::Connect, e))?;
+            let name = tls::server_name(host)
+                .map_err(|e| Fault::new(FaultClass::Tls, Phase::Connect, e))?;
             let left = timeouts.connect.saturating_sub(started.elapsed());
             match tokio::time::timeout(left, tls.connect(name, stream)).await {
                 Ok(Ok(s)) => Box::new(s),
                 // A reset or EOF mid-handshake keeps its own class; anything else is TLS.
                 Ok(Err(e)) => {
-                    let mut f = classify::from_io(&e, Phase::Connect, &format!("TLS handshake with {host}:{port}"));
+                    let mut f = classify::from_io(
+                        &e,
+                        Phase::Connect,
+                        &format!("TLS handshake with {host}:{port}"),
+                    );
                     if f.class == FaultClass::Other {
                         f.class = FaultClass::Tls;
                     }
@@ -104,20 +128,28 @@ pub async fn send(method: Method, url: &Url, headers: HeaderMap, transport: &Tra
                     return Err(Fault::new(
                         FaultClass::Tls,
                         Phase::Connect,
-                        format!("TLS handshake with {host}:{port} took longer than {:?}", timeouts.connect),
+                        format!(
+                            "TLS handshake with {host}:{port} took longer than {:?}",
+                            timeouts.connect
+                        ),
                     ))
                 }
             }
         }
         other => {
-            return Err(Fault::new(FaultClass::Other, Phase::Connect, format!("unsupported URL scheme {other}")))
+            return Err(Fault::new(
+                FaultClass::Other,
+                Phase::Connect,
+                format!("unsupported URL scheme {other}"),
+            ))
         }
     };
     let connect = started.elapsed();
 
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-        .await
-        .map_err(|e| classify::from_error(&e, Phase::Connect))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| classify::from_error(&e, Phase::Connect))?;
     // The connection future must be polled for the request and body to move;
     // it ends (dropping the socket) when the body is dropped or complete.
     tokio::spawn(async move {
@@ -138,36 +170,62 @@ pub async fn send(method: Method, url: &Url, headers: HeaderMap, transport: &Tra
     request
         .headers_mut()
         .entry(http::header::USER_AGENT)
-        .or_insert(http::HeaderValue::from_static(concat!("pullstorm/", env!("CARGO_PKG_VERSION"))));
+        .or_insert(http::HeaderValue::from_static(concat!(
+            "pullstorm/",
+            env!("CARGO_PKG_VERSION")
+        )));
 
     let asked = Instant::now();
-    let response: Response<Incoming> = match tokio::time::timeout(timeouts.response, sender.send_request(request)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(classify::from_error(&e, Phase::Request)),
-        Err(_) => {
-            return Err(Fault::new(
-                FaultClass::ReadTimeout,
-                Phase::Request,
-                format!("no response head within {:?}", timeouts.response),
-            ))
-        }
-    };
+    let response: Response<Incoming> =
+        match tokio::time::timeout(timeouts.response, sender.send_request(request)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(classify::from_error(&e, Phase::Request)),
+            Err(_) => {
+                return Err(Fault::new(
+                    FaultClass::ReadTimeout,
+                    Phase::Request,
+                    format!("no response head within {:?}", timeouts.response),
+                ))
+            }
+        };
     let ttfb = asked.elapsed();
     let (parts, body) = response.into_parts();
-    Ok(Exchange { status: parts.status, headers: parts.headers, body, connect, ttfb })
+    Ok(Exchange {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        connect,
+        ttfb,
+    })
 }
 
 /// Reads a small body (manifest, token, error document) whole, up to `limit` bytes.
-pub async fn read_small(body: Incoming, limit: usize, stall: Option<Duration>) -> Result<Bytes, Fault> {
+pub async fn read_small(
+    body: Incoming,
+    limit: usize,
+    stall: Option<Duration>,
+) -> Result<Bytes, Fault> {
     let wait = stall.unwrap_or(Duration::from_secs(60));
     let collected = tokio::time::timeout(wait, http_body_util::Limited::new(body, limit).collect())
         .await
-        .map_err(|_| Fault::new(FaultClass::ReadTimeout, Phase::Body, format!("body stalled for {wait:?}")))?;
+        .map_err(|_| {
+            Fault::new(
+                FaultClass::ReadTimeout,
+                Phase::Body,
+                format!("body stalled for {wait:?}"),
+            )
+        })?;
     match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(Fault::new(FaultClass::Other, Phase::Body, format!("body larger than {limit} bytes")))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(Fault::new(
+                    FaultClass::Other,
+                    Phase::Body,
+                    format!("body larger than {limit} bytes"),
+                ))
             } else {
                 Err(classify::from_dyn(&*e, Phase::Body))
             }
@@ -179,7 +237,13 @@ async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, Fa
     let attempt = async {
         let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((host, port)).await {
             Ok(a) => a.collect(),
-            Err(e) => return Err(Fault::new(FaultClass::Dns, Phase::Connect, format!("{host}: {e}"))),
+            Err(e) => {
+                return Err(Fault::new(
+                    FaultClass::Dns,
+                    Phase::Connect,
+                    format!("{host}: {e}"),
+                ))
+            }
         };
         let mut last = None;
         for addr in addrs {
@@ -188,10 +252,22 @@ async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, Fa
                     let _ = s.set_nodelay(true);
                     return Ok(s);
                 }
-                Err(e) => last = Some(classify::from_io(&e, Phase::Connect, &format!("connect {addr}"))),
+                Err(e) => {
+                    last = Some(classify::from_io(
+                        &e,
+                        Phase::Connect,
+                        &format!("connect {addr}"),
+                    ))
+                }
             }
         }
-        Err(last.unwrap_or_else(|| Fault::new(FaultClass::Dns, Phase::Connect, format!("{host}: no address"))))
+        Err(last.unwrap_or_else(|| {
+            Fault::new(
+                FaultClass::Dns,
+                Phase::Connect,
+                format!("{host}: no address"),
+            )
+        }))
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(r) => r,
@@ -242,13 +318,21 @@ impl Drop for Counted {
 }
 
 impl AsyncRead for Counted {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Counted {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -11,13 +11,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Builds the TLS connector for a run.
-pub fn connector(ca_file: Option<&Path>, insecure: bool) -> Result<tokio_rustls::TlsConnector, String> {
+pub fn connector(
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<tokio_rustls::TlsConnector, String> {
     let provider = Arc::new(ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up: {e}"))?;
     let config = if insecure {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))).with_no_client_auth()
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
         // The system store may be missing or partly unreadable; the CA file can still suffice.
@@ -30,7 +36,9 @@ pub fn connector(ca_file: Option<&Path>, insecure: bool) -> Result<tokio_rustls:
             let mut added = 0;
             for cert in certs {
                 let cert = cert.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| format!("{}: bad CA certificate: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: bad CA certificate: {e}", path.display()))?;
                 added += 1;
             }
             if added == 0 {
@@ -44,7 +52,8 @@ pub fn connector(ca_file: Option<&Path>, insecure: bool) -> Result<tokio_rustls:
 
 /// The server name to verify, from the URL's host.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(host.to_string()).map_err(|e| format!("{host} is not a valid TLS server name: {e}"))
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host} is not a valid TLS server name: {e}"))
 }
 
 /// Verifies signatures (so the handshake is real) but trusts any certificate.
@@ -69,7 +78,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -78,7 +92,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

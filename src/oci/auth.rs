@@ -19,7 +19,10 @@ pub struct Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -27,12 +30,17 @@ impl Credentials {
     /// `Authorization: Basic ...` value.
     pub fn basic_header(&self) -> String {
         let raw = format!("{}:{}", self.username, self.password);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     }
 
     /// Looks for credentials for `host` (`host[:port]`): environment first, then docker's config.
     pub fn find(host: &str) -> Option<Credentials> {
-        let user = std::env::var("PULLSTORM_USERNAME").ok().filter(|u| !u.is_empty());
+        let user = std::env::var("PULLSTORM_USERNAME")
+            .ok()
+            .filter(|u| !u.is_empty());
         let pass = std::env::var("PULLSTORM_PASSWORD").ok();
         if let (Some(username), Some(password)) = (user, pass) {
             return Some(Credentials { username, password });
@@ -64,15 +72,26 @@ pub fn from_docker_config(text: &str, host: &str) -> Option<Credentials> {
     let doc: serde_json::Value = serde_json::from_str(text).ok()?;
     let auths = doc.get("auths")?.as_object()?;
     let entry = auths.iter().find_map(|(key, value)| {
-        let bare = key.trim_start_matches("https://").trim_start_matches("http://");
+        let bare = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
         let bare = bare.split('/').next().unwrap_or(bare);
         (bare == host).then_some(value)
     })?;
-    if let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()).filter(|a| !a.is_empty()) {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    if let Some(encoded) = entry
+        .get("auth")
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+    {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (username, password) = decoded.split_once(':')?;
-        return Some(Credentials { username: username.into(), password: password.into() });
+        return Some(Credentials {
+            username: username.into(),
+            password: password.into(),
+        });
     }
     let username = entry.get("username")?.as_str()?.to_string();
     let password = entry.get("password")?.as_str()?.to_string();
@@ -83,7 +102,11 @@ pub fn from_docker_config(text: &str, host: &str) -> Option<Credentials> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
     Basic,
-    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
 }
 
 impl Challenge {
@@ -98,8 +121,17 @@ impl Challenge {
             return None;
         }
         let params = parse_params(params);
-        let get = |k: &str| params.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
-        Some(Challenge::Bearer { realm: get("realm")?, service: get("service"), scope: get("scope") })
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
+        Some(Challenge::Bearer {
+            realm: get("realm")?,
+            service: get("service"),
+            scope: get("scope"),
+        })
     }
 }
 
@@ -108,7 +140,9 @@ fn parse_params(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = text.trim();
     while !rest.is_empty() {
-        let Some((key, after)) = rest.split_once('=') else { break };
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
         let key = key.trim().trim_start_matches(',').trim().to_string();
         let after = after.trim_start();
         let (value, tail) = if let Some(quoted) = after.strip_prefix('"') {
@@ -152,7 +186,10 @@ pub struct TokenResponse {
 
 impl TokenResponse {
     pub fn bearer(&self) -> Option<&str> {
-        self.token.as_deref().or(self.access_token.as_deref()).filter(|t| !t.is_empty())
+        self.token
+            .as_deref()
+            .or(self.access_token.as_deref())
+            .filter(|t| !t.is_empty())
     }
 
     /// Lifetime in seconds, floored at 60 as dockerd does.
@@ -167,7 +204,9 @@ mod tests {
 
     #[test]
     fn parses_harbor_challenge() {
-        let c = Challenge::parse(r#"Bearer realm="https://harbor.example/service/token",service="harbor-registry",scope="repository:lib/app:pull""#);
+        let c = Challenge::parse(
+            r#"Bearer realm="https://harbor.example/service/token",service="harbor-registry",scope="repository:lib/app:pull""#,
+        );
         assert_eq!(
             c,
             Some(Challenge::Bearer {
@@ -176,7 +215,10 @@ mod tests {
                 scope: Some("repository:lib/app:pull".into()),
             })
         );
-        assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(Challenge::parse("Negotiate"), None);
         assert_eq!(Challenge::parse("Bearer service=x"), None);
     }
@@ -185,7 +227,10 @@ mod tests {
     fn reads_docker_config_auths() {
         let cfg = r#"{"auths":{"https://127.0.0.1:5000":{"auth":"YWxpY2U6czNjcjN0"},"other:1":{"username":"bob","password":"pw"}}}"#;
         let c = from_docker_config(cfg, "127.0.0.1:5000").unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cr3t"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3cr3t")
+        );
         assert_eq!(from_docker_config(cfg, "other:1").unwrap().username, "bob");
         assert!(from_docker_config(cfg, "nowhere").is_none());
         assert!(!format!("{c:?}").contains("s3cr3t"));
@@ -193,7 +238,8 @@ mod tests {
 
     #[test]
     fn token_lifetime_is_floored() {
-        let t: TokenResponse = serde_json::from_str(r#"{"access_token":"x","expires_in":5}"#).unwrap();
+        let t: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"x","expires_in":5}"#).unwrap();
         assert_eq!((t.bearer(), t.lifetime_secs()), (Some("x"), 60));
     }
 }

@@ -9,7 +9,12 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// The Accept types dockerd sends on a tag resolve, one header value each.
-pub const ACCEPTED: [&str; 4] = [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_INDEX];
+pub const ACCEPTED: [&str; 4] = [
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_MANIFEST,
+    OCI_INDEX,
+];
 
 /// A content descriptor (config, layer, or index entry).
 #[derive(Debug, Clone, Deserialize)]
@@ -34,8 +39,13 @@ pub struct Platform {
 /// Either kind of manifest document, told apart by its media type or shape.
 #[derive(Debug, Clone)]
 pub enum Document {
-    Image { config: Descriptor, layers: Vec<Descriptor> },
-    Index { manifests: Vec<Descriptor> },
+    Image {
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    },
+    Index {
+        manifests: Vec<Descriptor>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -54,7 +64,8 @@ struct Raw {
 impl Document {
     /// Parses a manifest body; `content_type` is the response's Content-Type.
     pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Document, String> {
-        let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
+        let raw: Raw =
+            serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
         let media = content_type
             .map(|c| c.split(';').next().unwrap_or(c).trim().to_string())
             .filter(|c| ACCEPTED.contains(&c.as_str()))
@@ -85,7 +96,11 @@ pub fn pick_platform<'a>(manifests: &'a [Descriptor], platform: &str) -> Option<
     let arch = parts.next().unwrap_or("amd64");
     let variant = parts.next();
     manifests.iter().find(|m| match &m.platform {
-        Some(p) => p.os == os && p.architecture == arch && (variant.is_none() || p.variant.as_deref() == variant),
+        Some(p) => {
+            p.os == os
+                && p.architecture == arch
+                && (variant.is_none() || p.variant.as_deref() == variant)
+        }
         None => false,
     })
 }
@@ -101,13 +116,19 @@ mod tests {
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bb","size":2,"platform":{"architecture":"amd64","os":"linux"}}]}"#;
         match Document::parse(idx, None).unwrap() {
             Document::Index { manifests } => {
-                assert_eq!(pick_platform(&manifests, "linux/amd64").unwrap().digest, "sha256:bb");
+                assert_eq!(
+                    pick_platform(&manifests, "linux/amd64").unwrap().digest,
+                    "sha256:bb"
+                );
                 assert!(pick_platform(&manifests, "windows/amd64").is_none());
             }
             _ => panic!("not an index"),
         }
         let img = br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:cc","size":3},"layers":[{"mediaType":"y","digest":"sha256:dd","size":4}]}"#;
-        assert!(matches!(Document::parse(img, Some(DOCKER_MANIFEST)).unwrap(), Document::Image { .. }));
+        assert!(matches!(
+            Document::parse(img, Some(DOCKER_MANIFEST)).unwrap(),
+            Document::Image { .. }
+        ));
         assert!(Document::parse(b"{}", None).is_err());
         assert!(Document::parse(b"not json", None).is_err());
     }

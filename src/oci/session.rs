@@ -65,7 +65,9 @@ impl Session {
     /// `GET /v2/`: learns the auth challenge. 200 and 401 are both fine answers.
     pub async fn ping(&self) -> Result<(), Fault> {
         let url = self.url("/v2/")?;
-        let ex = self.send(ExchangeKind::Ping, Method::GET, &url, HeaderMap::new()).await?;
+        let ex = self
+            .send(ExchangeKind::Ping, Method::GET, &url, HeaderMap::new())
+            .await?;
         let status = ex.status;
         if status == StatusCode::UNAUTHORIZED {
             let challenge = ex
@@ -75,7 +77,8 @@ impl Session {
                 .and_then(Challenge::parse);
             self.set_challenge(challenge);
         }
-        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
+        let body =
+            net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
         if status.is_success() || status == StatusCode::UNAUTHORIZED {
             Ok(())
         } else {
@@ -92,14 +95,26 @@ impl Session {
         };
         let (doc, _) = self.get_manifest(&digest).await?;
         match doc {
-            Document::Image { config, layers } => Ok(Resolved { digest, config, layers }),
+            Document::Image { config, layers } => Ok(Resolved {
+                digest,
+                config,
+                layers,
+            }),
             Document::Index { manifests } => {
                 let entry = manifest::pick_platform(&manifests, platform).ok_or_else(|| {
-                    Fault::new(FaultClass::Other, Phase::Verify, format!("index {digest} has no {platform} manifest"))
+                    Fault::new(
+                        FaultClass::Other,
+                        Phase::Verify,
+                        format!("index {digest} has no {platform} manifest"),
+                    )
                 })?;
                 let chosen = entry.digest.clone();
                 match self.get_manifest(&chosen).await?.0 {
-                    Document::Image { config, layers } => Ok(Resolved { digest: chosen, config, layers }),
+                    Document::Image { config, layers } => Ok(Resolved {
+                        digest: chosen,
+                        config,
+                        layers,
+                    }),
                     Document::Index { .. } => Err(Fault::new(
                         FaultClass::Other,
                         Phase::Verify,
@@ -113,25 +128,39 @@ impl Session {
     /// HEAD the tag with the four Accept types; falls back to GET without Docker-Content-Digest.
     async fn head_manifest(&self, tag: &str) -> Result<String, Fault> {
         let url = self.url(&format!("/v2/{}/manifests/{}", self.repo, tag))?;
-        let ex = self.authorized(ExchangeKind::Manifest, Method::HEAD, &url, accept_headers()).await?;
+        let ex = self
+            .authorized(ExchangeKind::Manifest, Method::HEAD, &url, accept_headers())
+            .await?;
         let status = ex.status;
         let digest = header_str(&ex.headers, "docker-content-digest");
         drop(ex.body);
         if !status.is_success() {
             // A HEAD has no body: GET once to learn the registry's error code.
-            let ex = self.authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers()).await?;
+            let ex = self
+                .authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers())
+                .await?;
             let status = ex.status;
-            let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
+            let body =
+                net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
             if !status.is_success() {
-                return Err(http_fault(status, &body, Phase::Request, &format!("GET manifest {tag}")));
+                return Err(http_fault(
+                    status,
+                    &body,
+                    Phase::Request,
+                    &format!("GET manifest {tag}"),
+                ));
             }
             return Ok(sha256_digest(&body));
         }
         match digest {
             Some(d) if super::reference::is_digest(&d) => Ok(d),
             _ => {
-                let ex = self.authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers()).await?;
-                let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
+                let ex = self
+                    .authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers())
+                    .await?;
+                let body =
+                    net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall)
+                        .await?;
                 Ok(sha256_digest(&body))
             }
         }
@@ -140,12 +169,20 @@ impl Session {
     /// GET a manifest by digest and check its bytes against the digest.
     async fn get_manifest(&self, digest: &str) -> Result<(Document, usize), Fault> {
         let url = self.url(&format!("/v2/{}/manifests/{}", self.repo, digest))?;
-        let ex = self.authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers()).await?;
+        let ex = self
+            .authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers())
+            .await?;
         let status = ex.status;
         let content_type = header_str(&ex.headers, "content-type");
-        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
+        let body =
+            net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
         if !status.is_success() {
-            return Err(http_fault(status, &body, Phase::Request, &format!("GET manifest {digest}")));
+            return Err(http_fault(
+                status,
+                &body,
+                Phase::Request,
+                &format!("GET manifest {digest}"),
+            ));
         }
         let actual = sha256_digest(&body);
         if actual != digest {
@@ -162,7 +199,12 @@ impl Session {
 
     /// Opens a blob GET, from `offset` with `Range: bytes=<offset>-` when it is not 0.
     /// Redirects are followed; the Authorization header never goes to another host.
-    pub async fn open_blob(&self, digest: &str, media_type: &str, offset: u64) -> Result<Exchange, Fault> {
+    pub async fn open_blob(
+        &self,
+        digest: &str,
+        media_type: &str,
+        offset: u64,
+    ) -> Result<Exchange, Fault> {
         let mut url = self.url(&format!("/v2/{}/blobs/{}", self.repo, digest))?;
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&format!("{media_type}, */*")) {
@@ -173,25 +215,40 @@ impl Session {
                 headers.insert(http::header::RANGE, v);
             }
         }
-        let mut ex = self.authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone()).await?;
+        let mut ex = self
+            .authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone())
+            .await?;
         for _ in 0..MAX_REDIRECTS {
             if !ex.status.is_redirection() {
                 return Ok(ex);
             }
-            let Some(location) = header_str(&ex.headers, "location") else { return Ok(ex) };
+            let Some(location) = header_str(&ex.headers, "location") else {
+                return Ok(ex);
+            };
             drop(ex.body);
             let next = url.join(&location).map_err(|e| {
-                Fault::new(FaultClass::Other, Phase::Request, format!("bad redirect Location {location:?}: {e}"))
+                Fault::new(
+                    FaultClass::Other,
+                    Phase::Request,
+                    format!("bad redirect Location {location:?}: {e}"),
+                )
             })?;
-            let same_origin = next.host_str() == url.host_str() && next.port_or_known_default() == url.port_or_known_default();
+            let same_origin = next.host_str() == url.host_str()
+                && next.port_or_known_default() == url.port_or_known_default();
             url = next;
             ex = if same_origin {
-                self.authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone()).await?
+                self.authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone())
+                    .await?
             } else {
-                self.send(ExchangeKind::Blob, Method::GET, &url, headers.clone()).await?
+                self.send(ExchangeKind::Blob, Method::GET, &url, headers.clone())
+                    .await?
             };
         }
-        Err(Fault::new(FaultClass::Other, Phase::Request, format!("more than {MAX_REDIRECTS} redirects for {digest}")))
+        Err(Fault::new(
+            FaultClass::Other,
+            Phase::Request,
+            format!("more than {MAX_REDIRECTS} redirects for {digest}"),
+        ))
     }
 
     /// Sends with the credentials the challenge asks for; on a 401, re-authenticates once.
@@ -211,7 +268,11 @@ impl Session {
             return Ok(ex);
         }
         // The token expired or the challenge changed: learn it and try once more.
-        if let Some(c) = ex.headers.get(http::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()) {
+        if let Some(c) = ex
+            .headers
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+        {
             self.set_challenge(Challenge::parse(c));
         }
         drop(ex.body);
@@ -224,7 +285,11 @@ impl Session {
 
     /// The Authorization value for the current challenge, fetching a token if needed.
     async fn authorization(&self, refresh: bool) -> Result<Option<HeaderValue>, Fault> {
-        let challenge = self.challenge.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let challenge = self
+            .challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         match challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self
@@ -250,10 +315,20 @@ impl Session {
         *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = c;
     }
 
-    async fn fetch_token(&self, realm: &str, service: Option<&str>) -> Result<(HeaderValue, Instant), Fault> {
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+    ) -> Result<(HeaderValue, Instant), Fault> {
         let mut url = Url::parse(realm)
             .or_else(|_| self.base.join(realm))
-            .map_err(|e| Fault::new(FaultClass::Other, Phase::Request, format!("bad token realm {realm:?}: {e}")))?;
+            .map_err(|e| {
+                Fault::new(
+                    FaultClass::Other,
+                    Phase::Request,
+                    format!("bad token realm {realm:?}: {e}"),
+                )
+            })?;
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
@@ -267,35 +342,70 @@ impl Session {
                 headers.insert(http::header::AUTHORIZATION, sensitive(v));
             }
         }
-        let ex = self.send(ExchangeKind::Token, Method::GET, &url, headers).await?;
+        let ex = self
+            .send(ExchangeKind::Token, Method::GET, &url, headers)
+            .await?;
         let status = ex.status;
-        let body = net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
+        let body =
+            net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
         if !status.is_success() {
             return Err(http_fault(status, &body, Phase::Request, "token request"));
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| Fault::new(FaultClass::Other, Phase::Body, format!("token response is not JSON: {e}")))?;
-        let token = parsed
-            .bearer()
-            .ok_or_else(|| Fault::new(FaultClass::Other, Phase::Body, "token response without a token"))?;
-        let value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| Fault::new(FaultClass::Other, Phase::Body, "token is not a valid header value"))?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            Fault::new(
+                FaultClass::Other,
+                Phase::Body,
+                format!("token response is not JSON: {e}"),
+            )
+        })?;
+        let token = parsed.bearer().ok_or_else(|| {
+            Fault::new(
+                FaultClass::Other,
+                Phase::Body,
+                "token response without a token",
+            )
+        })?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            Fault::new(
+                FaultClass::Other,
+                Phase::Body,
+                "token is not a valid header value",
+            )
+        })?;
         let value = sensitive(value);
         // Renew a little early so a token never expires mid-request.
-        let life = Duration::from_secs(parsed.lifetime_secs()).saturating_sub(Duration::from_secs(5));
+        let life =
+            Duration::from_secs(parsed.lifetime_secs()).saturating_sub(Duration::from_secs(5));
         Ok((value, Instant::now() + life))
     }
 
-    async fn send(&self, kind: ExchangeKind, method: Method, url: &Url, headers: HeaderMap) -> Result<Exchange, Fault> {
+    async fn send(
+        &self,
+        kind: ExchangeKind,
+        method: Method,
+        url: &Url,
+        headers: HeaderMap,
+    ) -> Result<Exchange, Fault> {
         let ex = net::send(method, url, headers, &self.transport).await?;
-        let _ = self.events.send(Event::Exchange { kind, connect: ex.connect, ttfb: ex.ttfb }).await;
+        let _ = self
+            .events
+            .send(Event::Exchange {
+                kind,
+                connect: ex.connect,
+                ttfb: ex.ttfb,
+            })
+            .await;
         Ok(ex)
     }
 
     fn url(&self, path: &str) -> Result<Url, Fault> {
-        self.base
-            .join(path)
-            .map_err(|e| Fault::new(FaultClass::Other, Phase::Request, format!("cannot build URL for {path}: {e}")))
+        self.base.join(path).map_err(|e| {
+            Fault::new(
+                FaultClass::Other,
+                Phase::Request,
+                format!("cannot build URL for {path}: {e}"),
+            )
+        })
     }
 }
 
@@ -313,7 +423,9 @@ fn sensitive(mut v: HeaderValue) -> HeaderValue {
 }
 
 pub(crate) fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// `sha256:<hex>` of a byte string.

@@ -13,7 +13,10 @@ pub fn write(doc: &ResultDoc, path: &Path) -> std::io::Result<()> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The whole HTML document.
@@ -41,13 +44,32 @@ pub fn render(r: &ResultDoc) -> String {
     let pull = r.latency.get("pull").cloned().unwrap_or_default();
     let figures = [
         ("Target", format!("{} {}", r.target.url, r.target.image)),
-        ("Fleet", format!("{} clusters x {} nodes, {}, {}", r.fleet.clusters, r.fleet.nodes_per_cluster, r.fleet.client, r.fleet.arrival)),
+        (
+            "Fleet",
+            format!(
+                "{} clusters x {} nodes, {}, {}",
+                r.fleet.clusters, r.fleet.nodes_per_cluster, r.fleet.client, r.fleet.arrival
+            ),
+        ),
         ("Moved", bytes(r.bytes.downloaded as f64)),
         ("Wasted", bytes(r.bytes.wasted as f64)),
-        ("Throughput", format!("{}/s mean, {}/s peak", bytes(r.throughput.mean_bytes_per_sec), bytes(r.throughput.peak_bytes_per_sec as f64))),
-        ("Pull p50 / p99", format!("{} / {}", millis(pull.p50), millis(pull.p99))),
+        (
+            "Throughput",
+            format!(
+                "{}/s mean, {}/s peak",
+                bytes(r.throughput.mean_bytes_per_sec),
+                bytes(r.throughput.peak_bytes_per_sec as f64)
+            ),
+        ),
+        (
+            "Pull p50 / p99",
+            format!("{} / {}", millis(pull.p50), millis(pull.p99)),
+        ),
         ("Retries", r.retries.total.to_string()),
-        ("Harness fds", format!("peak {} of {}", r.fd.client_peak, r.fd.client_limit)),
+        (
+            "Harness fds",
+            format!("peak {} of {}", r.fd.client_peak, r.fd.client_limit),
+        ),
         ("Connections", format!("peak {}", r.connections.peak)),
         ("Duration", millis(r.duration_ms as f64)),
     ];
@@ -58,9 +80,23 @@ pub fn render(r: &ResultDoc) -> String {
     h.push_str("</table>");
 
     h.push_str("<h2>Throughput over time</h2>");
-    h.push_str(&series_svg(&r.timeline.iter().map(|t| t.bytes as f64).collect::<Vec<_>>(), "bytes/s", |v| format!("{}/s", bytes(v))));
+    h.push_str(&series_svg(
+        &r.timeline
+            .iter()
+            .map(|t| t.bytes as f64)
+            .collect::<Vec<_>>(),
+        "bytes/s",
+        |v| format!("{}/s", bytes(v)),
+    ));
     h.push_str("<h2>Active pulls and connections</h2>");
-    h.push_str(&series_svg(&r.timeline.iter().map(|t| t.connections as f64).collect::<Vec<_>>(), "connections", |v| format!("{v:.0}")));
+    h.push_str(&series_svg(
+        &r.timeline
+            .iter()
+            .map(|t| t.connections as f64)
+            .collect::<Vec<_>>(),
+        "connections",
+        |v| format!("{v:.0}"),
+    ));
 
     h.push_str("<h2>Latency (ms)</h2><table><tr><th>metric</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>");
     for (name, l) in &r.latency {
@@ -124,7 +160,10 @@ fn series_svg(values: &[f64], label: &str, fmt: impl Fn(f64) -> String) -> Strin
         return "<p>No samples.</p>".into();
     }
     let step = values.len().div_ceil(600).max(1);
-    let points: Vec<f64> = values.chunks(step).map(|c| c.iter().cloned().fold(0.0, f64::max)).collect();
+    let points: Vec<f64> = values
+        .chunks(step)
+        .map(|c| c.iter().cloned().fold(0.0, f64::max))
+        .collect();
     let max = points.iter().cloned().fold(0.0, f64::max).max(1.0);
     let n = points.len().max(2) as f64 - 1.0;
     let mut path = String::new();

@@ -42,13 +42,21 @@ pub fn render(r: &ResultDoc) -> String {
         "OK"
     };
     let secs = r.duration_ms as f64 / 1000.0;
-    let _ = writeln!(s, "pullstorm: {} - {} ({:.1}s, stopped: {})", r.scenario.name, verdict, secs, r.stop_reason);
+    let _ = writeln!(
+        s,
+        "pullstorm: {} - {} ({:.1}s, stopped: {})",
+        r.scenario.name, verdict, secs, r.stop_reason
+    );
     let _ = writeln!(
         s,
         "  target    {} {}{}",
         r.target.url,
         r.target.image,
-        if r.target.embedded { " (embedded registry)" } else { "" }
+        if r.target.embedded {
+            " (embedded registry)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         s,
@@ -73,7 +81,10 @@ pub fn render(r: &ResultDoc) -> String {
         "  retries   {}   fds peak {} of {}   connections peak {}",
         r.retries.total, r.fd.client_peak, r.fd.client_limit, r.connections.peak
     );
-    let _ = writeln!(s, "  latency          count        p50        p90        p99        max");
+    let _ = writeln!(
+        s,
+        "  latency          count        p50        p90        p99        max"
+    );
     for (name, l) in &r.latency {
         if l.count == 0 {
             continue;
@@ -103,7 +114,11 @@ pub fn render(r: &ResultDoc) -> String {
         }
     }
     for c in r.thresholds.checks.iter().filter(|c| !c.passed) {
-        let _ = writeln!(s, "  threshold {} failed: limit {}, actual {}", c.name, c.limit, c.actual);
+        let _ = writeln!(
+            s,
+            "  threshold {} failed: limit {}, actual {}",
+            c.name, c.limit, c.actual
+        );
     }
     s
 }

@@ -15,12 +15,11 @@
 
 mod locate;
 pub mod model;
-pub mod reference;
 pub mod units;
 mod validate;
 
+pub use crate::oci::reference::check_reference;
 pub use model::*;
-pub use reference::check_reference;
 pub use validate::{check_name, CREDENTIALS_HINT, MAX_NODES};
 
 use crate::exit::Failure;

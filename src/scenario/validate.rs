@@ -6,7 +6,7 @@
 
 use super::locate::KeyPath;
 use super::model::{Pattern, Scenario};
-use super::reference::check_reference;
+use crate::oci::reference::check_reference;
 
 /// Most nodes one run may simulate (each is a task with its own connections).
 pub const MAX_NODES: u64 = 1_000_000;
