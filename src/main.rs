@@ -40,8 +40,49 @@ API: manifests (OCI, docker schema2, an index), blobs with Range, optional Beare
 for tests. Same seed and layer sizes give the same digests as `pullstorm seed`."
     )]
     Serve(pullstorm::target::ServeArgs),
+    /// Push a deterministic synthetic image to a registry and print its digest.
+    #[command(long_about = "Push a deterministic synthetic image with a real OCI push: HEAD each blob, \
+POST an upload (or a cross-repo mount), chunked PATCHes with Content-Range following each returned Location \
+(a cut upload resumes where the registry says it stands), PUT ?digest=, then the manifest(s) and the tag. \
+Content is generated while it streams. Same --seed and --layers give the same digests as `pullstorm serve`, \
+so a run can compare either. Prints the digest the tag points at on stdout.")]
+    Seed(SeedArgs),
     /// Rebuild report.html from a result.json.
     Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct SeedArgs {
+    /// Registry base URL, e.g. http://127.0.0.1:5000.
+    #[arg(long, value_name = "URL")]
+    registry: String,
+    /// Repository and tag to push to, e.g. lab/big:v1.
+    #[arg(long, value_name = "REF")]
+    image: String,
+    /// Layer sizes, comma separated (rounded up to 512 bytes, at least 2 KiB: layers are tar files).
+    #[arg(long, value_name = "SIZES", default_value = "64MiB,16MiB")]
+    layers: String,
+    /// PRNG seed of the layer content.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// What the tag points at.
+    #[arg(long, value_enum, default_value = "oci")]
+    format: pullstorm::oci::push::Format,
+    /// Bytes per PATCH request.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    chunk_size: String,
+    /// Blobs uploaded at once.
+    #[arg(long, default_value_t = 3)]
+    jobs: usize,
+    /// Try a cross-repository mount from this repository first.
+    #[arg(long, value_name = "REPO")]
+    mount_from: Option<String>,
+    /// Accept any TLS certificate.
+    #[arg(long)]
+    insecure_tls: bool,
+    /// Extra PEM CA bundle to trust.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -114,6 +155,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
                 quiet: args.quiet,
             }))
         }
+        Command::Seed(args) => runtime.block_on(seed(args)),
         Command::Serve(args) => runtime
             .block_on(pullstorm::target::serve_main(args))
             .map(|_| exit::OK),
@@ -135,6 +177,38 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             Ok(exit::OK)
         }
     }
+}
+
+async fn seed(args: SeedArgs) -> Result<i32, Failure> {
+    use pullstorm::scenario::units::ByteSize;
+    let sizes = args
+        .layers
+        .split(',')
+        .map(|l| ByteSize::parse(l).map(|b| b.0).map_err(|e| Failure::bad_input(format!("--layers: {e}"))))
+        .collect::<Result<Vec<u64>, _>>()?;
+    if sizes.is_empty() || sizes.contains(&0) {
+        return Err(Failure::bad_input("--layers: give one or more sizes above 0"));
+    }
+    let chunk = ByteSize::parse(&args.chunk_size).map_err(|e| Failure::bad_input(format!("--chunk-size: {e}")))?.0;
+    let options = pullstorm::oci::push::PushOptions {
+        chunk_size: chunk.max(1),
+        jobs: args.jobs,
+        mount_from: args.mount_from.clone(),
+        attempts: 5,
+    };
+    let report = pullstorm::load::seed::run(
+        &args.registry,
+        &args.image,
+        &sizes,
+        args.seed,
+        args.format,
+        &options,
+        args.ca_file.as_deref(),
+        args.insecure_tls,
+    )
+    .await?;
+    println!("{}", report.digest);
+    Ok(exit::OK)
 }
 
 /// Quotes a CLI value as a TOML string so URLs and references survive `--set` parsing.

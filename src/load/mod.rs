@@ -3,6 +3,7 @@
 
 pub mod plan;
 pub mod run;
+pub mod seed;
 
 pub use plan::Plan;
 pub use run::{execute, RunOptions};

@@ -16,6 +16,8 @@ pub enum ExchangeKind {
     Token,
     Manifest,
     Blob,
+    /// Push requests (`pullstorm seed`).
+    Upload,
 }
 
 /// One thing that happened on a node.

@@ -188,7 +188,7 @@ impl Recorder {
                 match kind {
                     ExchangeKind::Blob => self.observe(Metric::Ttfb, ttfb),
                     ExchangeKind::Manifest => self.observe(Metric::Manifest, ttfb),
-                    ExchangeKind::Ping | ExchangeKind::Token => {}
+                    ExchangeKind::Ping | ExchangeKind::Token | ExchangeKind::Upload => {}
                 }
             }
             Event::Fault {

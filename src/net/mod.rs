@@ -74,13 +74,27 @@ pub struct Exchange {
     pub ttfb: Duration,
 }
 
-/// Sends one request on a fresh connection and returns once the response head is in.
+/// A request body: empty for pulls, streamed synthetic content for pushes.
+pub type RequestBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// The body of a GET or HEAD.
+pub fn empty_body() -> RequestBody {
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+}
+
+/// Sends one bodiless request on a fresh connection; returns once the response head is in.
 ///
 /// The connection lives until the returned body is dropped or read to its end.
-pub async fn send(
+pub async fn send(method: Method, url: &Url, headers: HeaderMap, transport: &Transport) -> Result<Exchange, Fault> {
+    send_with_body(method, url, headers, empty_body(), transport).await
+}
+
+/// Like [`send`], with a request body (streamed; its length must be in the headers).
+pub async fn send_with_body(
     method: Method,
     url: &Url,
     headers: HeaderMap,
+    body: RequestBody,
     transport: &Transport,
 ) -> Result<Exchange, Fault> {
     let timeouts = &transport.timeouts;
@@ -159,7 +173,7 @@ pub async fn send(
     let mut request = Request::builder()
         .method(method)
         .uri(request_target(url))
-        .body(Empty::<Bytes>::new())
+        .body(body)
         .map_err(|e| Fault::new(FaultClass::Other, Phase::Request, e.to_string()))?;
     *request.headers_mut() = headers;
     request.headers_mut().insert(

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod manifest;
+pub mod push;
 pub mod reference;
 pub mod session;
 

@@ -7,7 +7,7 @@
 use super::auth::{Challenge, Credentials, TokenResponse};
 use super::manifest::{self, Document};
 use crate::metrics::{Event, ExchangeKind, Sink};
-use crate::net::{self, Exchange, Fault, FaultClass, Phase, Timeouts, Transport};
+use crate::net::{self, Exchange, Fault, FaultClass, Phase, RequestBody, Timeouts, Transport};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,8 @@ pub struct Session {
     credentials: Option<Arc<Credentials>>,
     transport: Transport,
     events: Sink,
+    /// Token scope actions: `pull`, or `pull,push` for a pusher.
+    actions: &'static str,
     challenge: std::sync::Mutex<Option<Challenge>>,
     /// Held across a token fetch so concurrent downloads share one token.
     token: tokio::sync::Mutex<Option<(HeaderValue, Instant)>>,
@@ -53,9 +55,16 @@ impl Session {
             credentials,
             transport,
             events,
+            actions: "pull",
             challenge: std::sync::Mutex::new(None),
             token: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Asks tokens for `pull,push` (for `pullstorm seed`).
+    pub fn for_push(mut self) -> Self {
+        self.actions = "pull,push";
+        self
     }
 
     pub fn timeouts(&self) -> &Timeouts {
@@ -252,27 +261,35 @@ impl Session {
     }
 
     /// Sends with the credentials the challenge asks for; on a 401, re-authenticates once.
-    async fn authorized(
+    pub(crate) async fn authorized(
         &self,
         kind: ExchangeKind,
         method: Method,
         url: &Url,
         headers: HeaderMap,
     ) -> Result<Exchange, Fault> {
+        self.authorized_with(kind, method, url, headers, net::empty_body).await
+    }
+
+    /// [`Self::authorized`] with a request body; `body` is called again for the retry after a 401.
+    pub(crate) async fn authorized_with(
+        &self,
+        kind: ExchangeKind,
+        method: Method,
+        url: &Url,
+        headers: HeaderMap,
+        body: impl Fn() -> RequestBody,
+    ) -> Result<Exchange, Fault> {
         let mut with_auth = headers.clone();
         if let Some(v) = self.authorization(false).await? {
             with_auth.insert(http::header::AUTHORIZATION, v);
         }
-        let ex = self.send(kind, method.clone(), url, with_auth).await?;
+        let ex = self.send_body(kind, method.clone(), url, with_auth, body()).await?;
         if ex.status != StatusCode::UNAUTHORIZED {
             return Ok(ex);
         }
         // The token expired or the challenge changed: learn it and try once more.
-        if let Some(c) = ex
-            .headers
-            .get(http::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(c) = ex.headers.get(http::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()) {
             self.set_challenge(Challenge::parse(c));
         }
         drop(ex.body);
@@ -280,7 +297,7 @@ impl Session {
         if let Some(v) = self.authorization(true).await? {
             retry.insert(http::header::AUTHORIZATION, v);
         }
-        self.send(kind, method, url, retry).await
+        self.send_body(kind, method, url, retry, body()).await
     }
 
     /// The Authorization value for the current challenge, fetching a token if needed.
@@ -334,7 +351,7 @@ impl Session {
             if let Some(s) = service {
                 q.append_pair("service", s);
             }
-            q.append_pair("scope", &format!("repository:{}:pull", self.repo));
+            q.append_pair("scope", &format!("repository:{}:{}", self.repo, self.actions));
         }
         let mut headers = HeaderMap::new();
         if let Some(c) = &self.credentials {
@@ -386,7 +403,18 @@ impl Session {
         url: &Url,
         headers: HeaderMap,
     ) -> Result<Exchange, Fault> {
-        let ex = net::send(method, url, headers, &self.transport).await?;
+        self.send_body(kind, method, url, headers, net::empty_body()).await
+    }
+
+    async fn send_body(
+        &self,
+        kind: ExchangeKind,
+        method: Method,
+        url: &Url,
+        headers: HeaderMap,
+        body: RequestBody,
+    ) -> Result<Exchange, Fault> {
+        let ex = net::send_with_body(method, url, headers, body, &self.transport).await?;
         let _ = self
             .events
             .send(Event::Exchange {
@@ -398,7 +426,11 @@ impl Session {
         Ok(ex)
     }
 
-    fn url(&self, path: &str) -> Result<Url, Fault> {
+    pub(crate) fn repo(&self) -> &str {
+        &self.repo
+    }
+
+    pub(crate) fn url(&self, path: &str) -> Result<Url, Fault> {
         self.base.join(path).map_err(|e| {
             Fault::new(
                 FaultClass::Other,

@@ -1,0 +1,310 @@
+//! Pushing a synthetic image the way the OCI distribution spec describes it:
+//! `HEAD` the blob, cross-repo mount when asked, `POST` an upload, chunked
+//! `PATCH`es with `Content-Range` always following the newest `Location`,
+//! resume after a cut by asking the upload URL where it stands, `PUT ?digest=`,
+//! then the manifests (and the index) by digest and tag.
+//!
+//! Content is generated while it streams, so a 2 GiB push needs no 2 GiB of
+//! memory or disk, and the same seed and sizes give the same digests as the
+//! embedded registry serves.
+
+use super::session::{header_str, http_fault};
+use super::Session;
+use crate::metrics::ExchangeKind;
+use crate::net::{self, Fault, FaultClass, Phase, RequestBody};
+use crate::synth::{SynthDoc, SyntheticImage};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::task::JoinSet;
+use url::Url;
+
+/// Which manifest the tag points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// OCI image manifest.
+    Oci,
+    /// Docker schema 2 manifest.
+    Docker,
+    /// OCI index with linux/amd64 and linux/arm64 manifests.
+    Index,
+}
+
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Bytes per PATCH request.
+    pub chunk_size: u64,
+    /// Blobs uploaded at once.
+    pub jobs: usize,
+    /// Try a cross-repository mount from this repository first.
+    pub mount_from: Option<String>,
+    /// Attempts per blob (a cut PATCH resumes where the registry says the upload stands).
+    pub attempts: u32,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Default)]
+pub struct PushReport {
+    /// The digest the tag points at.
+    pub digest: String,
+    pub blobs_uploaded: u64,
+    pub blobs_present: u64,
+    pub blobs_mounted: u64,
+    pub bytes_uploaded: u64,
+    /// Uploads that were cut and resumed.
+    pub resumes: u64,
+}
+
+/// One blob to push: a layer generated on the fly or a small document in memory.
+#[derive(Clone)]
+enum Source {
+    Layer(usize),
+    Doc(Bytes),
+}
+
+/// Pushes every blob, then the manifests and the tag.
+pub async fn push_image(
+    session: Arc<Session>,
+    image: Arc<SyntheticImage>,
+    tag: &str,
+    format: Format,
+    opts: &PushOptions,
+) -> Result<PushReport, Fault> {
+    let mut blobs: Vec<(String, u64, Source)> = image
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.digest.clone(), l.size, Source::Layer(i)))
+        .collect();
+    blobs.push((image.config.digest.clone(), image.config.size(), Source::Doc(image.config.bytes.clone())));
+    if format == Format::Index {
+        let c = &image.arm64_config;
+        blobs.push((c.digest.clone(), c.size(), Source::Doc(c.bytes.clone())));
+    }
+
+    let mut report = PushReport::default();
+    let mut tasks = JoinSet::new();
+    let mut pending = blobs.into_iter();
+    let jobs = opts.jobs.max(1);
+    loop {
+        while tasks.len() < jobs {
+            let Some((digest, size, source)) = pending.next() else { break };
+            let (session, image, opts) = (session.clone(), image.clone(), opts.clone());
+            tasks.spawn(async move { push_blob(&session, &image, &digest, size, source, &opts).await });
+        }
+        let Some(done) = tasks.join_next().await else { break };
+        let outcome = done.map_err(|e| Fault::new(FaultClass::Other, Phase::Request, format!("upload task: {e}")))??;
+        match outcome {
+            BlobOutcome::Present => report.blobs_present += 1,
+            BlobOutcome::Mounted => report.blobs_mounted += 1,
+            BlobOutcome::Uploaded { bytes, resumes } => {
+                report.blobs_uploaded += 1;
+                report.bytes_uploaded += bytes;
+                report.resumes += resumes;
+            }
+        }
+    }
+
+    report.digest = match format {
+        Format::Oci => put_manifest(&session, tag, &image.manifest).await?,
+        Format::Docker => put_manifest(&session, tag, &image.docker_manifest).await?,
+        Format::Index => {
+            put_manifest(&session, &image.manifest.digest, &image.manifest).await?;
+            put_manifest(&session, &image.arm64_manifest.digest, &image.arm64_manifest).await?;
+            put_manifest(&session, tag, &image.index).await?
+        }
+    };
+    Ok(report)
+}
+
+enum BlobOutcome {
+    Present,
+    Mounted,
+    Uploaded { bytes: u64, resumes: u64 },
+}
+
+async fn push_blob(
+    session: &Session,
+    image: &Arc<SyntheticImage>,
+    digest: &str,
+    size: u64,
+    source: Source,
+    opts: &PushOptions,
+) -> Result<BlobOutcome, Fault> {
+    let blob_url = session.url(&format!("/v2/{}/blobs/{}", session.repo(), digest))?;
+    let ex = session.authorized(ExchangeKind::Upload, Method::HEAD, &blob_url, HeaderMap::new()).await?;
+    let status = ex.status;
+    drop(ex.body);
+    if status == StatusCode::OK {
+        return Ok(BlobOutcome::Present);
+    }
+
+    let mut start = format!("/v2/{}/blobs/uploads/", session.repo());
+    if let Some(from) = &opts.mount_from {
+        start.push_str(&format!("?mount={digest}&from={from}"));
+    }
+    let start_url = session.url(&start)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let ex = session.authorized(ExchangeKind::Upload, Method::POST, &start_url, headers).await?;
+    let (status, location) = (ex.status, header_str(&ex.headers, "location"));
+    let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
+    if status == StatusCode::CREATED && opts.mount_from.is_some() {
+        return Ok(BlobOutcome::Mounted);
+    }
+    if status != StatusCode::ACCEPTED {
+        return Err(http_fault(status, &body, Phase::Request, &format!("POST upload for {digest}")));
+    }
+    let mut location = resolve_location(&start_url, location)?;
+
+    let mut offset = 0u64;
+    let mut resumes = 0u64;
+    let mut attempt = 1;
+    while offset < size {
+        let end = (offset + opts.chunk_size.max(1)).min(size);
+        match patch(session, &location, image, &source, offset, end).await {
+            Ok(next) => {
+                location = next;
+                offset = end;
+            }
+            Err(fault) if attempt < opts.attempts && retryable(&fault) => {
+                // The cut may have landed part of the chunk: ask the registry where the upload stands.
+                attempt += 1;
+                resumes += 1;
+                let (next, stands_at) = upload_status(session, &location).await?;
+                location = next;
+                offset = stands_at;
+            }
+            Err(fault) => return Err(fault),
+        }
+    }
+
+    let mut put_url = location.clone();
+    put_url.query_pairs_mut().append_pair("digest", digest);
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let ex = session.authorized(ExchangeKind::Upload, Method::PUT, &put_url, headers).await?;
+    let status = ex.status;
+    let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
+    if status != StatusCode::CREATED {
+        return Err(http_fault(status, &body, Phase::Request, &format!("PUT upload for {digest}")));
+    }
+    Ok(BlobOutcome::Uploaded { bytes: size, resumes })
+}
+
+fn retryable(f: &Fault) -> bool {
+    !matches!(f.class, FaultClass::Http(400..=499))
+}
+
+/// One PATCH of `[start, end)`; returns the Location to use next.
+async fn patch(
+    session: &Session,
+    location: &Url,
+    image: &Arc<SyntheticImage>,
+    source: &Source,
+    start: u64,
+    end: u64,
+) -> Result<Url, Fault> {
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    // The spec's Content-Range for uploads: inclusive, no `bytes ` prefix.
+    if let Ok(v) = HeaderValue::from_str(&format!("{}-{}", start, end - 1)) {
+        headers.insert(http::header::CONTENT_RANGE, v);
+    }
+    let body = || -> RequestBody {
+        match source {
+            Source::Layer(i) => LayerChunks { image: image.clone(), layer: *i, pos: start, end }.boxed(),
+            Source::Doc(bytes) => http_body_util::Full::new(bytes.slice(start as usize..end as usize))
+                .map_err(|never| match never {})
+                .boxed(),
+        }
+    };
+    let ex = session.authorized_with(ExchangeKind::Upload, Method::PATCH, location, headers, body).await?;
+    let (status, next) = (ex.status, header_str(&ex.headers, "location"));
+    let reply = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
+    if status != StatusCode::ACCEPTED {
+        return Err(http_fault(status, &reply, Phase::Request, &format!("PATCH {start}-{}", end - 1)));
+    }
+    resolve_location(location, next.or_else(|| Some(location.to_string())))
+}
+
+/// `GET <location>`: 204 with `Range: 0-<end>` says the next byte is end+1.
+async fn upload_status(session: &Session, location: &Url) -> Result<(Url, u64), Fault> {
+    let ex = session.authorized(ExchangeKind::Upload, Method::GET, location, HeaderMap::new()).await?;
+    let (status, range, next) = (ex.status, header_str(&ex.headers, "range"), header_str(&ex.headers, "location"));
+    let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
+    if status != StatusCode::NO_CONTENT {
+        return Err(http_fault(status, &body, Phase::Request, "GET upload status"));
+    }
+    let stands_at = range
+        .as_deref()
+        .and_then(|r| r.trim().trim_start_matches("bytes=").split_once('-'))
+        .and_then(|(_, end)| end.trim().parse::<u64>().ok())
+        .map(|end| end + 1)
+        .unwrap_or(0);
+    Ok((resolve_location(location, next.or_else(|| Some(location.to_string())))?, stands_at))
+}
+
+async fn put_manifest(session: &Session, reference: &str, doc: &SynthDoc) -> Result<String, Fault> {
+    let url = session.url(&format!("/v2/{}/manifests/{}", session.repo(), reference))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(doc.media_type));
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(doc.bytes.len()));
+    let bytes = doc.bytes.clone();
+    let body = move || -> RequestBody { http_body_util::Full::new(bytes.clone()).map_err(|never| match never {}).boxed() };
+    let ex = session.authorized_with(ExchangeKind::Upload, Method::PUT, &url, headers, body).await?;
+    let status = ex.status;
+    let reply = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
+    if status != StatusCode::CREATED {
+        return Err(http_fault(status, &reply, Phase::Request, &format!("PUT manifest {reference}")));
+    }
+    Ok(doc.digest.clone())
+}
+
+/// A `Location` may be relative to the request that returned it.
+fn resolve_location(base: &Url, location: Option<String>) -> Result<Url, Fault> {
+    let location =
+        location.ok_or_else(|| Fault::new(FaultClass::Other, Phase::Request, "upload response without a Location"))?;
+    base.join(&location)
+        .map_err(|e| Fault::new(FaultClass::Other, Phase::Request, format!("bad Location {location:?}: {e}")))
+}
+
+/// Streams `[pos, end)` of a synthetic layer in 1 MiB frames, generated as they are sent.
+struct LayerChunks {
+    image: Arc<SyntheticImage>,
+    layer: usize,
+    pos: u64,
+    end: u64,
+}
+
+const FRAME: u64 = 1 << 20;
+
+impl Body for LayerChunks {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.pos >= self.end {
+            return Poll::Ready(None);
+        }
+        let n = (self.end - self.pos).min(FRAME) as usize;
+        let mut buf = vec![0u8; n];
+        self.image.fill_layer(self.layer, self.pos, &mut buf);
+        self.pos += n as u64;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pos >= self.end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.end - self.pos)
+    }
+}
