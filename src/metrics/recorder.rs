@@ -14,6 +14,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+/// How often the level gauges (fds, connections, active pulls) are read.
+const PEEK: Duration = Duration::from_millis(250);
+/// Peeks per timeline row (one row per second).
+const PEEKS_PER_ROW: u32 = 4;
+
 /// Highest latency a histogram holds (larger values are clamped): one day in µs.
 const MAX_MICROS: u64 = 86_400_000_000;
 
@@ -278,19 +283,26 @@ impl Recorder {
         }
     }
 
-    /// Closes the current second: reads the gauges and appends a timeline row.
-    pub fn sample(&mut self, gauges: &Gauges) {
-        let bytes = gauges.bytes.load(Ordering::Relaxed);
+    /// Reads the level gauges; the open row keeps the highest value of its second,
+    /// so a peak between two row closes is not lost.
+    pub fn peek(&mut self, gauges: &Gauges) {
         let fds = fds::open_fds();
+        let row = &mut self.pending;
+        row.fds = row.fds.max(fds);
+        row.active_pulls = row.active_pulls.max(gauges.active_pulls.load(Ordering::Relaxed));
+        row.connections = row.connections.max(gauges.connections.current());
+        self.fd_peak = self.fd_peak.max(fds);
+        self.connections_peak = self.connections_peak.max(gauges.connections.peak());
+    }
+
+    /// Closes the current second into a timeline row.
+    pub fn sample(&mut self, gauges: &Gauges) {
+        self.peek(gauges);
+        let bytes = gauges.bytes.load(Ordering::Relaxed);
         let mut row = std::mem::take(&mut self.pending);
         row.t = self.started.elapsed().as_secs_f64().round() as u64;
-        row.active_pulls = gauges.active_pulls.load(Ordering::Relaxed);
-        row.connections = gauges.connections.current();
         row.bytes = bytes - self.last_bytes;
-        row.fds = fds;
         self.last_bytes = bytes;
-        self.fd_peak = self.fd_peak.max(fds);
-        self.connections_peak = self.connections_peak.max(row.connections);
         self.timeline.push(row);
     }
 
@@ -307,17 +319,22 @@ pub async fn run(
     gauges: Arc<Gauges>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Recorder {
-    let mut tick = tokio::time::interval_at(
-        recorder.started + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
+    let mut tick = tokio::time::interval_at(recorder.started + PEEK, PEEK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
     loop {
         tokio::select! {
             // The tick first: it is ready once a second, so it cannot starve events,
             // and a busy event queue must not delay the timeline.
             biased;
-            _ = tick.tick() => recorder.sample(&gauges),
+            _ = tick.tick() => {
+                ticks += 1;
+                if ticks % PEEKS_PER_ROW == 0 {
+                    recorder.sample(&gauges);
+                } else {
+                    recorder.peek(&gauges);
+                }
+            }
             event = events.recv() => match event {
                 Some(e) => recorder.record(e),
                 None => break,

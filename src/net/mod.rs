@@ -55,11 +55,19 @@ impl Transport {
 
 /// Live count of open client connections, shared with the sampler.
 #[derive(Debug, Default)]
-pub struct ConnectionGauge(AtomicI64);
+pub struct ConnectionGauge {
+    open: AtomicI64,
+    /// Most open at once: kept here, per connection, so no sampling interval can miss it.
+    peak: AtomicI64,
+}
 
 impl ConnectionGauge {
     pub fn current(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn peak(&self) -> i64 {
+        self.peak.load(Ordering::Relaxed)
     }
 }
 
@@ -320,14 +328,15 @@ struct Counted {
 
 impl Counted {
     fn new(inner: TcpStream, gauge: Arc<ConnectionGauge>) -> Self {
-        gauge.0.fetch_add(1, Ordering::Relaxed);
+        let now = gauge.open.fetch_add(1, Ordering::Relaxed) + 1;
+        gauge.peak.fetch_max(now, Ordering::Relaxed);
         Counted { inner, gauge }
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.gauge.0.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
