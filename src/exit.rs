@@ -24,18 +24,12 @@ pub struct Failure {
 impl Failure {
     /// Bad input: the message must name the file, line and key when there is one.
     pub fn bad_input(message: impl Into<String>) -> Self {
-        Failure {
-            code: BAD_INPUT,
-            message: message.into(),
-        }
+        Failure { code: BAD_INPUT, message: message.into() }
     }
 
     /// The run could not start or go on (not the target's fault under load: that is data).
     pub fn cannot_proceed(message: impl Into<String>) -> Self {
-        Failure {
-            code: CANNOT_PROCEED,
-            message: message.into(),
-        }
+        Failure { code: CANNOT_PROCEED, message: message.into() }
     }
 }
 

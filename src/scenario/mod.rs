@@ -21,20 +21,13 @@ pub struct Loaded {
 
 /// Reads, overrides (`--set dotted.key=value`, applied in order) and validates a scenario.
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::bad_input(format!("{}: cannot read scenario: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::bad_input(format!("{}: cannot read scenario: {e}", path.display())))?;
     let scenario = parse(&text, &path.display().to_string(), sets)?;
     let name = scenario.name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "scenario".into())
+        path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "scenario".into())
     });
-    Ok(Loaded {
-        scenario,
-        path: path.to_path_buf(),
-        name,
-    })
+    Ok(Loaded { scenario, path: path.to_path_buf(), name })
 }
 
 /// Parses scenario text; `origin` names it in errors (usually the file path).

@@ -30,9 +30,7 @@ fn split_number(text: &str) -> Result<(f64, &str), String> {
     if num.is_empty() {
         return Err(format!("`{text}` does not start with a number"));
     }
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number"))?;
+    let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a number"))?;
     Ok((value, unit.trim()))
 }
 
@@ -78,9 +76,7 @@ impl Span {
             let (value, after) = split_number(rest).map_err(|_| {
                 format!("`{original}` is not a duration (use e.g. 500ms, 90s, 10m, 1h, 1m30s)")
             })?;
-            let unit_end = after
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(after.len());
+            let unit_end = after.find(|c: char| c.is_ascii_digit()).unwrap_or(after.len());
             let (unit, tail) = after.split_at(unit_end);
             let seconds = match unit.trim() {
                 "" if tail.is_empty() && total == 0.0 => 1.0,
@@ -181,18 +177,12 @@ macro_rules! unit_serde {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
                 let raw = NumberOrText::deserialize(de).map_err(|_| {
-                    serde::de::Error::custom(concat!(
-                        "expected a ",
-                        stringify!($ty),
-                        " as a number or a string with a unit"
-                    ))
+                    serde::de::Error::custom(concat!("expected a ", stringify!($ty), " as a number or a string with a unit"))
                 })?;
                 match raw {
                     NumberOrText::Int(n) => Ok($int(n as f64)),
                     NumberOrText::Float(n) if n >= 0.0 => Ok($int(n)),
-                    NumberOrText::Float(n) => {
-                        Err(serde::de::Error::custom(format!("{n} is negative")))
-                    }
+                    NumberOrText::Float(n) => Err(serde::de::Error::custom(format!("{n} is negative"))),
                     NumberOrText::Text(s) => $ty::parse(&s).map_err(serde::de::Error::custom),
                 }
             }
