@@ -83,3 +83,6 @@ impl fmt::Debug for Credentials {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;
