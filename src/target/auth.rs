@@ -94,7 +94,8 @@ impl TokenAuth {
             return false;
         };
         let expected = hex(&self.mac(expiry));
-        constant_time_eq(mac.as_bytes(), expected.as_bytes()) && unix_secs(SystemTime::now()) < expiry
+        constant_time_eq(mac.as_bytes(), expected.as_bytes())
+            && unix_secs(SystemTime::now()) < expiry
     }
 
     fn mac(&self, expiry: u64) -> [u8; MAC_LEN] {
@@ -139,7 +140,8 @@ fn hex(bytes: &[u8]) -> String {
 /// random hasher keys mixed with the time (a test registry, not a vault).
 fn random_secret() -> [u8; 32] {
     let mut secret = [0u8; 32];
-    let from_kernel = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut secret));
+    let from_kernel =
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut secret));
     if from_kernel.is_err() {
         use std::hash::{BuildHasher, Hasher};
         let mut h = Sha256::new();
@@ -161,7 +163,10 @@ mod tests {
 
     fn with_auth(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(value).unwrap(),
+        );
         h
     }
 
@@ -182,7 +187,10 @@ mod tests {
 
     #[test]
     fn basic_credentials() {
-        let creds = Credentials { user: "ci".into(), password: "s3cret".into() };
+        let creds = Credentials {
+            user: "ci".into(),
+            password: "s3cret".into(),
+        };
         let auth = TokenAuth::new(Some(&creds));
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         assert!(auth.basic_ok(&with_auth(&format!("Basic {}", b64("ci:s3cret")))));

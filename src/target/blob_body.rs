@@ -79,7 +79,15 @@ impl BlobBody {
             None => end,
         };
         let flip_at = (corrupt && end > start).then(|| start + (end - start) / 2);
-        BlobBody { source, pos: start, end, stop, cut, flip_at, pool: Default::default() }
+        BlobBody {
+            source,
+            pos: start,
+            end,
+            stop,
+            cut,
+            flip_at,
+            pool: Default::default(),
+        }
     }
 
     fn next_chunk(&mut self) -> Bytes {
@@ -257,14 +265,24 @@ mod tests {
         let size = layer_size(3 * CHUNK as u64 + 5000);
         let mut whole = vec![0u8; size as usize];
         fill_layer(4, 1, size, 0, &mut whole);
-        let source = Source::Layer { seed: 4, index: 1, size };
-        for (start, end) in [(0, size), (1, size), (513, 700), (CHUNK as u64 + 3, size - 1)] {
+        let source = Source::Layer {
+            seed: 4,
+            index: 1,
+            size,
+        };
+        for (start, end) in [
+            (0, size),
+            (1, size),
+            (513, 700),
+            (CHUNK as u64 + 3, size - 1),
+        ] {
             let got = drain(BlobBody::new(source.clone(), start, end, None, false));
             assert_eq!(got, whole[start as usize..end as usize], "{start}..{end}");
         }
         let corrupted = drain(BlobBody::new(source, 100, size, None, true));
-        let differ: Vec<usize> =
-            (0..corrupted.len()).filter(|&i| corrupted[i] != whole[100 + i]).collect();
+        let differ: Vec<usize> = (0..corrupted.len())
+            .filter(|&i| corrupted[i] != whole[100 + i])
+            .collect();
         assert_eq!(differ, [(size as usize - 100) / 2]);
     }
 }

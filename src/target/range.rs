@@ -47,13 +47,20 @@ fn parse_text(text: &str, total: u64) -> Option<RangeRequest> {
         if n == 0 || total == 0 {
             return None;
         }
-        return Some(RangeRequest::Part { start: total.saturating_sub(n), end: total - 1 });
+        return Some(RangeRequest::Part {
+            start: total.saturating_sub(n),
+            end: total - 1,
+        });
     }
     let start = number(first)?;
     if start >= total {
         return None;
     }
-    let end = if last.is_empty() { total - 1 } else { number(last)?.min(total - 1) };
+    let end = if last.is_empty() {
+        total - 1
+    } else {
+        number(last)?.min(total - 1)
+    };
     if end < start {
         return None;
     }
@@ -109,7 +116,10 @@ mod tests {
         ] {
             assert_eq!(p(text, 10), Unsatisfiable, "{text:?}");
         }
-        let (a, b) = (HeaderValue::from_static("bytes=0-"), HeaderValue::from_static("bytes=1-"));
+        let (a, b) = (
+            HeaderValue::from_static("bytes=0-"),
+            HeaderValue::from_static("bytes=1-"),
+        );
         assert_eq!(parse([&a, &b].into_iter(), 10), Unsatisfiable);
         let opaque = HeaderValue::from_bytes(b"bytes=\xff-").unwrap();
         assert_eq!(parse(std::iter::once(&opaque), 10), Unsatisfiable);

@@ -12,7 +12,9 @@ use super::range::{self, RangeRequest};
 use super::server::ConnCtl;
 use super::EmbeddedConfig;
 use crate::scenario::{EmbeddedAuth, Faults};
-use crate::synth::{BlobRef, SynthDoc, SyntheticImage, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST};
+use crate::synth::{
+    BlobRef, SynthDoc, SyntheticImage, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
@@ -39,8 +41,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(config: &EmbeddedConfig, image: Arc<SyntheticImage>, local_addr: SocketAddr) -> Registry {
-        let cut_counts = (0..image.layers.len() + 2).map(|_| AtomicU32::new(0)).collect();
+    pub fn new(
+        config: &EmbeddedConfig,
+        image: Arc<SyntheticImage>,
+        local_addr: SocketAddr,
+    ) -> Registry {
+        let cut_counts = (0..image.layers.len() + 2)
+            .map(|_| AtomicU32::new(0))
+            .collect();
         Registry {
             index: config.index,
             bearer: config.auth == EmbeddedAuth::Bearer,
@@ -55,7 +63,8 @@ impl Registry {
     /// Answers one request (the body, if any, is ignored: every route is a read).
     pub fn handle<B>(&self, req: &Request<B>, conn: &Arc<ConnCtl>) -> Resp {
         let mut resp = self.route(req, conn);
-        resp.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+        resp.headers_mut()
+            .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
         tracing::debug!(
             method = %req.method(),
             path = req.uri().path(),
@@ -93,16 +102,25 @@ impl Registry {
         };
         // `<name>/<kind>/<reference>`: a reference never holds '/', the name may.
         let mut parts = rest.rsplitn(3, '/');
-        let (Some(reference), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(reference), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
             return not_found();
         };
         let upload = kind == "uploads" && name.ends_with("/blobs");
-        let name = if upload { &name[..name.len() - "/blobs".len()] } else { name };
+        let name = if upload {
+            &name[..name.len() - "/blobs".len()]
+        } else {
+            name
+        };
         if !(upload || kind == "manifests" || kind == "blobs") {
             return not_found();
         }
         if !valid_name(name) {
-            return error(StatusCode::BAD_REQUEST, "NAME_INVALID", "invalid repository name");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                "invalid repository name",
+            );
         }
         if let Some(denied) = self.authorize(req, Some(name)) {
             return denied;
@@ -131,7 +149,13 @@ impl Registry {
             }
             match self.image.manifest_by_digest(reference) {
                 Some(doc) => doc,
-                None => return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown"),
+                None => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        "MANIFEST_UNKNOWN",
+                        "manifest unknown",
+                    )
+                }
             }
         } else {
             if !valid_tag(reference) {
@@ -141,7 +165,10 @@ impl Registry {
         };
         let mut resp = Response::new(ResponseBody::full(doc.bytes.clone()));
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(doc.media_type));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(doc.media_type),
+        );
         put(h, CONTENT_DIGEST, &doc.digest);
         put(h, header::ETAG, &format!("\"{}\"", doc.digest));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(doc.size()));
@@ -156,11 +183,18 @@ impl Registry {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
-                .any(|item| item.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(wanted))
+                .any(|item| {
+                    item.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case(wanted)
+                })
         };
         // A client that lists types but not the index type cannot parse an index:
         // hand it the amd64 manifest, as the distribution registry does.
-        let takes_index = !headers.contains_key(header::ACCEPT) || accepts(MEDIA_OCI_INDEX) || accepts("*/*");
+        let takes_index =
+            !headers.contains_key(header::ACCEPT) || accepts(MEDIA_OCI_INDEX) || accepts("*/*");
         if self.index && takes_index {
             &self.image.index
         } else if accepts(MEDIA_DOCKER_MANIFEST) && !accepts(MEDIA_OCI_MANIFEST) {
@@ -178,13 +212,27 @@ impl Registry {
         let (slot, source, total) = match image.blob(digest) {
             Some(BlobRef::Layer(i)) => {
                 let size = image.layers[i].size;
-                (i, Source::Layer { seed: image.seed, index: i, size }, size)
+                (
+                    i,
+                    Source::Layer {
+                        seed: image.seed,
+                        index: i,
+                        size,
+                    },
+                    size,
+                )
             }
             Some(BlobRef::Config(doc)) => {
                 let slot = image.layers.len() + usize::from(doc.digest != image.config.digest);
                 (slot, Source::Memory(doc.bytes.clone()), doc.size())
             }
-            None => return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry"),
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "BLOB_UNKNOWN",
+                    "blob unknown to registry",
+                )
+            }
         };
         let wanted = if self.faults.ignore_range {
             RangeRequest::Whole
@@ -197,8 +245,13 @@ impl Registry {
             RangeRequest::Unsatisfiable => {
                 let mut resp = Response::new(ResponseBody::Empty);
                 *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-                put(resp.headers_mut(), header::CONTENT_RANGE, &format!("bytes */{total}"));
-                resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+                put(
+                    resp.headers_mut(),
+                    header::CONTENT_RANGE,
+                    &format!("bytes */{total}"),
+                );
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
                 return resp;
             }
         };
@@ -213,13 +266,20 @@ impl Registry {
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         put(h, CONTENT_DIGEST, digest);
         put(h, header::ETAG, &format!("\"{digest}\""));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
         if status == StatusCode::PARTIAL_CONTENT {
-            put(h, header::CONTENT_RANGE, &format!("bytes {start}-{}/{total}", end - 1));
+            put(
+                h,
+                header::CONTENT_RANGE,
+                &format!("bytes {start}-{}/{total}", end - 1),
+            );
         }
         resp
     }
@@ -233,10 +293,16 @@ impl Registry {
         if let Some(times) = self.faults.cut_times {
             let counter = self.cut_counts.get(slot)?;
             counter
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < times).then_some(n + 1))
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < times).then_some(n + 1)
+                })
                 .ok()?;
         }
-        Some(Cut { after, with: self.faults.cut_with, conn: conn.clone() })
+        Some(Cut {
+            after,
+            with: self.faults.cut_with,
+            conn: conn.clone(),
+        })
     }
 
     /// `None` when the request may go on; otherwise the 401 to send.
@@ -254,7 +320,11 @@ impl Registry {
         if let Some(name) = repository {
             challenge.push_str(&format!(",scope=\"repository:{name}:pull\""));
         }
-        let mut resp = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required");
+        let mut resp = error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+        );
         put(resp.headers_mut(), header::WWW_AUTHENTICATE, &challenge);
         Some(resp)
     }
@@ -265,14 +335,22 @@ impl Registry {
             return method_not_allowed();
         }
         if !self.tokens.basic_ok(req.headers()) {
-            let mut resp = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid credentials");
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "invalid credentials",
+            );
             let challenge = format!("Basic realm=\"{SERVICE}\"");
             put(resp.headers_mut(), header::WWW_AUTHENTICATE, &challenge);
             return resp;
         }
         match serde_json::to_vec(&self.tokens.issue()) {
             Ok(body) => json(StatusCode::OK, body),
-            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "cannot encode token"),
+            Err(_) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "cannot encode token",
+            ),
         }
     }
 }
@@ -293,8 +371,12 @@ fn json(status: StatusCode, body: impl Into<bytes::Bytes>) -> Resp {
     let len = body.len() as u64;
     let mut resp = Response::new(ResponseBody::full(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     resp
 }
 
@@ -309,17 +391,29 @@ fn error(status: StatusCode, code: &str, message: &str) -> Resp {
         code: &'a str,
         message: &'a str,
     }
-    let body = serde_json::to_vec(&Errors { errors: [Entry { code, message }] }).unwrap_or_default();
+    let body = serde_json::to_vec(&Errors {
+        errors: [Entry { code, message }],
+    })
+    .unwrap_or_default();
     json(status, body)
 }
 
 fn not_found() -> Resp {
-    error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint in the registry API")
+    error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "no such endpoint in the registry API",
+    )
 }
 
 fn method_not_allowed() -> Resp {
-    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "only GET and HEAD are supported");
-    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        "only GET and HEAD are supported",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     resp
 }
 
@@ -357,7 +451,10 @@ fn valid_component(component: &str) -> bool {
 pub fn valid_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
+    !b.is_empty()
+        && b.len() <= 128
+        && word(b[0])
+        && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
 }
 
 /// A digest: `algorithm:encoded` per the OCI grammar; `sha256` must be 64 lowercase hex.
@@ -367,12 +464,19 @@ pub fn valid_digest(digest: &str) -> bool {
     };
     let alg_ok = !algorithm.is_empty()
         && algorithm.split(['+', '.', '_', '-']).all(|p| {
-            !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            !p.is_empty()
+                && p.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         });
     let enc_ok = !encoded.is_empty()
-        && encoded.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'));
+        && encoded
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'));
     if algorithm == "sha256" {
-        return encoded.len() == 64 && encoded.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        return encoded.len() == 64
+            && encoded
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
     }
     alg_ok && enc_ok
 }
@@ -381,7 +485,9 @@ pub fn valid_digest(digest: &str) -> bool {
 fn valid_host(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 255
-        && host.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+        && host.bytes().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        })
 }
 
 #[cfg(test)]
@@ -390,10 +496,19 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "synthetic/app", "a/b/c", "a.b_c__d--e", "x0/y-1", "library/ubuntu"] {
+        for ok in [
+            "a",
+            "synthetic/app",
+            "a/b/c",
+            "a.b_c__d--e",
+            "x0/y-1",
+            "library/ubuntu",
+        ] {
             assert!(valid_name(ok), "{ok}");
         }
-        for bad in ["", "A", "a/", "/a", "a//b", "-a", "a.", "a..b", "a___b", "a b", "%61", "a/../b"] {
+        for bad in [
+            "", "A", "a/", "/a", "a//b", "-a", "a.", "a..b", "a___b", "a b", "%61", "a/../b",
+        ] {
             assert!(!valid_name(bad), "{bad}");
         }
         assert!(!valid_name(&"a".repeat(256)));
@@ -401,8 +516,15 @@ mod tests {
 
     #[test]
     fn tags_and_digests() {
-        assert!(valid_tag("v1") && valid_tag("latest") && valid_tag("_x.y-z") && valid_tag(&"a".repeat(128)));
-        assert!(!valid_tag("") && !valid_tag(".x") && !valid_tag("-x") && !valid_tag(&"a".repeat(129)));
+        assert!(
+            valid_tag("v1")
+                && valid_tag("latest")
+                && valid_tag("_x.y-z")
+                && valid_tag(&"a".repeat(128))
+        );
+        assert!(
+            !valid_tag("") && !valid_tag(".x") && !valid_tag("-x") && !valid_tag(&"a".repeat(129))
+        );
         assert!(!valid_tag("a/b") && !valid_tag("ä"));
         let hex = "a".repeat(64);
         assert!(valid_digest(&format!("sha256:{hex}")));

@@ -61,7 +61,13 @@ pub struct ServeArgs {
     pub cut_times: Option<u32>,
 
     /// Fault: how a cut ends the connection: `fin` (clean close: a short body) or `rst` (reset).
-    #[arg(long, value_enum, value_name = "HOW", default_value = "fin", requires = "cut_after")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "HOW",
+        default_value = "fin",
+        requires = "cut_after"
+    )]
     pub cut_with: CutMode,
 
     /// Fault: answer Range requests with 200 and the whole blob.
@@ -108,7 +114,10 @@ impl ServeArgs {
                     "--token-user needs the password in the {PASSWORD_ENV} environment variable"
                 )));
             }
-            (Some(user), Some(password)) => Some(Credentials { user: user.clone(), password }),
+            (Some(user), Some(password)) => Some(Credentials {
+                user: user.clone(),
+                password,
+            }),
         };
         Ok(EmbeddedConfig {
             layer_sizes: self.layers.iter().map(|s| s.0).collect(),
@@ -138,18 +147,27 @@ pub async fn serve_main(args: ServeArgs) -> Result<(), Failure> {
     let config = args.to_config(std::env::var(PASSWORD_ENV).ok())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|e| Failure::cannot_proceed(format!("pullstorm serve: cannot listen on {}: {e}", args.listen)))?;
+        .map_err(|e| {
+            Failure::cannot_proceed(format!(
+                "pullstorm serve: cannot listen on {}: {e}",
+                args.listen
+            ))
+        })?;
     let for_build = config.clone();
     let image = tokio::task::spawn_blocking(move || for_build.build_image())
         .await
-        .map_err(|e| Failure::cannot_proceed(format!("pullstorm serve: building the image failed: {e}")))?;
+        .map_err(|e| {
+            Failure::cannot_proceed(format!("pullstorm serve: building the image failed: {e}"))
+        })?;
     let registry = start_with_image(listener, config, Arc::new(image))
         .await
         .map_err(|e| Failure::cannot_proceed(format!("pullstorm serve: cannot start: {e}")))?;
     println!("{}", banner(registry.addr(), registry.image()));
     let signal = tokio::signal::ctrl_c().await;
     registry.shutdown().await;
-    signal.map_err(|e| Failure::cannot_proceed(format!("pullstorm serve: cannot wait for Ctrl-C: {e}")))
+    signal.map_err(|e| {
+        Failure::cannot_proceed(format!("pullstorm serve: cannot wait for Ctrl-C: {e}"))
+    })
 }
 
 /// The startup line plus one line per layer.
@@ -159,7 +177,10 @@ pub fn banner(addr: SocketAddr, image: &SyntheticImage) -> String {
         image.index.digest, image.manifest.digest
     );
     for (i, layer) in image.layers.iter().enumerate() {
-        text.push_str(&format!("\n  layer {i}: {} {} bytes", layer.digest, layer.size));
+        text.push_str(&format!(
+            "\n  layer {i}: {} {} bytes",
+            layer.digest, layer.size
+        ));
     }
     text
 }
@@ -183,9 +204,21 @@ mod tests {
     fn defaults_and_lists() {
         let a = parse(&[]).unwrap();
         assert_eq!(a.listen.to_string(), "127.0.0.1:5000");
-        assert_eq!(a.layers, [ByteSize(32 << 20), ByteSize(16 << 20), ByteSize(4 << 20)]);
-        let a = parse(&["--layers", "64MiB,16MiB", "--cut-after", "1MiB", "--cut-with", "rst", "--cut-times", "2"])
-            .unwrap();
+        assert_eq!(
+            a.layers,
+            [ByteSize(32 << 20), ByteSize(16 << 20), ByteSize(4 << 20)]
+        );
+        let a = parse(&[
+            "--layers",
+            "64MiB,16MiB",
+            "--cut-after",
+            "1MiB",
+            "--cut-with",
+            "rst",
+            "--cut-times",
+            "2",
+        ])
+        .unwrap();
         assert_eq!(a.layers, [ByteSize(64 << 20), ByteSize(16 << 20)]);
         let c = a.to_config(None).unwrap();
         assert_eq!(c.faults.cut_after, Some(ByteSize(1 << 20)));
@@ -199,7 +232,10 @@ mod tests {
         assert!(parse(&["--auth", "basic"]).is_err());
         assert!(parse(&["--cut-times", "1"]).is_err());
         let a = parse(&["--token-user", "ci"]).unwrap();
-        assert_eq!(a.to_config(Some("pw".into())).unwrap_err().code, crate::exit::BAD_INPUT);
+        assert_eq!(
+            a.to_config(Some("pw".into())).unwrap_err().code,
+            crate::exit::BAD_INPUT
+        );
         let a = parse(&["--auth", "bearer", "--token-user", "ci"]).unwrap();
         assert_eq!(a.to_config(None).unwrap_err().code, crate::exit::BAD_INPUT);
         let c = a.to_config(Some("pw".into())).unwrap();

@@ -83,10 +83,19 @@ pub async fn start_with_image(
     let registry = Arc::new(Registry::new(&config, image.clone(), addr));
     let (stop, stop_rx) = watch::channel(false);
     let accept = tokio::spawn(accept_loop(listener, registry, stop_rx));
-    Ok(EmbeddedRegistry { addr, image, stop, accept })
+    Ok(EmbeddedRegistry {
+        addr,
+        image,
+        stop,
+        accept,
+    })
 }
 
-async fn accept_loop(listener: TcpListener, registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut last_warning: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -114,13 +123,22 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
 }
 
-async fn serve_connection(stream: TcpStream, registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: TcpStream,
+    registry: Arc<Registry>,
+    mut stop: watch::Receiver<bool>,
+) {
     // Small manifests and headers should not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let ctl = Arc::new(ConnCtl::default());
-    let io = TokioIo::new(ConnIo { stream, ctl: ctl.clone() });
+    let io = TokioIo::new(ConnIo {
+        stream,
+        ctl: ctl.clone(),
+    });
     let service = service_fn(move |req| {
-        std::future::ready(Ok::<_, std::convert::Infallible>(registry.handle(&req, &ctl)))
+        std::future::ready(Ok::<_, std::convert::Infallible>(
+            registry.handle(&req, &ctl),
+        ))
     });
     let conn = http1::Builder::new()
         // Hyper takes body chunks until this much is queued; keeping it at two
@@ -162,7 +180,9 @@ impl ConnCtl {
             CutWith::Fin => ARMED_FIN,
             CutWith::Rst => ARMED_RST,
         };
-        let _ = self.state.compare_exchange(LIVE, armed, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self
+            .state
+            .compare_exchange(LIVE, armed, Ordering::AcqRel, Ordering::Acquire);
     }
 
     fn state(&self) -> u8 {
@@ -171,7 +191,10 @@ impl ConnCtl {
 }
 
 fn cut_error() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "connection cut by fault injection")
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection cut by fault injection",
+    )
 }
 
 /// The accepted socket, plus the cut described in the module doc.
@@ -181,13 +204,21 @@ struct ConnIo {
 }
 
 impl AsyncRead for ConnIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ConnIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if self.ctl.state() == CUT {
             return Poll::Ready(Err(cut_error()));
         }

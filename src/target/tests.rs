@@ -54,16 +54,24 @@ struct Reply {
 
 impl Reply {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     fn content_length(&self) -> u64 {
-        self.header("content-length").and_then(|v| v.parse().ok()).expect("content-length")
+        self.header("content-length")
+            .and_then(|v| v.parse().ok())
+            .expect("content-length")
     }
 
     fn error_code(&self) -> String {
         let v: serde_json::Value = serde_json::from_slice(&self.body).expect("JSON error body");
-        v["errors"][0]["code"].as_str().expect("errors[0].code").to_string()
+        v["errors"][0]["code"]
+            .as_str()
+            .expect("errors[0].code")
+            .to_string()
     }
 }
 
@@ -75,13 +83,19 @@ struct Client {
 impl Client {
     async fn connect(reg: &EmbeddedRegistry) -> Client {
         let stream = TcpStream::connect(reg.addr()).await.expect("connect");
-        Client { stream, addr: reg.addr() }
+        Client {
+            stream,
+            addr: reg.addr(),
+        }
     }
 
     /// Sends one request (`extra` = header lines) and reads its response.
     async fn send(&mut self, method: &str, path: &str, extra: &[&str]) -> Reply {
         let mut req = format!("{method} {path} HTTP/1.1\r\n");
-        if !extra.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) {
+        if !extra
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+        {
             req.push_str(&format!("Host: {}\r\n", self.addr));
         }
         for h in extra {
@@ -89,7 +103,10 @@ impl Client {
             req.push_str("\r\n");
         }
         req.push_str("\r\n");
-        self.stream.write_all(req.as_bytes()).await.expect("write request");
+        self.stream
+            .write_all(req.as_bytes())
+            .await
+            .expect("write request");
         self.read_reply(method == "HEAD").await
     }
 
@@ -106,13 +123,26 @@ impl Client {
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
         let mut lines = head.split("\r\n");
-        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("status");
         let headers: Vec<(String, String)> = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
             .collect();
-        let mut reply = Reply { status, headers, body: buf[head_end..].to_vec(), end: End::Complete };
-        let want = if head_only { 0 } else { reply.content_length() as usize };
+        let mut reply = Reply {
+            status,
+            headers,
+            body: buf[head_end..].to_vec(),
+            end: End::Complete,
+        };
+        let want = if head_only {
+            0
+        } else {
+            reply.content_length() as usize
+        };
         while reply.body.len() < want {
             match self.stream.read(&mut chunk).await {
                 Ok(0) => {
@@ -147,7 +177,10 @@ async fn base_endpoint() {
     let mut c = Client::connect(&reg).await;
     let r = c.send("GET", "/v2/", &[]).await;
     assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
-    assert_eq!(r.header("docker-distribution-api-version"), Some("registry/2.0"));
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
     let r = c.send("GET", "/v2", &[]).await;
     assert_eq!(r.status, 200);
     reg.shutdown().await;
@@ -160,19 +193,36 @@ async fn manifests_by_tag_negotiate_accept() {
     let mut c = Client::connect(&reg).await;
     let cases: [(&[&str], &synth::SynthDoc); 4] = [
         (&[], &image.manifest),
-        (&["Accept: application/vnd.docker.distribution.manifest.v2+json"], &image.docker_manifest),
+        (
+            &["Accept: application/vnd.docker.distribution.manifest.v2+json"],
+            &image.docker_manifest,
+        ),
         (&[ACCEPT_ALL], &image.manifest),
-        (&["Accept: application/vnd.docker.distribution.manifest.v2+json;q=0.9", "Accept: */*"], &image.docker_manifest),
+        (
+            &[
+                "Accept: application/vnd.docker.distribution.manifest.v2+json;q=0.9",
+                "Accept: */*",
+            ],
+            &image.docker_manifest,
+        ),
     ];
     for (headers, doc) in cases {
-        let r = c.send("GET", "/v2/synthetic/deep/app/manifests/v1", headers).await;
+        let r = c
+            .send("GET", "/v2/synthetic/deep/app/manifests/v1", headers)
+            .await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.header("content-type"), Some(doc.media_type), "{headers:?}");
+        assert_eq!(
+            r.header("content-type"),
+            Some(doc.media_type),
+            "{headers:?}"
+        );
         assert_eq!(r.header("docker-content-digest"), Some(doc.digest.as_str()));
         assert_eq!(r.body, doc.bytes);
         assert_eq!(sha256_digest(&r.body), doc.digest);
     }
-    let r = c.send("HEAD", "/v2/a/manifests/latest", &[ACCEPT_ALL]).await;
+    let r = c
+        .send("HEAD", "/v2/a/manifests/latest", &[ACCEPT_ALL])
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.content_length(), image.manifest.size());
     assert!(r.body.is_empty());
@@ -183,18 +233,40 @@ async fn manifests_by_tag_negotiate_accept() {
 
 #[tokio::test]
 async fn index_at_tags_and_every_document_by_digest() {
-    let reg = registry(EmbeddedConfig { index: true, ..config() }).await;
+    let reg = registry(EmbeddedConfig {
+        index: true,
+        ..config()
+    })
+    .await;
     let image = reg.image().clone();
     let mut c = Client::connect(&reg).await;
     let r = c.send("GET", "/v2/a/manifests/v1", &[ACCEPT_ALL]).await;
     assert_eq!(r.header("content-type"), Some(synth::MEDIA_OCI_INDEX));
-    assert_eq!(r.header("docker-content-digest"), Some(image.index.digest.as_str()));
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(image.index.digest.as_str())
+    );
     // A client that cannot take an index gets the amd64 manifest.
-    let r = c.send("GET", "/v2/a/manifests/v1", &["Accept: application/vnd.docker.distribution.manifest.v2+json"]).await;
-    assert_eq!(r.header("docker-content-digest"), Some(image.docker_manifest.digest.as_str()));
+    let r = c
+        .send(
+            "GET",
+            "/v2/a/manifests/v1",
+            &["Accept: application/vnd.docker.distribution.manifest.v2+json"],
+        )
+        .await;
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(image.docker_manifest.digest.as_str())
+    );
     for doc in image.documents() {
         for method in ["GET", "HEAD"] {
-            let r = c.send(method, &format!("/v2/other/name/manifests/{}", doc.digest), &[]).await;
+            let r = c
+                .send(
+                    method,
+                    &format!("/v2/other/name/manifests/{}", doc.digest),
+                    &[],
+                )
+                .await;
             assert_eq!(r.status, 200);
             assert_eq!(r.header("content-type"), Some(doc.media_type));
             assert_eq!(r.header("docker-content-digest"), Some(doc.digest.as_str()));
@@ -205,9 +277,16 @@ async fn index_at_tags_and_every_document_by_digest() {
         }
     }
     let unknown = format!("sha256:{}", "0".repeat(64));
-    let r = c.send("GET", &format!("/v2/a/manifests/{unknown}"), &[]).await;
-    assert_eq!((r.status, r.error_code().as_str()), (404, "MANIFEST_UNKNOWN"));
-    let r = c.send("HEAD", &format!("/v2/a/manifests/{unknown}"), &[]).await;
+    let r = c
+        .send("GET", &format!("/v2/a/manifests/{unknown}"), &[])
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+    let r = c
+        .send("HEAD", &format!("/v2/a/manifests/{unknown}"), &[])
+        .await;
     assert_eq!(r.status, 404);
     reg.shutdown().await;
 }
@@ -227,33 +306,65 @@ async fn blobs_whole_ranged_and_unknown() {
     assert_eq!(sha256_digest(&r.body), image.layers[0].digest);
     assert_eq!(r.header("accept-ranges"), Some("bytes"));
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
-    assert_eq!(r.header("docker-content-digest"), Some(image.layers[0].digest.as_str()));
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(image.layers[0].digest.as_str())
+    );
 
     let r = c.send("HEAD", &path, &[]).await;
-    assert_eq!((r.status, r.content_length(), r.body.len()), (200, total, 0));
+    assert_eq!(
+        (r.status, r.content_length(), r.body.len()),
+        (200, total, 0)
+    );
 
     let r = c.send("GET", &path, &["Range: bytes=100000-"]).await;
     assert_eq!(r.status, 206);
-    assert_eq!(r.header("content-range"), Some(format!("bytes 100000-{}/{total}", total - 1).as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 100000-{}/{total}", total - 1).as_str())
+    );
     assert_eq!(r.content_length(), total - 100_000);
     assert_eq!(r.body, whole[100_000..]);
 
     let r = c.send("GET", &path, &["Range: bytes=7-70006"]).await;
     assert_eq!(r.status, 206);
-    assert_eq!(r.header("content-range"), Some(format!("bytes 7-70006/{total}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 7-70006/{total}").as_str())
+    );
     assert_eq!(r.body, whole[7..70_007]);
 
-    for bad in ["Range: bytes=999999999-", "Range: bytes=9-3", "Range: pages=1-2", "Range: bytes=0-1,5-6"] {
+    for bad in [
+        "Range: bytes=999999999-",
+        "Range: bytes=9-3",
+        "Range: pages=1-2",
+        "Range: bytes=0-1,5-6",
+    ] {
         let r = c.send("GET", &path, &[bad]).await;
         assert_eq!(r.status, 416, "{bad}");
-        assert_eq!(r.header("content-range"), Some(format!("bytes */{total}").as_str()));
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes */{total}").as_str())
+        );
     }
 
-    let r = c.send("GET", &format!("/v2/a/blobs/{}", image.config.digest), &["Range: bytes=10-"]).await;
+    let r = c
+        .send(
+            "GET",
+            &format!("/v2/a/blobs/{}", image.config.digest),
+            &["Range: bytes=10-"],
+        )
+        .await;
     assert_eq!(r.status, 206);
     assert_eq!(r.body, image.config.bytes[10..]);
 
-    let r = c.send("GET", &format!("/v2/a/blobs/sha256:{}", "1".repeat(64)), &[]).await;
+    let r = c
+        .send(
+            "GET",
+            &format!("/v2/a/blobs/sha256:{}", "1".repeat(64)),
+            &[],
+        )
+        .await;
     assert_eq!((r.status, r.error_code().as_str()), (404, "BLOB_UNKNOWN"));
     let r = c.send("GET", "/v2/a/blobs/sha256:xyz", &[]).await;
     assert_eq!((r.status, r.error_code().as_str()), (400, "DIGEST_INVALID"));
@@ -288,7 +399,11 @@ async fn malformed_requests_get_4xx() {
     raw.write_all(b"\x00\xff garbage\r\n\r\n").await.unwrap();
     let mut out = Vec::new();
     let _ = raw.read_to_end(&mut out).await;
-    assert!(out.is_empty() || out.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.is_empty() || out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     // The server is still fine.
     assert_eq!(c.send("GET", "/v2/", &[]).await.status, 200);
     reg.shutdown().await;
@@ -296,14 +411,21 @@ async fn malformed_requests_get_4xx() {
 
 #[tokio::test]
 async fn bearer_flow() {
-    let reg = registry(EmbeddedConfig { auth: EmbeddedAuth::Bearer, ..config() }).await;
+    let reg = registry(EmbeddedConfig {
+        auth: EmbeddedAuth::Bearer,
+        ..config()
+    })
+    .await;
     let mut c = Client::connect(&reg).await;
     let r = c.send("GET", "/v2/", &[]).await;
     assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
     let challenge = r.header("www-authenticate").expect("challenge").to_string();
     assert_eq!(
         challenge,
-        format!("Bearer realm=\"http://{}/token\",service=\"pullstorm-embedded\"", reg.addr())
+        format!(
+            "Bearer realm=\"http://{}/token\",service=\"pullstorm-embedded\"",
+            reg.addr()
+        )
     );
     let path = "/v2/synthetic/app/manifests/v1";
     let r = c.send("GET", path, &["Host: registry.example:5000"]).await;
@@ -313,7 +435,13 @@ async fn bearer_flow() {
         Some("Bearer realm=\"http://registry.example:5000/token\",service=\"pullstorm-embedded\",scope=\"repository:synthetic/app:pull\"")
     );
 
-    let r = c.send("GET", "/token?service=pullstorm-embedded&scope=repository:synthetic/app:pull", &[]).await;
+    let r = c
+        .send(
+            "GET",
+            "/token?service=pullstorm-embedded&scope=repository:synthetic/app:pull",
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let token = v["token"].as_str().unwrap().to_string();
@@ -324,25 +452,47 @@ async fn bearer_flow() {
     let auth = format!("Authorization: Bearer {token}");
     assert_eq!(c.send("GET", path, &[&auth]).await.status, 200);
     assert_eq!(c.send("GET", "/v2/", &[&auth]).await.status, 200);
-    assert_eq!(c.send("GET", path, &["Authorization: Bearer ps1.1.00"]).await.status, 401);
+    assert_eq!(
+        c.send("GET", path, &["Authorization: Bearer ps1.1.00"])
+            .await
+            .status,
+        401
+    );
     reg.shutdown().await;
 }
 
 #[tokio::test]
 async fn token_endpoint_demands_basic_credentials_when_configured() {
-    let creds = Credentials { user: "ci".into(), password: "pw".into() };
-    let reg = registry(EmbeddedConfig { auth: EmbeddedAuth::Bearer, token_credentials: Some(creds), ..config() }).await;
+    let creds = Credentials {
+        user: "ci".into(),
+        password: "pw".into(),
+    };
+    let reg = registry(EmbeddedConfig {
+        auth: EmbeddedAuth::Bearer,
+        token_credentials: Some(creds),
+        ..config()
+    })
+    .await;
     let mut c = Client::connect(&reg).await;
     let r = c.send("GET", "/token?service=x", &[]).await;
     assert_eq!((r.status, r.error_code().as_str()), (401, "UNAUTHORIZED"));
-    let bad = format!("Authorization: Basic {}", base64::engine::general_purpose::STANDARD.encode("ci:nope"));
+    let bad = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ci:nope")
+    );
     assert_eq!(c.send("GET", "/token", &[&bad]).await.status, 401);
-    let good = format!("Authorization: Basic {}", base64::engine::general_purpose::STANDARD.encode("ci:pw"));
+    let good = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ci:pw")
+    );
     let r = c.send("GET", "/token", &[&good]).await;
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let auth = format!("Authorization: Bearer {}", v["token"].as_str().unwrap());
-    assert_eq!(c.send("GET", "/v2/a/manifests/v1", &[&auth]).await.status, 200);
+    assert_eq!(
+        c.send("GET", "/v2/a/manifests/v1", &[&auth]).await.status,
+        200
+    );
     reg.shutdown().await;
 }
 
@@ -363,7 +513,13 @@ async fn cut_with_fin_gives_a_short_body_then_eof() {
     assert_eq!(r.body, whole[50_000..150_000]);
     // A blob no longer than the cut is served whole.
     let mut c = Client::connect(&reg).await;
-    let r = c.send("GET", &format!("/v2/a/blobs/{}", reg.image().layers[1].digest), &[]).await;
+    let r = c
+        .send(
+            "GET",
+            &format!("/v2/a/blobs/{}", reg.image().layers[1].digest),
+            &[],
+        )
+        .await;
     assert_eq!(r.end, End::Complete);
     reg.shutdown().await;
 }
@@ -400,7 +556,14 @@ async fn cut_times_then_whole() {
     assert_eq!(r.end, End::Complete);
     assert_eq!(r.body, whole);
     // Counted per blob: the other layer still gets its one cut.
-    let r = Client::connect(&reg).await.send("GET", &format!("/v2/a/blobs/{}", image.layers[1].digest), &[]).await;
+    let r = Client::connect(&reg)
+        .await
+        .send(
+            "GET",
+            &format!("/v2/a/blobs/{}", image.layers[1].digest),
+            &[],
+        )
+        .await;
     assert_eq!(r.end, End::Eof);
     reg.shutdown().await;
 }
@@ -410,7 +573,10 @@ async fn ignore_range_answers_200_whole() {
     let reg = registry(faults(|f| f.ignore_range = true)).await;
     let whole = layer_bytes(&reg, 0);
     let path = format!("/v2/a/blobs/{}", reg.image().layers[0].digest);
-    let r = Client::connect(&reg).await.send("GET", &path, &["Range: bytes=1000-"]).await;
+    let r = Client::connect(&reg)
+        .await
+        .send("GET", &path, &["Range: bytes=1000-"])
+        .await;
     assert_eq!((r.status, r.header("content-range")), (200, None));
     assert_eq!(r.body, whole);
     reg.shutdown().await;
@@ -422,12 +588,20 @@ async fn corrupt_flips_one_byte() {
     let image = reg.image().clone();
     let whole = layer_bytes(&reg, 0);
     let mut c = Client::connect(&reg).await;
-    let r = c.send("GET", &format!("/v2/a/blobs/{}", image.layers[0].digest), &[]).await;
+    let r = c
+        .send(
+            "GET",
+            &format!("/v2/a/blobs/{}", image.layers[0].digest),
+            &[],
+        )
+        .await;
     assert_eq!((r.status, r.body.len()), (200, whole.len()));
     assert_ne!(sha256_digest(&r.body), image.layers[0].digest);
     assert_eq!(r.body.iter().zip(&whole).filter(|(a, b)| a != b).count(), 1);
     // Configs are left intact (the fault is about layer bodies).
-    let r = c.send("GET", &format!("/v2/a/blobs/{}", image.config.digest), &[]).await;
+    let r = c
+        .send("GET", &format!("/v2/a/blobs/{}", image.config.digest), &[])
+        .await;
     assert_eq!(sha256_digest(&r.body), image.config.digest);
     reg.shutdown().await;
 }
@@ -470,10 +644,16 @@ async fn from_section_and_shutdown_frees_the_port() {
         ..Default::default()
     };
     let config = EmbeddedConfig::from_section(&section);
-    assert_eq!((config.layer_sizes.as_slice(), config.seed, config.index), (&[4096u64][..], 11, true));
+    assert_eq!(
+        (config.layer_sizes.as_slice(), config.seed, config.index),
+        (&[4096u64][..], 11, true)
+    );
     let reg = registry(config).await;
     let addr = reg.addr();
     assert_eq!(reg.image().layers[0].size, 4096);
     reg.shutdown().await;
-    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }
