@@ -30,7 +30,7 @@ type Resp = Response<ResponseBody>;
 pub struct Registry {
     image: Arc<SyntheticImage>,
     index: bool,
-    /// `Some` when `/v2/...` demands a bearer token.
+    /// Whether `/v2/...` demands a bearer token.
     bearer: bool,
     tokens: TokenAuth,
     faults: Faults,
