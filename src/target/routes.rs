@@ -1,0 +1,539 @@
+//! Request to response: the read-only part of the OCI distribution API.
+//!
+//! Every repository name and every tag resolve to the one synthetic image, so
+//! a scenario can name whatever image reference it likes. Handling is
+//! synchronous and allocation-light (blob bytes are produced later, by the
+//! body), and nothing a client sends can panic it: malformed names, references
+//! and ranges get the 4xx and error code the distribution registry would give.
+
+use super::auth::{TokenAuth, SERVICE};
+use super::blob_body::{BlobBody, Cut, ResponseBody, Source};
+use super::range::{self, RangeRequest};
+use super::server::ConnCtl;
+use super::EmbeddedConfig;
+use crate::scenario::{EmbeddedAuth, Faults};
+use crate::synth::{
+    BlobRef, SynthDoc, SyntheticImage, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+
+type Resp = Response<ResponseBody>;
+
+/// The shared state of a running embedded registry.
+pub struct Registry {
+    image: Arc<SyntheticImage>,
+    index: bool,
+    /// Whether `/v2/...` demands a bearer token.
+    bearer: bool,
+    tokens: TokenAuth,
+    faults: Faults,
+    /// Responses cut so far, per blob: layers first, then the amd64 and arm64 configs.
+    cut_counts: Vec<AtomicU32>,
+    /// Used in the auth realm when the request names no usable Host.
+    local_addr: SocketAddr,
+}
+
+impl Registry {
+    pub fn new(
+        config: &EmbeddedConfig,
+        image: Arc<SyntheticImage>,
+        local_addr: SocketAddr,
+    ) -> Registry {
+        let cut_counts = (0..image.layers.len() + 2)
+            .map(|_| AtomicU32::new(0))
+            .collect();
+        Registry {
+            index: config.index,
+            bearer: config.auth == EmbeddedAuth::Bearer,
+            tokens: TokenAuth::new(config.token_credentials.as_ref()),
+            faults: config.faults.clone(),
+            cut_counts,
+            local_addr,
+            image,
+        }
+    }
+
+    /// Answers one request (the body, if any, is ignored: every route is a read).
+    pub fn handle<B>(&self, req: &Request<B>, conn: &Arc<ConnCtl>) -> Resp {
+        let mut resp = self.route(req, conn);
+        resp.headers_mut()
+            .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+        tracing::debug!(
+            method = %req.method(),
+            path = req.uri().path(),
+            range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()),
+            status = resp.status().as_u16(),
+            "embedded registry request"
+        );
+        if req.method() == Method::HEAD {
+            // Same headers (Content-Length included) as the GET, no body.
+            *resp.body_mut() = ResponseBody::Empty;
+        }
+        resp
+    }
+
+    fn route<B>(&self, req: &Request<B>, conn: &Arc<ConnCtl>) -> Resp {
+        let path = req.uri().path();
+        if path == "/token" {
+            return self.token(req);
+        }
+        let rest = match path.strip_prefix("/v2") {
+            Some(rest) => rest,
+            None => return not_found(),
+        };
+        if rest.is_empty() || rest == "/" {
+            if let Some(denied) = self.authorize(req, None) {
+                return denied;
+            }
+            if !is_read(req.method()) {
+                return method_not_allowed();
+            }
+            return json(StatusCode::OK, "{}");
+        }
+        let Some(rest) = rest.strip_prefix('/') else {
+            return not_found();
+        };
+        // `<name>/<kind>/<reference>`: a reference never holds '/', the name may.
+        let mut parts = rest.rsplitn(3, '/');
+        let (Some(reference), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return not_found();
+        };
+        let upload = kind == "uploads" && name.ends_with("/blobs");
+        let name = if upload {
+            &name[..name.len() - "/blobs".len()]
+        } else {
+            name
+        };
+        if !(upload || kind == "manifests" || kind == "blobs") {
+            return not_found();
+        }
+        if !valid_name(name) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "NAME_INVALID",
+                "invalid repository name",
+            );
+        }
+        if let Some(denied) = self.authorize(req, Some(name)) {
+            return denied;
+        }
+        if upload {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "the embedded registry is read-only: push to a real registry",
+            );
+        }
+        if !is_read(req.method()) {
+            return method_not_allowed();
+        }
+        if kind == "manifests" {
+            self.manifest(req.headers(), reference)
+        } else {
+            self.blob(req, reference, conn)
+        }
+    }
+
+    fn manifest(&self, headers: &HeaderMap, reference: &str) -> Resp {
+        let doc = if reference.contains(':') {
+            if !valid_digest(reference) {
+                return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "invalid digest");
+            }
+            match self.image.manifest_by_digest(reference) {
+                Some(doc) => doc,
+                None => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        "MANIFEST_UNKNOWN",
+                        "manifest unknown",
+                    )
+                }
+            }
+        } else {
+            if !valid_tag(reference) {
+                return error(StatusCode::BAD_REQUEST, "TAG_INVALID", "invalid tag");
+            }
+            self.for_tag(headers)
+        };
+        let mut resp = Response::new(ResponseBody::full(doc.bytes.clone()));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(doc.media_type),
+        );
+        put(h, CONTENT_DIGEST, &doc.digest);
+        put(h, header::ETAG, &format!("\"{}\"", doc.digest));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(doc.size()));
+        resp
+    }
+
+    /// The document a tag resolves to, by the request's `Accept` list.
+    fn for_tag(&self, headers: &HeaderMap) -> &SynthDoc {
+        let accepts = |wanted: &str| {
+            headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|item| {
+                    item.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case(wanted)
+                })
+        };
+        // A client that lists types but not the index type cannot parse an index:
+        // hand it the amd64 manifest, as the distribution registry does.
+        let takes_index =
+            !headers.contains_key(header::ACCEPT) || accepts(MEDIA_OCI_INDEX) || accepts("*/*");
+        if self.index && takes_index {
+            &self.image.index
+        } else if accepts(MEDIA_DOCKER_MANIFEST) && !accepts(MEDIA_OCI_MANIFEST) {
+            &self.image.docker_manifest
+        } else {
+            &self.image.manifest
+        }
+    }
+
+    fn blob<B>(&self, req: &Request<B>, digest: &str, conn: &Arc<ConnCtl>) -> Resp {
+        if !valid_digest(digest) {
+            return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "invalid digest");
+        }
+        let image = &self.image;
+        let (slot, source, total) = match image.blob(digest) {
+            Some(BlobRef::Layer(i)) => {
+                let size = image.layers[i].size;
+                (
+                    i,
+                    Source::Layer {
+                        seed: image.seed,
+                        index: i,
+                        size,
+                    },
+                    size,
+                )
+            }
+            Some(BlobRef::Config(doc)) => {
+                let slot = image.layers.len() + usize::from(doc.digest != image.config.digest);
+                (slot, Source::Memory(doc.bytes.clone()), doc.size())
+            }
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "BLOB_UNKNOWN",
+                    "blob unknown to registry",
+                )
+            }
+        };
+        let wanted = if self.faults.ignore_range {
+            RangeRequest::Whole
+        } else {
+            range::parse(req.headers().get_all(header::RANGE).iter(), total)
+        };
+        let (status, start, end) = match wanted {
+            RangeRequest::Whole => (StatusCode::OK, 0, total),
+            RangeRequest::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end + 1),
+            RangeRequest::Unsatisfiable => {
+                let mut resp = Response::new(ResponseBody::Empty);
+                *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                put(
+                    resp.headers_mut(),
+                    header::CONTENT_RANGE,
+                    &format!("bytes */{total}"),
+                );
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+                return resp;
+            }
+        };
+        let body = if req.method() == Method::HEAD {
+            // No body: no cut to count.
+            ResponseBody::Empty
+        } else {
+            let cut = self.cut_for(slot, end - start, conn);
+            let corrupt = self.faults.corrupt && matches!(source, Source::Layer { .. });
+            ResponseBody::Blob(Box::new(BlobBody::new(source, start, end, cut, corrupt)))
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        put(h, CONTENT_DIGEST, digest);
+        put(h, header::ETAG, &format!("\"{digest}\""));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        if status == StatusCode::PARTIAL_CONTENT {
+            put(
+                h,
+                header::CONTENT_RANGE,
+                &format!("bytes {start}-{}/{total}", end - 1),
+            );
+        }
+        resp
+    }
+
+    /// The cut this response gets, if any, counting it against `cut_times`.
+    fn cut_for(&self, slot: usize, body_len: u64, conn: &Arc<ConnCtl>) -> Option<Cut> {
+        let after = self.faults.cut_after?.0;
+        if body_len <= after {
+            return None;
+        }
+        if let Some(times) = self.faults.cut_times {
+            let counter = self.cut_counts.get(slot)?;
+            counter
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < times).then_some(n + 1)
+                })
+                .ok()?;
+        }
+        Some(Cut {
+            after,
+            with: self.faults.cut_with,
+            conn: conn.clone(),
+        })
+    }
+
+    /// `None` when the request may go on; otherwise the 401 to send.
+    fn authorize<B>(&self, req: &Request<B>, repository: Option<&str>) -> Option<Resp> {
+        if !self.bearer || self.tokens.bearer_ok(req.headers()) {
+            return None;
+        }
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| valid_host(h))
+            .map_or_else(|| self.local_addr.to_string(), str::to_string);
+        let mut challenge = format!("Bearer realm=\"http://{host}/token\",service=\"{SERVICE}\"");
+        if let Some(name) = repository {
+            challenge.push_str(&format!(",scope=\"repository:{name}:pull\""));
+        }
+        let mut resp = error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required",
+        );
+        put(resp.headers_mut(), header::WWW_AUTHENTICATE, &challenge);
+        Some(resp)
+    }
+
+    /// `GET /token?service=..&scope=..`: a token for anyone, or for the configured Basic user.
+    fn token<B>(&self, req: &Request<B>) -> Resp {
+        if req.method() != Method::GET {
+            return method_not_allowed();
+        }
+        if !self.tokens.basic_ok(req.headers()) {
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "invalid credentials",
+            );
+            let challenge = format!("Basic realm=\"{SERVICE}\"");
+            put(resp.headers_mut(), header::WWW_AUTHENTICATE, &challenge);
+            return resp;
+        }
+        match serde_json::to_vec(&self.tokens.issue()) {
+            Ok(body) => json(StatusCode::OK, body),
+            Err(_) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "cannot encode token",
+            ),
+        }
+    }
+}
+
+fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    // Values are built from validated parts; one that is not a valid header is left out.
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+fn json(status: StatusCode, body: impl Into<bytes::Bytes>) -> Resp {
+    let body: bytes::Bytes = body.into();
+    let len = body.len() as u64;
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// A registry error body: `{"errors":[{"code":..,"message":..}]}`.
+fn error(status: StatusCode, code: &str, message: &str) -> Resp {
+    #[derive(serde::Serialize)]
+    struct Errors<'a> {
+        errors: [Entry<'a>; 1],
+    }
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        code: &'a str,
+        message: &'a str,
+    }
+    let body = serde_json::to_vec(&Errors {
+        errors: [Entry { code, message }],
+    })
+    .unwrap_or_default();
+    json(status, body)
+}
+
+fn not_found() -> Resp {
+    error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "no such endpoint in the registry API",
+    )
+}
+
+fn method_not_allowed() -> Resp {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNSUPPORTED",
+        "only GET and HEAD are supported",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    resp
+}
+
+/// A repository name per the distribution spec:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`, at most 255 bytes.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && name.split('/').all(valid_component)
+}
+
+fn valid_component(component: &str) -> bool {
+    let b = component.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &b[start..i];
+        if !(sep == b"." || sep == b"_" || sep == b"__" || sep.iter().all(|&c| c == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn valid_tag(tag: &str) -> bool {
+    let b = tag.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    !b.is_empty()
+        && b.len() <= 128
+        && word(b[0])
+        && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
+}
+
+/// A digest: `algorithm:encoded` per the OCI grammar; `sha256` must be 64 lowercase hex.
+pub fn valid_digest(digest: &str) -> bool {
+    let Some((algorithm, encoded)) = digest.split_once(':') else {
+        return false;
+    };
+    let alg_ok = !algorithm.is_empty()
+        && algorithm.split(['+', '.', '_', '-']).all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
+    let enc_ok = !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'));
+    if algorithm == "sha256" {
+        return encoded.len() == 64
+            && encoded
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    }
+    alg_ok && enc_ok
+}
+
+/// A Host header fit to echo into the auth realm (no quotes, spaces or controls).
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in [
+            "a",
+            "synthetic/app",
+            "a/b/c",
+            "a.b_c__d--e",
+            "x0/y-1",
+            "library/ubuntu",
+        ] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "", "A", "a/", "/a", "a//b", "-a", "a.", "a..b", "a___b", "a b", "%61", "a/../b",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+        assert!(!valid_name(&"a".repeat(256)));
+    }
+
+    #[test]
+    fn tags_and_digests() {
+        assert!(
+            valid_tag("v1")
+                && valid_tag("latest")
+                && valid_tag("_x.y-z")
+                && valid_tag(&"a".repeat(128))
+        );
+        assert!(
+            !valid_tag("") && !valid_tag(".x") && !valid_tag("-x") && !valid_tag(&"a".repeat(129))
+        );
+        assert!(!valid_tag("a/b") && !valid_tag("ä"));
+        let hex = "a".repeat(64);
+        assert!(valid_digest(&format!("sha256:{hex}")));
+        assert!(valid_digest("sha512:abc"));
+        assert!(!valid_digest(&format!("sha256:{}", "A".repeat(64))));
+        assert!(!valid_digest("sha256:abc"));
+        assert!(!valid_digest("sha256:"));
+        assert!(!valid_digest(":abc"));
+        assert!(!valid_digest("SHA256:abc"));
+        assert!(!valid_digest("sha256"));
+    }
+}
