@@ -41,11 +41,13 @@ for tests. Same seed and layer sizes give the same digests as `pullstorm seed`."
     )]
     Serve(pullstorm::target::ServeArgs),
     /// Push a deterministic synthetic image to a registry and print its digest.
-    #[command(long_about = "Push a deterministic synthetic image with a real OCI push: HEAD each blob, \
+    #[command(
+        long_about = "Push a deterministic synthetic image with a real OCI push: HEAD each blob, \
 POST an upload (or a cross-repo mount), chunked PATCHes with Content-Range following each returned Location \
 (a cut upload resumes where the registry says it stands), PUT ?digest=, then the manifest(s) and the tag. \
 Content is generated while it streams. Same --seed and --layers give the same digests as `pullstorm serve`, \
-so a run can compare either. Prints the digest the tag points at on stdout.")]
+so a run can compare either. Prints the digest the tag points at on stdout."
+    )]
     Seed(SeedArgs),
     /// Rebuild report.html from a result.json.
     Report(ReportArgs),
@@ -184,12 +186,20 @@ async fn seed(args: SeedArgs) -> Result<i32, Failure> {
     let sizes = args
         .layers
         .split(',')
-        .map(|l| ByteSize::parse(l).map(|b| b.0).map_err(|e| Failure::bad_input(format!("--layers: {e}"))))
+        .map(|l| {
+            ByteSize::parse(l)
+                .map(|b| b.0)
+                .map_err(|e| Failure::bad_input(format!("--layers: {e}")))
+        })
         .collect::<Result<Vec<u64>, _>>()?;
     if sizes.is_empty() || sizes.contains(&0) {
-        return Err(Failure::bad_input("--layers: give one or more sizes above 0"));
+        return Err(Failure::bad_input(
+            "--layers: give one or more sizes above 0",
+        ));
     }
-    let chunk = ByteSize::parse(&args.chunk_size).map_err(|e| Failure::bad_input(format!("--chunk-size: {e}")))?.0;
+    let chunk = ByteSize::parse(&args.chunk_size)
+        .map_err(|e| Failure::bad_input(format!("--chunk-size: {e}")))?
+        .0;
     let options = pullstorm::oci::push::PushOptions {
         chunk_size: chunk.max(1),
         jobs: args.jobs,

@@ -25,16 +25,22 @@ pub async fn run(
     ca_file: Option<&Path>,
     insecure_tls: bool,
 ) -> Result<PushReport, Failure> {
-    let base = Url::parse(registry).map_err(|e| Failure::bad_input(format!("--registry {registry:?}: {e}")))?;
+    let base = Url::parse(registry)
+        .map_err(|e| Failure::bad_input(format!("--registry {registry:?}: {e}")))?;
     if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-        return Err(Failure::bad_input(format!("--registry {registry:?}: expected http(s)://host[:port]")));
+        return Err(Failure::bad_input(format!(
+            "--registry {registry:?}: expected http(s)://host[:port]"
+        )));
     }
-    let reference = Reference::parse(image).map_err(|e| Failure::bad_input(format!("--image {image:?}: {e}")))?;
+    let reference = Reference::parse(image)
+        .map_err(|e| Failure::bad_input(format!("--image {image:?}: {e}")))?;
     let tag = reference
         .tag
         .clone()
         .filter(|_| reference.digest.is_none())
-        .ok_or_else(|| Failure::bad_input(format!("--image {image:?}: push needs a tag, not a digest")))?;
+        .ok_or_else(|| {
+            Failure::bad_input(format!("--image {image:?}: push needs a tag, not a digest"))
+        })?;
     let tls = match base.scheme() {
         "https" => Some(net::tls::connector(ca_file, insecure_tls).map_err(Failure::bad_input)?),
         _ => None,
@@ -67,7 +73,16 @@ pub async fn run(
     // Events of a push are not measured: drain them.
     let (sink, mut drain) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move { while drain.recv().await.is_some() {} });
-    let session = Arc::new(Session::new(base.clone(), reference.name.clone(), credentials, transport, sink).for_push());
+    let session = Arc::new(
+        Session::new(
+            base.clone(),
+            reference.name.clone(),
+            credentials,
+            transport,
+            sink,
+        )
+        .for_push(),
+    );
     session
         .ping()
         .await
@@ -75,7 +90,9 @@ pub async fn run(
     let started = Instant::now();
     let report = push::push_image(session, synthetic, &tag, format, options)
         .await
-        .map_err(|f| Failure::cannot_proceed(format!("push of {reference} to {base} failed: {f}")))?;
+        .map_err(|f| {
+            Failure::cannot_proceed(format!("push of {reference} to {base} failed: {f}"))
+        })?;
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     eprintln!(
         "pullstorm seed: {} blobs uploaded ({}, {}/s), {} already present, {} mounted, {} resumed uploads in {:.1}s",

@@ -289,7 +289,9 @@ impl Recorder {
         let fds = fds::open_fds();
         let row = &mut self.pending;
         row.fds = row.fds.max(fds);
-        row.active_pulls = row.active_pulls.max(gauges.active_pulls.load(Ordering::Relaxed));
+        row.active_pulls = row
+            .active_pulls
+            .max(gauges.active_pulls.load(Ordering::Relaxed));
         row.connections = row.connections.max(gauges.connections.current());
         self.fd_peak = self.fd_peak.max(fds);
         self.connections_peak = self.connections_peak.max(gauges.connections.peak());

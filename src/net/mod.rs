@@ -87,13 +87,20 @@ pub type RequestBody = http_body_util::combinators::BoxBody<Bytes, std::io::Erro
 
 /// The body of a GET or HEAD.
 pub fn empty_body() -> RequestBody {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// Sends one bodiless request on a fresh connection; returns once the response head is in.
 ///
 /// The connection lives until the returned body is dropped or read to its end.
-pub async fn send(method: Method, url: &Url, headers: HeaderMap, transport: &Transport) -> Result<Exchange, Fault> {
+pub async fn send(
+    method: Method,
+    url: &Url,
+    headers: HeaderMap,
+    transport: &Transport,
+) -> Result<Exchange, Fault> {
     send_with_body(method, url, headers, empty_body(), transport).await
 }
 

@@ -81,7 +81,11 @@ pub async fn push_image(
         .enumerate()
         .map(|(i, l)| (l.digest.clone(), l.size, Source::Layer(i)))
         .collect();
-    blobs.push((image.config.digest.clone(), image.config.size(), Source::Doc(image.config.bytes.clone())));
+    blobs.push((
+        image.config.digest.clone(),
+        image.config.size(),
+        Source::Doc(image.config.bytes.clone()),
+    ));
     if format == Format::Index {
         let c = &image.arm64_config;
         blobs.push((c.digest.clone(), c.size(), Source::Doc(c.bytes.clone())));
@@ -93,12 +97,24 @@ pub async fn push_image(
     let jobs = opts.jobs.max(1);
     loop {
         while tasks.len() < jobs {
-            let Some((digest, size, source)) = pending.next() else { break };
+            let Some((digest, size, source)) = pending.next() else {
+                break;
+            };
             let (session, image, opts) = (session.clone(), image.clone(), opts.clone());
-            tasks.spawn(async move { push_blob(&session, &image, &digest, size, source, &opts).await });
+            tasks.spawn(
+                async move { push_blob(&session, &image, &digest, size, source, &opts).await },
+            );
         }
-        let Some(done) = tasks.join_next().await else { break };
-        let outcome = done.map_err(|e| Fault::new(FaultClass::Other, Phase::Request, format!("upload task: {e}")))??;
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let outcome = done.map_err(|e| {
+            Fault::new(
+                FaultClass::Other,
+                Phase::Request,
+                format!("upload task: {e}"),
+            )
+        })??;
         match outcome {
             BlobOutcome::Present => report.blobs_present += 1,
             BlobOutcome::Mounted => report.blobs_mounted += 1,
@@ -115,7 +131,12 @@ pub async fn push_image(
         Format::Docker => put_manifest(&session, tag, &image.docker_manifest).await?,
         Format::Index => {
             put_manifest(&session, &image.manifest.digest, &image.manifest).await?;
-            put_manifest(&session, &image.arm64_manifest.digest, &image.arm64_manifest).await?;
+            put_manifest(
+                &session,
+                &image.arm64_manifest.digest,
+                &image.arm64_manifest,
+            )
+            .await?;
             put_manifest(&session, tag, &image.index).await?
         }
     };
@@ -137,7 +158,14 @@ async fn push_blob(
     opts: &PushOptions,
 ) -> Result<BlobOutcome, Fault> {
     let blob_url = session.url(&format!("/v2/{}/blobs/{}", session.repo(), digest))?;
-    let ex = session.authorized(ExchangeKind::Upload, Method::HEAD, &blob_url, HeaderMap::new()).await?;
+    let ex = session
+        .authorized(
+            ExchangeKind::Upload,
+            Method::HEAD,
+            &blob_url,
+            HeaderMap::new(),
+        )
+        .await?;
     let status = ex.status;
     drop(ex.body);
     if status == StatusCode::OK {
@@ -151,14 +179,21 @@ async fn push_blob(
     let start_url = session.url(&start)?;
     let mut headers = HeaderMap::new();
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    let ex = session.authorized(ExchangeKind::Upload, Method::POST, &start_url, headers).await?;
+    let ex = session
+        .authorized(ExchangeKind::Upload, Method::POST, &start_url, headers)
+        .await?;
     let (status, location) = (ex.status, header_str(&ex.headers, "location"));
     let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status == StatusCode::CREATED && opts.mount_from.is_some() {
         return Ok(BlobOutcome::Mounted);
     }
     if status != StatusCode::ACCEPTED {
-        return Err(http_fault(status, &body, Phase::Request, &format!("POST upload for {digest}")));
+        return Err(http_fault(
+            status,
+            &body,
+            Phase::Request,
+            &format!("POST upload for {digest}"),
+        ));
     }
     let mut location = resolve_location(&start_url, location)?;
 
@@ -188,13 +223,23 @@ async fn push_blob(
     put_url.query_pairs_mut().append_pair("digest", digest);
     let mut headers = HeaderMap::new();
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    let ex = session.authorized(ExchangeKind::Upload, Method::PUT, &put_url, headers).await?;
+    let ex = session
+        .authorized(ExchangeKind::Upload, Method::PUT, &put_url, headers)
+        .await?;
     let status = ex.status;
     let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status != StatusCode::CREATED {
-        return Err(http_fault(status, &body, Phase::Request, &format!("PUT upload for {digest}")));
+        return Err(http_fault(
+            status,
+            &body,
+            Phase::Request,
+            &format!("PUT upload for {digest}"),
+        ));
     }
-    Ok(BlobOutcome::Uploaded { bytes: size, resumes })
+    Ok(BlobOutcome::Uploaded {
+        bytes: size,
+        resumes,
+    })
 }
 
 fn retryable(f: &Fault) -> bool {
@@ -211,7 +256,10 @@ async fn patch(
     end: u64,
 ) -> Result<Url, Fault> {
     let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(end - start));
     // The spec's Content-Range for uploads: inclusive, no `bytes ` prefix.
     if let Ok(v) = HeaderValue::from_str(&format!("{}-{}", start, end - 1)) {
@@ -219,28 +267,59 @@ async fn patch(
     }
     let body = || -> RequestBody {
         match source {
-            Source::Layer(i) => LayerChunks { image: image.clone(), layer: *i, pos: start, end }.boxed(),
-            Source::Doc(bytes) => http_body_util::Full::new(bytes.slice(start as usize..end as usize))
-                .map_err(|never| match never {})
-                .boxed(),
+            Source::Layer(i) => LayerChunks {
+                image: image.clone(),
+                layer: *i,
+                pos: start,
+                end,
+            }
+            .boxed(),
+            Source::Doc(bytes) => {
+                http_body_util::Full::new(bytes.slice(start as usize..end as usize))
+                    .map_err(|never| match never {})
+                    .boxed()
+            }
         }
     };
-    let ex = session.authorized_with(ExchangeKind::Upload, Method::PATCH, location, headers, body).await?;
+    let ex = session
+        .authorized_with(ExchangeKind::Upload, Method::PATCH, location, headers, body)
+        .await?;
     let (status, next) = (ex.status, header_str(&ex.headers, "location"));
     let reply = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status != StatusCode::ACCEPTED {
-        return Err(http_fault(status, &reply, Phase::Request, &format!("PATCH {start}-{}", end - 1)));
+        return Err(http_fault(
+            status,
+            &reply,
+            Phase::Request,
+            &format!("PATCH {start}-{}", end - 1),
+        ));
     }
     resolve_location(location, next.or_else(|| Some(location.to_string())))
 }
 
 /// `GET <location>`: 204 with `Range: 0-<end>` says the next byte is end+1.
 async fn upload_status(session: &Session, location: &Url) -> Result<(Url, u64), Fault> {
-    let ex = session.authorized(ExchangeKind::Upload, Method::GET, location, HeaderMap::new()).await?;
-    let (status, range, next) = (ex.status, header_str(&ex.headers, "range"), header_str(&ex.headers, "location"));
+    let ex = session
+        .authorized(
+            ExchangeKind::Upload,
+            Method::GET,
+            location,
+            HeaderMap::new(),
+        )
+        .await?;
+    let (status, range, next) = (
+        ex.status,
+        header_str(&ex.headers, "range"),
+        header_str(&ex.headers, "location"),
+    );
     let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status != StatusCode::NO_CONTENT {
-        return Err(http_fault(status, &body, Phase::Request, "GET upload status"));
+        return Err(http_fault(
+            status,
+            &body,
+            Phase::Request,
+            "GET upload status",
+        ));
     }
     let stands_at = range
         .as_deref()
@@ -248,31 +327,61 @@ async fn upload_status(session: &Session, location: &Url) -> Result<(Url, u64), 
         .and_then(|(_, end)| end.trim().parse::<u64>().ok())
         .map(|end| end + 1)
         .unwrap_or(0);
-    Ok((resolve_location(location, next.or_else(|| Some(location.to_string())))?, stands_at))
+    Ok((
+        resolve_location(location, next.or_else(|| Some(location.to_string())))?,
+        stands_at,
+    ))
 }
 
 async fn put_manifest(session: &Session, reference: &str, doc: &SynthDoc) -> Result<String, Fault> {
     let url = session.url(&format!("/v2/{}/manifests/{}", session.repo(), reference))?;
     let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(doc.media_type));
-    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(doc.bytes.len()));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(doc.media_type),
+    );
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from(doc.bytes.len()),
+    );
     let bytes = doc.bytes.clone();
-    let body = move || -> RequestBody { http_body_util::Full::new(bytes.clone()).map_err(|never| match never {}).boxed() };
-    let ex = session.authorized_with(ExchangeKind::Upload, Method::PUT, &url, headers, body).await?;
+    let body = move || -> RequestBody {
+        http_body_util::Full::new(bytes.clone())
+            .map_err(|never| match never {})
+            .boxed()
+    };
+    let ex = session
+        .authorized_with(ExchangeKind::Upload, Method::PUT, &url, headers, body)
+        .await?;
     let status = ex.status;
     let reply = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status != StatusCode::CREATED {
-        return Err(http_fault(status, &reply, Phase::Request, &format!("PUT manifest {reference}")));
+        return Err(http_fault(
+            status,
+            &reply,
+            Phase::Request,
+            &format!("PUT manifest {reference}"),
+        ));
     }
     Ok(doc.digest.clone())
 }
 
 /// A `Location` may be relative to the request that returned it.
 fn resolve_location(base: &Url, location: Option<String>) -> Result<Url, Fault> {
-    let location =
-        location.ok_or_else(|| Fault::new(FaultClass::Other, Phase::Request, "upload response without a Location"))?;
-    base.join(&location)
-        .map_err(|e| Fault::new(FaultClass::Other, Phase::Request, format!("bad Location {location:?}: {e}")))
+    let location = location.ok_or_else(|| {
+        Fault::new(
+            FaultClass::Other,
+            Phase::Request,
+            "upload response without a Location",
+        )
+    })?;
+    base.join(&location).map_err(|e| {
+        Fault::new(
+            FaultClass::Other,
+            Phase::Request,
+            format!("bad Location {location:?}: {e}"),
+        )
+    })
 }
 
 /// Streams `[pos, end)` of a synthetic layer in 1 MiB frames, generated as they are sent.
@@ -289,7 +398,10 @@ impl Body for LayerChunks {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.pos >= self.end {
             return Poll::Ready(None);
         }

@@ -268,7 +268,8 @@ impl Session {
         url: &Url,
         headers: HeaderMap,
     ) -> Result<Exchange, Fault> {
-        self.authorized_with(kind, method, url, headers, net::empty_body).await
+        self.authorized_with(kind, method, url, headers, net::empty_body)
+            .await
     }
 
     /// [`Self::authorized`] with a request body; `body` is called again for the retry after a 401.
@@ -284,12 +285,18 @@ impl Session {
         if let Some(v) = self.authorization(false).await? {
             with_auth.insert(http::header::AUTHORIZATION, v);
         }
-        let ex = self.send_body(kind, method.clone(), url, with_auth, body()).await?;
+        let ex = self
+            .send_body(kind, method.clone(), url, with_auth, body())
+            .await?;
         if ex.status != StatusCode::UNAUTHORIZED {
             return Ok(ex);
         }
         // The token expired or the challenge changed: learn it and try once more.
-        if let Some(c) = ex.headers.get(http::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()) {
+        if let Some(c) = ex
+            .headers
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+        {
             self.set_challenge(Challenge::parse(c));
         }
         drop(ex.body);
@@ -351,7 +358,10 @@ impl Session {
             if let Some(s) = service {
                 q.append_pair("service", s);
             }
-            q.append_pair("scope", &format!("repository:{}:{}", self.repo, self.actions));
+            q.append_pair(
+                "scope",
+                &format!("repository:{}:{}", self.repo, self.actions),
+            );
         }
         let mut headers = HeaderMap::new();
         if let Some(c) = &self.credentials {
@@ -403,7 +413,8 @@ impl Session {
         url: &Url,
         headers: HeaderMap,
     ) -> Result<Exchange, Fault> {
-        self.send_body(kind, method, url, headers, net::empty_body()).await
+        self.send_body(kind, method, url, headers, net::empty_body())
+            .await
     }
 
     async fn send_body(
