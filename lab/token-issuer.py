@@ -27,6 +27,7 @@ import base64
 import hashlib
 import hmac
 import json
+import signal
 import sys
 import time
 import uuid
@@ -264,6 +265,8 @@ def main():
         f"service={args.service}, ttl={server.cfg.ttl}s\n"
     )
     sys.stderr.flush()
+    # As PID 1 of a container, SIGTERM is ignored unless handled.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
