@@ -10,6 +10,8 @@
 #                 (REGISTRY REGISTRY_REDIS REGISTRY_BASIC REGISTRY_TOKEN REDIS TOKEN NGINX)
 #   LAB_PORT_*    ports, defaults in lab/ports.env
 #   LAB_NGINX_SITES  nginx server blocks to enable (default: all: default redis basic token tls)
+#   LAB_REGISTRY_*   passed to the registries as REGISTRY_* (config overrides); the caller's
+#                 own REGISTRY_* variables are dropped
 #
 #   run-component.sh COMPONENT            render, then exec the daemon
 #   run-component.sh --render COMPONENT   render only (scripts/lab.sh uses it to reload nginx)
@@ -38,7 +40,7 @@ render_only=0
 case "${1:-}" in
   --list) echo "$COMPONENTS"; exit 0 ;;
   --render) render_only=1; shift ;;
-  ""|-h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  ""|-h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
 component="${1:-}"
 [[ " $COMPONENTS " == *" $component "* ]] || die "unknown component '$component' (one of: $COMPONENTS)"
@@ -75,6 +77,11 @@ case "$component" in
       registry-basic) [[ -s "$LAB_STATE/secrets/htpasswd" ]] || die "no $LAB_STATE/secrets/htpasswd: run lab/gen-secrets.sh" ;;
       registry-token) [[ -s "$LAB_STATE/secrets/token.crt" ]] || die "no $LAB_STATE/secrets/token.crt: run lab/gen-secrets.sh" ;;
     esac
+    # distribution reads REGISTRY_<SECTION>_<KEY> from the environment as config overrides:
+    # drop the caller's (e.g. REGISTRY_AUTH_FILE of podman/skopeo breaks the config) and
+    # pass LAB_REGISTRY_<...> on as REGISTRY_<...> (LAB_REGISTRY_LOG_LEVEL=debug).
+    for v in $(compgen -v REGISTRY_ || true); do unset "$v"; done
+    for v in $(compgen -v LAB_REGISTRY_ || true); do export "${v#LAB_}=${!v}"; done
     cmd=(docker-registry serve "$conf/$component.yml")
     ;;
   redis)
