@@ -8,6 +8,7 @@
 #   scripts/lab.sh compose-up [--no-wait]                   the same lab with docker compose
 #   scripts/lab.sh compose-down [--volumes]                 stop it, remove its containers
 #   scripts/lab.sh compose-status                           its containers
+#   scripts/lab.sh compose-pullstorm [ARGS...]              run target/release/pullstorm in it
 #
 # Variants: default (registry + nginx + haproxy + mirror), redis (registry with the Redis
 # blob-descriptor cache), basic (htpasswd), token (bearer tokens), tls (nginx over TLS).
@@ -606,6 +607,20 @@ cmd_compose_down() {
   say "compose lab down: no container of project $PROJECT left${vol:+ (volumes removed)}"
 }
 
+# Run the harness in the compose network: stage the release binary into the build context
+# (lab/.build/), build the pullstorm image on the lab image, run it with ARGS.
+cmd_compose_pullstorm() {
+  compose_init
+  local bin="${PULLSTORM_BIN:-$ROOT/target/release/pullstorm}"
+  [[ -x "$bin" ]] || die "no pullstorm binary at $bin: run 'cargo build --release' first (or set PULLSTORM_BIN)"
+  "$ROOT/scripts/lab-image.sh"
+  mkdir -p "$LAB_CFG/.build" "$ROOT/reports"
+  cp -f "$bin" "$LAB_CFG/.build/pullstorm"
+  timeout 600 "${COMPOSE[@]}" --profile run build pullstorm || die "could not build the pullstorm image"
+  (($#)) || set -- run /scenarios/lab-compose.toml
+  "${COMPOSE[@]}" --profile run run --rm pullstorm "$@"
+}
+
 cmd_compose_status() {
   compose_init
   "${COMPOSE[@]}" ps
@@ -624,6 +639,7 @@ main() {
     compose-up) cmd_compose_up "$@" ;;
     compose-down) cmd_compose_down "$@" ;;
     compose-status) cmd_compose_status "$@" ;;
+    compose-pullstorm) cmd_compose_pullstorm "$@" ;;
     -h|--help|help) usage ;;
     "") usage >&2; exit 2 ;;
     *) echo "lab: unknown command '$cmd'" >&2; usage >&2; exit 2 ;;
