@@ -10,6 +10,8 @@
 #                 (REGISTRY REGISTRY_REDIS REGISTRY_BASIC REGISTRY_TOKEN REDIS TOKEN NGINX)
 #   LAB_PORT_*    ports, defaults in lab/ports.env
 #   LAB_NGINX_SITES  nginx server blocks to enable (default: all: default redis basic token tls)
+#   LAB_NOFILE    start the daemon under prlimit --nofile=N:N
+#   LAB_NGINX_WORKER_CONNECTIONS (1024), LAB_HAPROXY_TIMEOUT_CLIENT / _SERVER (1h)
 #   LAB_REGISTRY_*   passed to the registries as REGISTRY_* (config overrides); the caller's
 #                 own REGISTRY_* variables are dropped
 #
@@ -35,12 +37,16 @@ for h in REGISTRY REGISTRY_REDIS REGISTRY_BASIC REGISTRY_TOKEN REDIS TOKEN NGINX
   export "$v=${!v:-127.0.0.1}"
 done
 export LAB_NGINX_SITES="${LAB_NGINX_SITES:-default redis basic token tls}"
+# Knobs with Harbor-like / generous defaults (docs/lab.md, "Reproducing the seeds' faults").
+export LAB_NGINX_WORKER_CONNECTIONS="${LAB_NGINX_WORKER_CONNECTIONS:-1024}"
+export LAB_HAPROXY_TIMEOUT_CLIENT="${LAB_HAPROXY_TIMEOUT_CLIENT:-1h}"
+export LAB_HAPROXY_TIMEOUT_SERVER="${LAB_HAPROXY_TIMEOUT_SERVER:-1h}"
 
 render_only=0
 case "${1:-}" in
   --list) echo "$COMPONENTS"; exit 0 ;;
   --render) render_only=1; shift ;;
-  ""|-h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  ""|-h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
 component="${1:-}"
 [[ " $COMPONENTS " == *" $component "* ]] || die "unknown component '$component' (one of: $COMPONENTS)"
@@ -108,7 +114,7 @@ case "$component" in
       LAB_NGINX_USER_DIRECTIVE="# (not root: workers run as $(id -un))"
       export LAB_NGINX_USER_DIRECTIVE
     fi
-    mkdir -p "$conf/nginx/sites.new" "$LAB_STATE/nginx"
+    mkdir -p "$conf/nginx/sites.new" "$conf/nginx/override.d" "$conf/nginx/main.d" "$LAB_STATE/nginx"
     for site in $LAB_NGINX_SITES; do
       [[ -f "$LAB_CONFIG/nginx/sites/$site.conf" ]] || die "no nginx site '$site' in $LAB_CONFIG/nginx/sites"
       render "$LAB_CONFIG/nginx/sites/$site.conf" "$conf/nginx/sites.new/$site.conf"
@@ -131,4 +137,9 @@ if ((render_only)); then
   exit 0
 fi
 cd "$LAB_STATE"
+# LAB_NOFILE=N: start the daemon with its fd limit at N (soft and hard), the seed-000 knob.
+if [[ -n "${LAB_NOFILE:-}" ]]; then
+  [[ "$LAB_NOFILE" =~ ^[0-9]+$ ]] || die "LAB_NOFILE must be a number"
+  exec prlimit --nofile="$LAB_NOFILE:$LAB_NOFILE" -- "${cmd[@]}"
+fi
 exec "${cmd[@]}"

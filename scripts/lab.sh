@@ -4,6 +4,7 @@
 #   scripts/lab.sh up [--variant NAME ...] [--no-install]   start (all variants by default)
 #   scripts/lab.sh down                                     stop everything the lab started
 #   scripts/lab.sh status                                   components, pids, ports, up/down
+#   scripts/lab.sh restart COMPONENT...                     restart with the current env knobs
 #   scripts/lab.sh env [--compose] [--creds]                shell exports of the endpoints
 #   scripts/lab.sh compose-up [--no-wait]                   the same lab with docker compose
 #   scripts/lab.sh compose-down [--volumes]                 stop it, remove its containers
@@ -45,7 +46,7 @@ say() { echo "lab: $*"; }
 warn() { echo "lab: warning: $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 # ---------------------------------------------------------------------------------------
 # The topology
@@ -290,8 +291,18 @@ native_env() {
   export LAB_USERNAME="$USERNAME" LAB_PASSWORD="$PASSWORD"
 }
 
+check_ports_free() {
+  local c="$1" p owner
+  for p in $(component_ports "$c"); do
+    if port_open "$p"; then
+      owner="$(port_owner "$p")"
+      die "port 127.0.0.1:$p (for $c) is already in use${owner:+ by $owner}; stop that process (a distro service? e.g. systemctl stop docker-registry nginx redis-server haproxy) or change lab/ports.env"
+    fi
+  done
+}
+
 start_component() {
-  local c="$1" pid p owner
+  local c="$1" pid
   pid="$(component_pid "$c")"
   if [[ -n "$pid" ]]; then
     if [[ "$c" == nginx ]]; then reload_nginx "$pid"; fi
@@ -299,12 +310,7 @@ start_component() {
     say "$c already up (pid $pid)"
     return 0
   fi
-  for p in $(component_ports "$c"); do
-    if port_open "$p"; then
-      owner="$(port_owner "$p")"
-      die "port 127.0.0.1:$p (for $c) is already in use${owner:+ by $owner}; stop that process (a distro service? e.g. systemctl stop docker-registry nginx redis-server haproxy) or change lab/ports.env"
-    fi
-  done
+  check_ports_free "$c"
   : >>"$LAB_DIR/logs/$c.log"
   # setsid: out of the caller's session (Ctrl-C, CI job control); nohup: no SIGHUP; the fd of
   # the lock is closed so the daemons do not hold it. run-component.sh execs the daemon, so
@@ -319,12 +325,17 @@ start_component() {
 # nginx is shared by every variant: re-render its config with the current sites and reload
 # it when they changed.
 reload_nginx() {
-  local pid="$1" before after
+  local pid="$1" before after s
+  for s in $SITES; do
+    if [[ ! -f "$LAB_DIR/conf/nginx/sites/$s.conf" ]] && port_open "$(site_port "$s")"; then
+      die "port 127.0.0.1:$(site_port "$s") (nginx site $s) is already in use${s:+ by $(port_owner "$(site_port "$s")")}"
+    fi
+  done
   before="$(cat "$LAB_DIR/conf/nginx/sites/"*.conf "$LAB_DIR/conf/nginx/nginx.conf" 2>/dev/null | sha256sum)"
   bash "$LAB_CFG/run-component.sh" --render nginx 9>&- || die "nginx config does not pass nginx -t"
   after="$(cat "$LAB_DIR/conf/nginx/sites/"*.conf "$LAB_DIR/conf/nginx/nginx.conf" 2>/dev/null | sha256sum)"
   if [[ "$before" != "$after" ]]; then
-    say "nginx: new sites ($SITES): reloading (SIGHUP to pid $pid)"
+    say "nginx: config changed (sites: $SITES): reloading (SIGHUP to pid $pid)"
     kill -HUP "$pid"
     sleep 0.3
   fi
@@ -364,7 +375,6 @@ cmd_up() {
   for c in "${ORDER[@]}"; do [[ -n "$(component_pid "$c")" ]] && running=1; done
   if ((running)); then read -ra variants <<<"$(read_variants)"; fi
   for v in "${want[@]}"; do [[ " ${variants[*]} " == *" $v "* ]] || variants+=("$v"); done
-  printf '%s\n' "${variants[@]}" >"$LAB_DIR/variants"
   SITES="${variants[*]}"
 
   native_env
@@ -372,9 +382,14 @@ cmd_up() {
 
   local needed=" "
   for v in "${want[@]}"; do for c in $(variant_components "$v"); do needed+="$c "; done; done
+  # Fail before starting anything when a port is taken.
+  for c in "${ORDER[@]}"; do
+    if [[ "$needed" == *" $c "* && -z "$(component_pid "$c")" ]]; then check_ports_free "$c"; fi
+  done
+  printf '%s\n' "${variants[@]}" >"$LAB_DIR/variants"
   local t0=$SECONDS
   for c in "${ORDER[@]}"; do
-    [[ "$needed" == *" $c "* ]] && start_component "$c"
+    if [[ "$needed" == *" $c "* ]]; then start_component "$c"; fi
   done
   say "lab up in $((SECONDS - t0))s: variants ${SITES}; state in $LAB_DIR"
   print_endpoints
@@ -444,6 +459,26 @@ cmd_down() {
   done
   [[ -z "$busy" ]] || warn "ports still answering after down (not the lab's processes?): $busy"
   say "lab down: $stopped component(s) stopped, no lab process left (data kept in $LAB_DIR; rm -rf it to start afresh)"
+}
+
+# Restart components of a running lab with the current environment: the way to apply a knob
+# that needs a new process (LAB_NOFILE=1024, LAB_HAPROXY_TIMEOUT_SERVER=3s, ...).
+cmd_restart() {
+  (($#)) || die "restart needs component names (${ORDER[*]})"
+  local c pid
+  for c in "$@"; do [[ " ${ORDER[*]} " == *" $c "* ]] || die "unknown component '$c' (${ORDER[*]})"; done
+  [[ -d "$LAB_DIR" ]] || die "no lab in $LAB_DIR: scripts/lab.sh up first"
+  lock
+  LAB_DIR="$(cd "$LAB_DIR" && pwd -P)"
+  SITES="$(read_variants)"
+  [[ -n "$SITES" ]] || die "no lab is up in $LAB_DIR: scripts/lab.sh up first"
+  native_env
+  for c in "$@"; do
+    pid="$(component_pid "$c")"
+    if [[ -n "$pid" ]]; then stop_pid "$pid" "$c"; say "$c stopped (pid $pid)"; fi
+    rm -f "$(pidfile "$c")"
+    start_component "$c"
+  done
 }
 
 cmd_status() {
@@ -529,10 +564,8 @@ compose_init() {
   docker info >/dev/null 2>&1 || die "cannot talk to the Docker engine"
   if docker compose version >/dev/null 2>&1; then
     COMPOSE=(docker compose)
-    COMPOSE_V2=1
   elif command -v docker-compose >/dev/null; then
     COMPOSE=(docker-compose)
-    COMPOSE_V2=0
   else
     die "neither 'docker compose' nor 'docker-compose' is installed"
   fi
@@ -570,8 +603,9 @@ cmd_compose_up() {
   local t0=$SECONDS
   "$ROOT/scripts/lab-image.sh"
   local t1=$SECONDS
+  # No --wait even with compose v2: older v2 releases fail it on the one-shot lab-init; the
+  # probes below (bounded) check every published port instead.
   local up=(up -d --remove-orphans)
-  ((COMPOSE_V2)) && ((wait)) && up+=(--wait)
   say "${COMPOSE[*]} ${up[*]}"
   timeout 300 "${COMPOSE[@]}" "${up[@]}" || die "docker compose up failed (see: ${COMPOSE[*]} logs)"
   if ((wait)); then
@@ -635,6 +669,7 @@ main() {
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
+    restart) cmd_restart "$@" ;;
     env) cmd_env "$@" ;;
     compose-up) cmd_compose_up "$@" ;;
     compose-down) cmd_compose_down "$@" ;;

@@ -108,8 +108,8 @@ expect_code "nginx -> registry-redis /v2/" 200 "http://127.0.0.1:$LAB_PORT_NGINX
 expect_code "nginx TLS /v2/ (verified with the lab CA)" 200 --cacert "$CA" "https://127.0.0.1:$LAB_PORT_NGINX_TLS/v2/"
 expect_code "nginx TLS /v2/ as https://localhost" 200 --cacert "$CA" "https://localhost:$LAB_PORT_NGINX_TLS/v2/"
 expect_code "nginx stub_status" 200 "http://127.0.0.1:$LAB_PORT_NGINX_STATUS/"
-check "stub_status reports connections" bash -c "curl -fsS --max-time 5 http://127.0.0.1:$LAB_PORT_NGINX_STATUS/ | grep -q '^Active connections'"
-check "registry Prometheus metrics" bash -c "curl -fsS --max-time 5 http://127.0.0.1:$LAB_PORT_REGISTRY_DEBUG/metrics | grep -q '^registry_'"
+check "stub_status reports connections" bash -c "curl -fsS --max-time 5 http://127.0.0.1:$LAB_PORT_NGINX_STATUS/ | grep '^Active connections' >/dev/null"
+check "registry Prometheus metrics" bash -c "curl -fsS --max-time 5 http://127.0.0.1:$LAB_PORT_REGISTRY_DEBUG/metrics | grep '^registry_' >/dev/null"
 expect_code "haproxy stats" 200 "http://127.0.0.1:$LAB_PORT_HAPROXY_STATS/stats"
 
 expect_code "basic: /v2/ without credentials" 401 "http://127.0.0.1:$LAB_PORT_NGINX_BASIC/v2/"
@@ -190,6 +190,31 @@ check "nginx access log records Accept on manifests" grep -q '"GET /v2/lab/small
 digest_hdr="$(curl -s --max-time 10 -I -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
   "http://127.0.0.1:$LAB_PORT_NGINX/v2/lab/small/manifests/v1" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')"
 check "HEAD manifest through nginx: Docker-Content-Digest" test "$digest_hdr" = "$MANIFEST_DIGEST"
+
+# ---- a fault knob: the seed-001 cut (short proxy_read_timeout + a frozen registry) ---------
+# A file in conf/nginx/override.d/ plus SIGHUP; the registry frozen with SIGSTOP mid-body.
+big="$("$ROOT/lab/oci-sample.sh" "$WORK/oci-big" --size 32768 --seed "big $$")"
+BIG_LAYER="$(sed -n 's/^LAYER_DIGEST=//p' <<<"$big")"
+BIG_SIZE="$(sed -n 's/^LAYER_SIZE=//p' <<<"$big")"
+check "skopeo push of a 32 MiB layer through nginx" "${SK[@]}" copy -q --preserve-digests --dest-tls-verify=false \
+  "oci:$WORK/oci-big:v1" "docker://127.0.0.1:$LAB_PORT_NGINX/lab/big:v1"
+NGINX_PID="$(cat "$PULLSTORM_LAB_DIR/run/nginx.pid")"
+REGISTRY_PID="$(cat "$PULLSTORM_LAB_DIR/run/registry.pid")"
+echo 'proxy_read_timeout 2s;' >"$PULLSTORM_LAB_DIR/conf/nginx/override.d/test-seed001.conf"
+kill -HUP "$NGINX_PID"; sleep 1
+curl -s --max-time 30 --limit-rate 4M -o /dev/null -w '%{size_download}' \
+  "http://127.0.0.1:$LAB_PORT_NGINX/v2/lab/big/blobs/$BIG_LAYER" >"$WORK/cut.out" 2>/dev/null &
+curl_pid=$!
+sleep 1
+kill -STOP "$REGISTRY_PID"
+curl_rc=0; wait "$curl_pid" || curl_rc=$?
+kill -CONT "$REGISTRY_PID"
+rm -f "$PULLSTORM_LAB_DIR/conf/nginx/override.d/test-seed001.conf"; kill -HUP "$NGINX_PID"; sleep 1
+check "seed-001 knob: the client sees a short body (curl exit $curl_rc = 18)" test "$curl_rc" = 18
+check "seed-001 knob: $(cat "$WORK/cut.out" 2>/dev/null) of $BIG_SIZE bytes arrived" test "$(cat "$WORK/cut.out" 2>/dev/null || echo 0)" -lt "$BIG_SIZE"
+check "seed-001 knob: nginx logged 'upstream timed out ... while reading upstream'" \
+  grep -q 'upstream timed out .* while reading upstream' "$PULLSTORM_LAB_DIR/logs/nginx-error.log"
+expect_code "seed-001 knob removed: the whole layer comes through again" 200 "http://127.0.0.1:$LAB_PORT_NGINX/v2/lab/big/blobs/$BIG_LAYER"
 
 # ---- env, idempotent up, adding a variant ---------------------------------------------------
 check "lab.sh env exports the nginx URL" bash -c "'$LAB' env | grep -qx 'export PULLSTORM_LAB_NGINX=http://127.0.0.1:$LAB_PORT_NGINX'"
