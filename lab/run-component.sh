@@ -114,7 +114,7 @@ case "$component" in
       LAB_NGINX_USER_DIRECTIVE="# (not root: workers run as $(id -un))"
       export LAB_NGINX_USER_DIRECTIVE
     fi
-    mkdir -p "$conf/nginx/sites.new" "$conf/nginx/override.d" "$conf/nginx/main.d" "$LAB_STATE/nginx"
+    mkdir -p "$conf/nginx/sites.new" "$conf/nginx/override.d" "$conf/nginx/main.d" "$LAB_STATE/nginx/tmp"
     for site in $LAB_NGINX_SITES; do
       [[ -f "$LAB_CONFIG/nginx/sites/$site.conf" ]] || die "no nginx site '$site' in $LAB_CONFIG/nginx/sites"
       render "$LAB_CONFIG/nginx/sites/$site.conf" "$conf/nginx/sites.new/$site.conf"
