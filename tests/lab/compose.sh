@@ -67,9 +67,9 @@ fi
 
 # ---- image, up -------------------------------------------------------------------------------
 t0=$SECONDS
-check_log "lab image present or built (scripts/lab-image.sh, $((SECONDS - t0))s)" "$WORK/image.log" \
+check_log "lab image present or built (scripts/lab-image.sh)" "$WORK/image.log" \
   timeout 900 "$ROOT/scripts/lab-image.sh"
-echo "       ($(tail -n1 "$WORK/image.log"))"
+echo "       ($((SECONDS - t0))s: $(tail -n1 "$WORK/image.log"))"
 t0=$SECONDS
 STARTED=1
 if timeout 400 "$LAB" compose-up >"$WORK/up.log" 2>&1; then
