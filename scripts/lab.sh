@@ -168,6 +168,7 @@ wait_gone() {
 stop_pid() {
   local pid="$1" what="$2"
   kill -TERM "$pid" 2>/dev/null || return 0
+  kill -CONT "$pid" 2>/dev/null || true   # a daemon frozen by a fault test (SIGSTOP) must see it
   if ! wait_gone "$pid" 10; then
     warn "$what (pid $pid) ignored SIGTERM for 10 s: SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
