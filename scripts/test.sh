@@ -1,8 +1,29 @@
 #!/usr/bin/env bash
-# The whole test suite, set-up included: installs what the tests need from
-# Debian's packages when missing, then runs every test in release mode
-# (digest checks of multi-MB blobs are slow without optimisation).
+# The whole test suite, set-up included (the README's second command; CI runs it):
+#   1. installs what the tests need from Debian's packages when missing;
+#   2. unit tests and integration tests against the embedded registry;
+#   3. the native lab's own test (it starts and stops the lab), then the compose lab's;
+#   4. the Rust tests against the real lab (docker-registry, nginx, haproxy, mirror,
+#      auth variants, TLS; skopeo, containerd and dockerd cross-checks), with the lab
+#      started here and stopped on exit whatever happens.
+# Tests run in release mode: digest checks of multi-MB blobs are slow without optimisation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
 scripts/test-deps.sh
+cargo build --release --all-targets
+
+echo "== unit and embedded-registry tests"
 cargo test --release --all-targets "$@"
+
+echo "== native lab"
+scripts/lab.sh down >/dev/null 2>&1 || true
+bash tests/lab/native.sh
+
+echo "== compose lab"
+bash tests/lab/compose.sh
+
+echo "== pullstorm against the real lab"
+trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
+scripts/lab.sh up >/dev/null
+cargo test --release --test lab -- --include-ignored --test-threads=1

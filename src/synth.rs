@@ -37,6 +37,7 @@
 //! listing linux/amd64 and linux/arm64. JSON comes from structs with a fixed
 //! field order, so its bytes (and digests) never change.
 
+pub use crate::digest::sha256_digest;
 use bytes::Bytes;
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -427,23 +428,7 @@ fn hash_layer(seed: u64, index: usize, size: u64) -> String {
         hasher.update(&buf[..n]);
         pos += n as u64;
     }
-    format_digest(&hasher.finalize())
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format_digest(&Sha256::digest(bytes))
-}
-
-fn format_digest(hash: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(7 + 2 * hash.len());
-    s.push_str("sha256:");
-    for &b in hash {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 15)] as char);
-    }
-    s
+    crate::digest::format_sha256(&hasher.finalize())
 }
 
 #[derive(Serialize)]

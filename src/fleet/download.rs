@@ -9,7 +9,7 @@ use super::FleetContext;
 use crate::metrics::{Event, ExchangeKind, Sink};
 use crate::net::{self, Bandwidth, Fault, FaultClass, Phase};
 use crate::oci::manifest::Descriptor;
-use crate::oci::session::{header_str, hex, http_fault};
+use crate::oci::session::{header_str, http_fault};
 use crate::oci::Session;
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -259,7 +259,7 @@ fn verify(ctx: &FleetContext, blob: &Descriptor, p: &mut Progress) -> Result<(),
         return Ok(());
     }
     let hasher = std::mem::replace(&mut p.hasher, Sha256::new());
-    let actual = format!("sha256:{}", hex(&hasher.finalize()));
+    let actual = crate::digest::format_sha256(&hasher.finalize());
     if actual == blob.digest {
         Ok(())
     } else {

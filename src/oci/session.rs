@@ -6,6 +6,7 @@
 
 use super::auth::{Challenge, Credentials, TokenResponse};
 use super::manifest::{self, Document};
+use crate::digest::sha256_digest;
 use crate::metrics::{Event, ExchangeKind, Sink};
 use crate::net::{self, Exchange, Fault, FaultClass, Phase, RequestBody, Timeouts, Transport};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -469,22 +470,6 @@ pub(crate) fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-/// `sha256:<hex>` of a byte string.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex(&sha2::Sha256::digest(bytes)))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
 }
 
 /// An HTTP error status as a fault, keeping the registry's error code (e.g. MANIFEST_UNKNOWN).

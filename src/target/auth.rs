@@ -9,6 +9,7 @@
 //! Tokens grant pull on every repository (the scope is not checked).
 
 use super::Credentials;
+use crate::digest::hex;
 use base64::Engine;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
@@ -130,10 +131,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 32 random bytes from the kernel; if that fails, from std's per-process

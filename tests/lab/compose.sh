@@ -148,6 +148,28 @@ pull token "127.0.0.1:$(hp "$LAB_PORT_NGINX_TOKEN")/lab/small:v1" --src-tls-veri
 hits="$(docker exec "$(container nginx)" grep -c "/v2/lab/small/blobs/$LAYER_DIGEST" /lab/logs/nginx-access.log 2>/dev/null || true)"
 check "nginx access log in the volume records the layer GETs (${hits:-0})" test "${hits:-0}" -ge 3
 
+# ---- pullstorm inside the compose network -------------------------------------------------
+# The pullstorm service seeds a multi-layer image through nginx:8080 and runs a small herd
+# through the same LB by service name; the result lands in ./reports on the host.
+if [[ -x "$ROOT/target/release/pullstorm" ]]; then
+  check_log "pullstorm seed through the compose nginx" "$WORK/seed.log" timeout 300 \
+    "$LAB" compose-pullstorm seed --registry "http://nginx:$LAB_PORT_NGINX" --image lab/big:v1 --layers 64MiB,16MiB
+  out="compose-test-$$"
+  check_log "pullstorm run (4 x 4 nodes) through the compose nginx" "$WORK/run.log" timeout 600 \
+    "$LAB" compose-pullstorm run /scenarios/lab-compose.toml --out "/work/reports/$out" --quiet
+  result="$ROOT/reports/$out/result.json"
+  if [[ -f "$result" ]]; then
+    read -r completed failed others < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["pulls"]["completed"], r["pulls"]["failed"], sum(r["errors"].values()))' "$result")
+    check "compose run: 16 pulls completed ($completed), none failed ($failed), no errors ($others)" \
+      test "$completed" = 16 -a "$failed" = 0 -a "$others" = 0
+    rm -rf "${ROOT:?}/reports/$out"
+  else
+    not_ok "compose run wrote no result.json at reports/$out"
+  fi
+else
+  not_ok "no target/release/pullstorm: run cargo build --release first (scripts/test.sh does)"
+fi
+
 # ---- down ------------------------------------------------------------------------------------
 t0=$SECONDS
 check_log "lab.sh compose-down --volumes" "$WORK/down.log" timeout 180 "$LAB" compose-down --volumes
