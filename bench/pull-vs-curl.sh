@@ -34,9 +34,9 @@ PY
 }
 # Rate of a shell pipeline on the blob, from its wall time.
 pipe_rate() {
-  local t0 t1
-  t0=$(date +%s.%N); bash -c "$1" >/dev/null; t1=$(date +%s.%N)
-  python3 -c "print($size / ($t1 - $t0))"
+  local t0=$EPOCHREALTIME
+  bash -c "$1" >/dev/null
+  awk -v a="$t0" -v b="$EPOCHREALTIME" -v n="$size" 'BEGIN { print n / (b - a) }'
 }
 
 curl_r=(); verify_r=(); noverify_r=(); dgst_r=()

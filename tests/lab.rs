@@ -185,7 +185,7 @@ fn what_seed_pushed_is_pulled_by_skopeo_containerd_and_dockerd() {
         .args([
             "copy",
             "--src-tls-verify=false",
-            &format!("docker://127.0.0.1:8080/lab/xcheck:v1"),
+            "docker://127.0.0.1:8080/lab/xcheck:v1",
             &format!("dir:{}", dest.display()),
         ])
         .output()
