@@ -11,19 +11,28 @@ PORT=${PORT:-5997}
 cargo build --release --quiet
 bin=$PWD/target/release/pullstorm
 work=$(mktemp -d)
-cat >"$work/registry.yml" <<YML
+# Each push goes into an empty registry: nothing to mount or skip (skopeo's blob-info
+# cache would otherwise turn a push into a cross-repository mount).
+registry=""
+fresh_registry() {
+  [[ -n "$registry" ]] && { kill "$registry" 2>/dev/null; wait "$registry" 2>/dev/null || true; }
+  rm -rf "$work/data"
+  cat >"$work/registry.yml" <<YML
 version: 0.1
 log: {level: error}
 storage: {filesystem: {rootdirectory: $work/data}}
 http: {addr: 127.0.0.1:$PORT, secret: bench}
 YML
-env -u REGISTRY_AUTH_FILE docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry=$!
-trap 'kill $registry 2>/dev/null; wait $registry 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
+  env -u REGISTRY_AUTH_FILE docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+  registry=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && return; sleep 0.1; done
+  echo "registry did not start" >&2; exit 1
+}
+trap '[[ -n "$registry" ]] && kill $registry 2>/dev/null; rm -rf "$work"' EXIT
 reg="http://127.0.0.1:$PORT"
 
 # The layout skopeo pushes: the very image seed pushes, fetched once into an OCI layout.
+fresh_registry
 "$bin" seed --registry "$reg" --image bench/source:v1 --layers "$LAYERS" >/dev/null 2>&1
 skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$PORT/bench/source:v1" "oci:$work/layout:v1"
 bytes=$(du -sb "$work/layout/blobs" | cut -f1)
@@ -31,7 +40,9 @@ bytes=$(du -sb "$work/layout/blobs" | cut -f1)
 seconds() { local t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1; awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }'; }
 seed_t=(); skopeo_t=()
 for i in $(seq "$ROUNDS"); do
+  fresh_registry
   seed_t+=("$(seconds "$bin" seed --registry "$reg" --image "bench/seed-$i:v1" --layers "$LAYERS")")
+  fresh_registry
   skopeo_t+=("$(seconds skopeo --insecure-policy copy -q --preserve-digests --dest-tls-verify=false "oci:$work/layout:v1" "docker://127.0.0.1:$PORT/bench/skopeo-$i:v1")")
 done
 python3 - "${seed_t[*]}" "${skopeo_t[*]}" "$bytes" "$LAYERS" "$ROUNDS" <<'PY'
