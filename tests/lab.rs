@@ -369,7 +369,12 @@ fn what_skopeo_pushed_is_pulled_by_pullstorm() {
         .unwrap();
     for _ in 0..100 {
         if Command::new("curl")
-            .args(["-fs", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/v2/")])
+            .args([
+                "-fs",
+                "-o",
+                "/dev/null",
+                &format!("http://127.0.0.1:{port}/v2/"),
+            ])
             .status()
             .map(|s| s.success())
             .unwrap_or(false)

@@ -420,3 +420,61 @@ fn report_subcommand_rebuilds_the_html() {
     let out = bin().arg("report").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn containerd_reopens_at_the_offset_without_using_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_scenario(
+        dir.path(),
+        "reopen",
+        "[embedded]\nlayers = [\"4MiB\"]\n[embedded.faults]\ncut_after = \"1MiB\"\ncut_times = 2\n[fleet]\nclient = \"containerd\"\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.result();
+    assert_eq!(u(&v, "pulls.completed"), 1);
+    // Two short bodies, each reopened at the byte reached, inside the first attempt.
+    assert_eq!(u(&v, "errors.unexpected_eof"), 2, "{}", v["error_details"]);
+    assert_eq!(u(&v, "retries.total"), 2);
+    assert_eq!(
+        u(&v, "layers.attempts.1"),
+        2,
+        "config and layer, one attempt each"
+    );
+    assert_eq!(u(&v, "bytes.wasted"), 0);
+}
+
+#[test]
+fn retries_are_bucketed_by_how_far_the_blob_had_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_scenario(
+        dir.path(),
+        "progress",
+        &format!("[embedded]\nlayers = [\"4MiB\"]\n[embedded.faults]\ncut_after = \"3MiB\"\ncut_times = 1\n{FAST_RETRY}"),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.result();
+    // The layer (4 MiB + tar framing) was cut at 3 MiB: about 75 %.
+    assert_eq!(u(&v, "retries.at_progress.70-80"), 1, "{}", v["retries"]);
+    assert_eq!(u(&v, "retries.total"), 1);
+    assert_eq!(u(&v, "latency.pull_retry.count"), 1);
+}
+
+#[test]
+fn kubelet_pulls_a_failed_image_again_after_its_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_scenario(
+        dir.path(),
+        "kubelet",
+        "[embedded]\nlayers = [\"256KiB\"]\n[embedded.faults]\ncorrupt = true\n[fleet]\nnodes_per_cluster = 2\n[kubelet]\npull_retries = 2\npull_backoff = \"100ms\"\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "no thresholds set: {}", r.stderr);
+    let v = r.result();
+    assert_eq!(u(&v, "pulls.planned"), 2);
+    assert_eq!(u(&v, "pulls.started"), 6);
+    assert_eq!(u(&v, "pulls.failed"), 6);
+    assert_eq!(u(&v, "pulls.kubelet_retries"), 4);
+    assert_eq!(u(&v, "errors.digest_mismatch"), 6);
+}

@@ -16,10 +16,14 @@ use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-/// How a layer ended and how many body bytes it cost.
+/// How a layer ended and what it cost.
+#[derive(Debug, Default)]
 pub struct Outcome {
     pub ok: bool,
+    /// Body bytes received, all attempts.
     pub bytes: u64,
+    /// First failure to completion, when the layer failed at least once.
+    pub retry_latency: Option<std::time::Duration>,
 }
 
 /// Progress of one layer across its attempts.
@@ -61,8 +65,14 @@ pub async fn layer(
     };
     let mut attempts = 0;
     let mut ok = false;
+    // containerd reopens at the offset after a short body without using up an attempt,
+    // as long as each reopen makes progress (at most `eof_reopens` in a row without).
+    let mut reopens_without_progress = 0;
+    let mut reopened_at = None;
     while attempts < profile.max_attempts {
-        attempts += 1;
+        if reopened_at.is_none() {
+            attempts += 1;
+        }
         let resumed = p.offset > 0;
         let result = match attempt(ctx, session, blob, bandwidth, &mut p, events, cluster).await {
             Ok(()) => verify(ctx, blob, &mut p),
@@ -76,6 +86,37 @@ pub async fn layer(
             Err(f) => f,
         };
         first_failure.get_or_insert_with(Instant::now);
+        let progress = if blob.size == 0 {
+            0.0
+        } else {
+            p.offset as f64 / blob.size as f64
+        };
+        if fault.class == FaultClass::UnexpectedEof && profile.eof_reopens > 0 {
+            if reopened_at.is_some_and(|at| p.offset > at) {
+                reopens_without_progress = 0;
+            }
+            if reopens_without_progress < profile.eof_reopens {
+                reopens_without_progress += 1;
+                reopened_at = Some(p.offset);
+                let _ = events
+                    .send(Event::Fault {
+                        fault,
+                        kind: ExchangeKind::Blob,
+                        cluster,
+                        at: Instant::now(),
+                    })
+                    .await;
+                let _ = events
+                    .send(Event::Retry {
+                        class: FaultClass::UnexpectedEof,
+                        progress,
+                    })
+                    .await;
+                continue;
+            }
+        }
+        reopened_at = None;
+        reopens_without_progress = 0;
         let retry = match fault.class {
             // dockerd retries a bad digest only when the attempt had resumed (the resume may
             // have stitched two different bodies); the retry starts from zero.
@@ -94,22 +135,24 @@ pub async fn layer(
         if !retry || attempts >= profile.max_attempts {
             break;
         }
-        let _ = events.send(Event::Retry { class }).await;
+        let _ = events.send(Event::Retry { class, progress }).await;
         tokio::time::sleep(profile.delay_after(attempts)).await;
     }
     let now = Instant::now();
+    let retry_latency = first_failure.map(|f| now - f);
     let _ = events
         .send(Event::LayerDone {
             ok,
             took: now - started,
             attempts,
-            retry_latency: first_failure.map(|f| now - f),
+            retry_latency,
             wasted: p.wasted,
         })
         .await;
     Outcome {
         ok,
         bytes: p.received,
+        retry_latency,
     }
 }
 

@@ -11,6 +11,7 @@ use crate::metrics::{Event, ExchangeKind, Gauges, Sink};
 use crate::net::{Bandwidth, Fault};
 use crate::oci::auth::Credentials;
 use crate::oci::{Reference, Session};
+use crate::scenario::KubeletSection;
 use profile::SlotScope;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct FleetContext {
     pub pull_interval: Duration,
     /// Bytes per second per node, when capped.
     pub node_bandwidth: Option<u64>,
+    /// The kubelet's re-pulls after a failure (ImagePullBackOff).
+    pub kubelet: KubeletSection,
 }
 
 /// One node of the plan: its cluster and when it starts, relative to the run's start.
@@ -47,33 +50,55 @@ pub struct NodePlan {
 /// Runs one node: its pulls one after the other, each from a cold cache.
 pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, events: Sink) {
     let bandwidth = ctx.node_bandwidth.map(|b| Arc::new(Bandwidth::new(b)));
+    let slots_per_pool = ctx.profile.max_concurrent_downloads as usize;
     // dockerd's download slots are daemon-wide: one pool for all the node's pulls.
-    let node_slots = Arc::new(Semaphore::new(
-        ctx.profile.max_concurrent_downloads as usize,
-    ));
+    let node_slots = Arc::new(Semaphore::new(slots_per_pool));
     let mut scheduled = t0 + plan.start;
     for _ in 0..ctx.pulls_per_node {
-        tokio::time::sleep_until(scheduled).await;
-        let slots = match ctx.profile.slot_scope {
-            SlotScope::Node => node_slots.clone(),
-            SlotScope::Pull => Arc::new(Semaphore::new(
-                ctx.profile.max_concurrent_downloads as usize,
-            )),
-        };
-        pull(
-            &ctx,
-            plan.cluster,
-            scheduled,
-            slots,
-            bandwidth.clone(),
-            &events,
-        )
-        .await;
+        // A failed pull is pulled again by the kubelet after its back-off, if configured.
+        let mut backoff = ctx.kubelet.pull_backoff.0;
+        for retry in 0..=ctx.kubelet.pull_retries {
+            tokio::time::sleep_until(scheduled).await;
+            let slots = match ctx.profile.slot_scope {
+                SlotScope::Node => node_slots.clone(),
+                SlotScope::Pull => Arc::new(Semaphore::new(slots_per_pool)),
+            };
+            let ok = pull(
+                &ctx,
+                plan.cluster,
+                scheduled,
+                slots,
+                bandwidth.clone(),
+                &events,
+                retry > 0,
+            )
+            .await;
+            if ok {
+                break;
+            }
+            scheduled = Instant::now() + backoff;
+            backoff = (backoff * 2).min(ctx.kubelet.max_pull_backoff.0);
+        }
         scheduled = Instant::now() + ctx.pull_interval;
     }
 }
 
+/// What a pull cost, failed or not.
+#[derive(Default)]
+struct Tally {
+    bytes: u64,
+    retry_cost: Option<Duration>,
+}
+
+impl Tally {
+    fn add(&mut self, o: &download::Outcome) {
+        self.bytes += o.bytes;
+        self.retry_cost = self.retry_cost.max(o.retry_latency);
+    }
+}
+
 /// One pull: ping, resolve, then config and layers through the download slots.
+/// Returns whether it completed.
 async fn pull(
     ctx: &Arc<FleetContext>,
     cluster: u32,
@@ -81,7 +106,8 @@ async fn pull(
     slots: Arc<Semaphore>,
     bandwidth: Option<Arc<Bandwidth>>,
     events: &Sink,
-) {
+    kubelet_retry: bool,
+) -> bool {
     let started = Instant::now();
     let _active = ActivePull::new(&ctx.gauges);
     let _ = events.send(Event::PullStarted { cluster }).await;
@@ -93,11 +119,12 @@ async fn pull(
         ctx.transport.clone(),
         events.clone(),
     ));
-    let outcome = fetch_image(ctx, &session, cluster, slots, bandwidth, events).await;
-    let (ok, bytes) = match outcome {
-        Ok(bytes) => (true, bytes),
-        Err((fault, kind, bytes)) => {
-            if let Some(fault) = fault {
+    let mut tally = Tally::default();
+    let outcome = fetch_image(ctx, &session, cluster, slots, bandwidth, events, &mut tally).await;
+    let ok = match outcome {
+        Ok(()) => true,
+        Err(failure) => {
+            if let Some((fault, kind)) = failure {
                 let _ = events
                     .send(Event::Fault {
                         fault,
@@ -107,7 +134,7 @@ async fn pull(
                     })
                     .await;
             }
-            (false, bytes)
+            false
         }
     };
     let now = Instant::now();
@@ -117,14 +144,17 @@ async fn pull(
             ok,
             from_scheduled: now.saturating_duration_since(scheduled),
             from_start: now.saturating_duration_since(started),
-            bytes,
+            bytes: tally.bytes,
+            retry_cost: tally.retry_cost,
+            kubelet_retry,
         })
         .await;
+    ok
 }
 
-/// A failed pull: the fault still to report (None when a download already reported it),
-/// the request it came from, and the bytes received before it.
-type PullFailure = (Option<Fault>, ExchangeKind, u64);
+/// A failed pull: the fault still to report and the request it came from
+/// (None when a download already reported its own).
+type PullFailure = Option<(Fault, ExchangeKind)>;
 
 async fn fetch_image(
     ctx: &Arc<FleetContext>,
@@ -133,15 +163,16 @@ async fn fetch_image(
     slots: Arc<Semaphore>,
     bandwidth: Option<Arc<Bandwidth>>,
     events: &Sink,
-) -> Result<u64, PullFailure> {
+    tally: &mut Tally,
+) -> Result<(), PullFailure> {
     session
         .ping()
         .await
-        .map_err(|f| (Some(f), ExchangeKind::Ping, 0))?;
+        .map_err(|f| Some((f, ExchangeKind::Ping)))?;
     let resolved = session
         .resolve(ctx.reference.manifest_ref(), &ctx.platform)
         .await
-        .map_err(|f| (Some(f), ExchangeKind::Manifest, 0))?;
+        .map_err(|f| Some((f, ExchangeKind::Manifest)))?;
 
     // The config is fetched alongside the layers; identical blobs are fetched once.
     let mut seen = HashSet::new();
@@ -160,10 +191,7 @@ async fn fetch_image(
         );
         downloads.spawn(async move {
             let Ok(_slot) = slots.acquire_owned().await else {
-                return download::Outcome {
-                    ok: false,
-                    bytes: 0,
-                };
+                return download::Outcome::default();
             };
             download::layer(
                 &ctx,
@@ -176,14 +204,10 @@ async fn fetch_image(
             .await
         });
     }
-    let mut bytes = 0;
     let mut failed = false;
     while let Some(done) = downloads.join_next().await {
-        let outcome = done.unwrap_or(download::Outcome {
-            ok: false,
-            bytes: 0,
-        });
-        bytes += outcome.bytes;
+        let outcome = done.unwrap_or_default();
+        tally.add(&outcome);
         if !outcome.ok && !failed {
             // One failed layer fails the pull; the daemon cancels the other transfers.
             failed = true;
@@ -191,8 +215,8 @@ async fn fetch_image(
         }
     }
     if failed {
-        Err((None, ExchangeKind::Blob, bytes))
+        Err(None)
     } else {
-        Ok(bytes)
+        Ok(())
     }
 }

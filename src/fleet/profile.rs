@@ -37,6 +37,9 @@ pub struct Profile {
     #[serde(with = "millis")]
     pub backoff: Duration,
     pub range_ignored: RangeIgnored,
+    /// Reopens at the offset after a short body, without progress in between, before the
+    /// attempt counts as failed (containerd's `httpReadSeeker`).
+    pub eof_reopens: u32,
     /// Retry a digest mismatch only when the failed attempt had resumed (dockerd).
     pub digest_retry_only_after_resume: bool,
     pub verify_digest: bool,
@@ -55,6 +58,7 @@ impl Profile {
                 max_attempts: 5,
                 backoff: Duration::from_secs(5),
                 range_ignored: RangeIgnored::RestartAttempt,
+                eof_reopens: 0,
                 digest_retry_only_after_resume: true,
                 verify_digest: true,
                 timeouts: Timeouts {
@@ -71,6 +75,7 @@ impl Profile {
                 max_attempts: 5,
                 backoff: Duration::ZERO,
                 range_ignored: RangeIgnored::DiscardPrefix,
+                eof_reopens: 3,
                 digest_retry_only_after_resume: false,
                 verify_digest: true,
                 timeouts: Timeouts {
@@ -98,6 +103,9 @@ impl Profile {
         }
         if let Some(v) = o.response_timeout {
             p.timeouts.response = v.0;
+        }
+        if let Some(v) = o.eof_reopens {
+            p.eof_reopens = v;
         }
         if let Some(v) = o.stall_timeout {
             p.timeouts.stall = Some(v.0).filter(|d| !d.is_zero());
@@ -162,6 +170,7 @@ mod tests {
     fn containerd_defaults_and_overrides() {
         let p = Profile::new(ClientKind::Containerd, &ClientOverrides::default());
         assert_eq!((p.backoff, p.slot_scope), (Duration::ZERO, SlotScope::Pull));
+        assert_eq!(p.eof_reopens, 3);
         assert!(p.retries(FaultClass::Http(429)));
         assert!(!p.retries(FaultClass::Http(404)));
         let o = ClientOverrides {

@@ -150,6 +150,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         pulls_per_node: plan.pulls_per_node,
         pull_interval: s.run.pull_interval.0,
         node_bandwidth: s.fleet.node_bandwidth.map(|r| r.0),
+        kubelet: s.kubelet.clone(),
     });
 
     let started_wall = SystemTime::now();
@@ -393,6 +394,7 @@ fn build_result(
             completed: rec.pulls_completed,
             failed: rec.pulls_failed,
             interrupted,
+            kubelet_retries: rec.kubelet_retries,
         },
         layers: Layers {
             completed: rec.layers_completed,
@@ -415,6 +417,12 @@ fn build_result(
         retries: Retries {
             total: rec.retries,
             by_class: rec.retries_by_class.clone(),
+            at_progress: rec
+                .retries_at_progress
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("{}-{}", i * 10, i * 10 + 10), *n))
+                .collect(),
         },
         errors,
         error_details,

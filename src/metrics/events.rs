@@ -36,8 +36,9 @@ pub enum Event {
         cluster: u32,
         at: Instant,
     },
-    /// A layer will be tried again after a fault of this class.
-    Retry { class: FaultClass },
+    /// A layer will be tried again after a fault of this class, which struck when
+    /// `progress` (0.0-1.0) of the blob was held.
+    Retry { class: FaultClass, progress: f64 },
     /// A layer finished, well or not.
     LayerDone {
         ok: bool,
@@ -57,6 +58,11 @@ pub enum Event {
         from_scheduled: Duration,
         from_start: Duration,
         bytes: u64,
+        /// The longest retry latency among its blobs: on the critical path, about what
+        /// retries added to the pull.
+        retry_cost: Option<Duration>,
+        /// A re-pull by the kubelet after an earlier failure of the same planned pull.
+        kubelet_retry: bool,
     },
 }
 

@@ -37,10 +37,12 @@ pub enum Metric {
     Retry,
     /// Manifest and tag-resolve requests, head received.
     Manifest,
+    /// Per pull that retried: the longest retry latency among its blobs.
+    PullRetry,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Pull,
         Metric::PullActual,
         Metric::Layer,
@@ -48,6 +50,7 @@ impl Metric {
         Metric::Ttfb,
         Metric::Retry,
         Metric::Manifest,
+        Metric::PullRetry,
     ];
 
     pub fn key(&self) -> &'static str {
@@ -59,6 +62,7 @@ impl Metric {
             Metric::Ttfb => "ttfb",
             Metric::Retry => "retry",
             Metric::Manifest => "manifest",
+            Metric::PullRetry => "pull_retry",
         }
     }
 }
@@ -117,6 +121,10 @@ pub struct Recorder {
     pub layers_failed: u64,
     pub retries: u64,
     pub retries_by_class: BTreeMap<String, u64>,
+    /// Retries by how far the blob had come when its attempt failed: [0-10 %, ..., 90-100 %].
+    pub retries_at_progress: [u64; 10],
+    /// Pulls that were re-pulls by the kubelet.
+    pub kubelet_retries: u64,
     /// attempts -> layers that needed that many.
     pub attempts_per_layer: BTreeMap<u32, u64>,
     pub bytes_wasted: u64,
@@ -152,6 +160,8 @@ impl Recorder {
             layers_failed: 0,
             retries: 0,
             retries_by_class: BTreeMap::new(),
+            retries_at_progress: [0; 10],
+            kubelet_retries: 0,
             attempts_per_layer: BTreeMap::new(),
             bytes_wasted: 0,
             bytes_pulled_ok: 0,
@@ -223,7 +233,10 @@ impl Recorder {
                     c.errors += 1;
                 }
             }
-            Event::Retry { class } => {
+            Event::Retry { class, progress } => {
+                // Ten buckets of the blob's length: the seed's "restarts at 70-80 %" shows here.
+                let bucket = ((progress.clamp(0.0, 1.0) * 10.0) as usize).min(9);
+                self.retries_at_progress[bucket] += 1;
                 self.retries += 1;
                 self.pending.retries += 1;
                 *self.retries_by_class.entry(class.key()).or_default() += 1;
@@ -259,7 +272,15 @@ impl Recorder {
                 from_scheduled,
                 from_start,
                 bytes,
+                retry_cost,
+                kubelet_retry,
             } => {
+                if let Some(cost) = retry_cost {
+                    self.observe(Metric::PullRetry, cost);
+                }
+                if kubelet_retry {
+                    self.kubelet_retries += 1;
+                }
                 if ok {
                     self.pulls_completed += 1;
                     self.pending.pulls_completed += 1;

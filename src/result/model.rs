@@ -98,6 +98,9 @@ pub struct Pulls {
     pub failed: u64,
     /// Started but neither completed nor failed when the run stopped.
     pub interrupted: u64,
+    /// Re-pulls by the kubelet after a failure (included in `started`).
+    #[serde(default)]
+    pub kubelet_retries: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +133,11 @@ pub struct Throughput {
 pub struct Retries {
     pub total: u64,
     pub by_class: BTreeMap<String, u64>,
+    /// Retries by how far the blob had come when the attempt failed, in ten buckets
+    /// `"0-10"` ... `"90-100"` (percent of the blob): a cut by an LB timeout shows as a
+    /// peak at the fraction the timeout allows.
+    #[serde(default)]
+    pub at_progress: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -28,6 +28,8 @@ pub struct Scenario {
     #[serde(default)]
     pub client: ClientOverrides,
     #[serde(default)]
+    pub kubelet: KubeletSection,
+    #[serde(default)]
     pub arrival: ArrivalSection,
     #[serde(default)]
     pub run: RunSection,
@@ -224,6 +226,44 @@ pub struct ClientOverrides {
     /// 0 = no stall timeout.
     #[serde(default)]
     pub stall_timeout: Option<Span>,
+    /// Reopens at the offset after a short body before an attempt is used up, without
+    /// progress in between (containerd: 3; dockerd: 0).
+    #[serde(default)]
+    pub eof_reopens: Option<u32>,
+}
+
+/// The kubelet on top of the runtime: a failed image pull is pulled again after a
+/// back-off that doubles up to a cap (ImagePullBackOff).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeletSection {
+    /// Pulls again after a failed pull, at most this many times (0 = no kubelet retries).
+    #[serde(default)]
+    pub pull_retries: u32,
+    /// First back-off after a failed pull; doubles after each further failure.
+    #[serde(default = "default_pull_backoff")]
+    pub pull_backoff: Span,
+    /// Cap of the doubling back-off.
+    #[serde(default = "default_max_pull_backoff")]
+    pub max_pull_backoff: Span,
+}
+
+impl Default for KubeletSection {
+    fn default() -> Self {
+        KubeletSection {
+            pull_retries: 0,
+            pull_backoff: default_pull_backoff(),
+            max_pull_backoff: default_max_pull_backoff(),
+        }
+    }
+}
+
+fn default_pull_backoff() -> Span {
+    Span(Duration::from_secs(10))
+}
+
+fn default_max_pull_backoff() -> Span {
+    Span(Duration::from_secs(300))
 }
 
 /// When nodes start their pulls.
