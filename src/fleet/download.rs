@@ -269,6 +269,8 @@ async fn attempt(
             p.hasher.update(chunk);
         }
         p.offset += chunk.len() as u64;
+        // Free the chunk before waiting for the link, so a throttled download holds no data.
+        drop(data);
         if let Some(link) = bandwidth {
             link.take(len).await;
         }

@@ -35,6 +35,12 @@ pub struct Timeouts {
     pub stall: Option<Duration>,
 }
 
+/// Most bytes a connection buffers from the socket. hyper's default (about 400 KiB)
+/// grows per connection whenever the reader is slower than the socket, as every
+/// bandwidth-capped node is: 10,000 of them would hold gigabytes. The kernel's socket
+/// buffer keeps the pipe full; a single stream loses little (see bench/).
+pub const READ_BUFFER: usize = 16 << 10;
+
 /// How a run connects: the profile's timeouts, the open-connection gauge and TLS.
 #[derive(Clone)]
 pub struct Transport {
@@ -176,8 +182,10 @@ pub async fn send_with_body(
     let connect = started.elapsed();
 
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-            .await
+        hyper::client::conn::http1::Builder::new()
+        .max_buf_size(READ_BUFFER)
+        .handshake(hyper_util::rt::TokioIo::new(io))
+        .await
             .map_err(|e| classify::from_error(&e, Phase::Connect))?;
     // The connection future must be polled for the request and body to move;
     // it ends (dropping the socket) when the body is dropped or complete.
