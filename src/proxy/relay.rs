@@ -430,11 +430,13 @@ where
         let mut off = 0;
         while off < n {
             // Split the chunk exactly where the next trigger fires.
+            // Triggers always lie ahead of `sent` (each is cleared as `sent` reaches it);
+            // the fallback to `n` only guards the loop's progress.
             let end = match triggers.next() {
-                Some(at) => {
+                Some(at) if at > sent => {
                     n.min(off.saturating_add(usize::try_from(at - sent).unwrap_or(usize::MAX)))
                 }
-                None => n,
+                _ => n,
             };
             let piece = &buf[off..end];
             if let Some(link) = &per_connection {
