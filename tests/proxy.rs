@@ -623,8 +623,15 @@ async fn shutdown_closes_held_connections() {
 
 // ---- End to end: the pullstorm binary pulling through the proxy. ----
 
-const SCENARIO: &str =
-    "[client]\nbackoff = \"50ms\"\nstall_timeout = \"1s\"\n[run]\nduration = \"60s\"\n";
+/// Fast retries and a 1 s stall timeout (so a stall is a `read_timeout`).
+const CLIENT: &str = "[client]\nbackoff = \"50ms\"\nstall_timeout = \"1s\"\n";
+/// A bounded run.
+const RUN: &str = "[run]\nduration = \"60s\"\n";
+
+/// The base scenario of the end-to-end tests.
+fn base() -> String {
+    format!("{CLIENT}{RUN}")
+}
 
 /// Runs `pullstorm run` (blocking, off the runtime) against `proxy` and returns result.json.
 async fn run_through(proxy: &ProxyHandle, scenario: &str) -> serde_json::Value {
@@ -674,7 +681,7 @@ fn cut_once(with: CutWith) -> ProxySection {
 async fn e2e_rst_is_connection_reset() {
     let reg = registry(&[4 * MIB]).await;
     let proxy = proxy_to(reg.addr(), cut_once(CutWith::Rst)).await;
-    let v = run_through(&proxy, SCENARIO).await;
+    let v = run_through(&proxy, &base()).await;
     assert_errors(&v, &[("connection_reset", 1)]);
     assert_eq!(proxy.stats().cut, 1);
 }
@@ -683,7 +690,7 @@ async fn e2e_rst_is_connection_reset() {
 async fn e2e_fin_is_unexpected_eof_and_resumes() {
     let reg = registry(&[4 * MIB]).await;
     let proxy = proxy_to(reg.addr(), cut_once(CutWith::Fin)).await;
-    let v = run_through(&proxy, SCENARIO).await;
+    let v = run_through(&proxy, &base()).await;
     assert_errors(&v, &[("unexpected_eof", 1)]);
     // Resumed with Range where the cut left it: nothing fetched twice.
     assert_eq!(common::u(&v, "bytes.wasted"), 0);
@@ -700,7 +707,7 @@ async fn e2e_stripped_range_is_range_not_honoured() {
         },
     )
     .await;
-    let v = run_through(&proxy, SCENARIO).await;
+    let v = run_through(&proxy, &base()).await;
     // Seed 001's dockerd: cut, resume answered with 200 ("expected HTTP 206"), restart from 0.
     assert_errors(&v, &[("unexpected_eof", 1), ("range_not_honoured", 1)]);
     assert!(proxy.stats().range_stripped >= 1);
@@ -718,7 +725,7 @@ async fn e2e_stall_is_read_timeout() {
         },
     )
     .await;
-    let v = run_through(&proxy, SCENARIO).await;
+    let v = run_through(&proxy, &base()).await;
     assert_errors(&v, &[("read_timeout", 1)]);
     eventually(&proxy, "the stalled connection is freed", |s| s.active == 0).await;
 }
@@ -736,8 +743,110 @@ async fn e2e_injected_429_is_retried_by_containerd() {
         },
     )
     .await;
-    let scenario = format!("{SCENARIO}[fleet]\nclient = \"containerd\"\n");
+    let scenario = format!("{}[fleet]\nclient = \"containerd\"\n", base());
     let v = run_through(&proxy, &scenario).await;
     assert_errors(&v, &[("http_429", 1)]);
     assert_eq!(proxy.stats().status_injected, 1);
+}
+
+/// Seed 001 in small: an LB that cuts every connection after a fixed time (nginx's 60 s
+/// `proxy_*_timeout`), a layer that takes longer than that at the link's speed, and a
+/// resume that is answered with 200. dockerd: cut at ~76 %, "expected HTTP 206 from byte
+/// range request", restart from zero, cut again ... until its 5 attempts are used up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_seed_001_lb_timeout_and_ignored_range_exhaust_dockerd() {
+    let reg = registry(&[4 * MIB]).await;
+    let proxy = proxy_to(
+        reg.addr(),
+        ProxySection {
+            // 4 MiB at 4 MB/s takes at least 1.0 s: the 0.8 s cut always lands at ~76 %.
+            bandwidth: Some(Rate(4_000_000)),
+            cut_after_time: span_ms(800),
+            cut_with: CutWith::Fin,
+            strip_range: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let target = format!("http://{}", proxy.addr());
+    let v = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let r = common::run_scenario(
+            dir.path(),
+            "seed001",
+            &format!("{}[thresholds]\nmax_failed_pulls = 0\n", base()),
+            &["--target", &target, "--image", "synthetic/app:v1"],
+        );
+        assert_eq!(r.code, 1, "thresholds fail on a failed pull: {}", r.stderr);
+        r.result()
+    })
+    .await
+    .unwrap();
+    assert_eq!(common::u(&v, "pulls.failed"), 1, "{}", v["error_details"]);
+    // Attempts 1, 3, 5 from zero, cut; attempts 2 and 4 resume, get 200.
+    assert_eq!(
+        common::u(&v, "errors.unexpected_eof"),
+        3,
+        "{}",
+        v["error_details"]
+    );
+    assert_eq!(common::u(&v, "errors.range_not_honoured"), 2);
+    common::only_errors(&v, &["unexpected_eof", "range_not_honoured"]);
+    assert_eq!(common::u(&v, "layers.attempts.5"), 1);
+    assert!(common::u(&v, "bytes.wasted") > 6 * MIB);
+}
+
+/// Seed 000: an fd-starved LB in front of the registry. A herd of 32 nodes against a cap of
+/// 8 connections: the connections over it fail in exactly one class per `over_limit` mode,
+/// one client-side fault per refused connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_seed_000_fd_starved_lb() {
+    let reg = registry(&[MIB, MIB]).await;
+    for (how, class) in [
+        (OverLimit::Refuse, "connection_reset"),
+        (OverLimit::Hang, "read_timeout"),
+    ] {
+        let proxy = proxy_to(
+            reg.addr(),
+            ProxySection {
+                max_connections: Some(8),
+                over_limit: Some(how),
+                // Slow enough that the herd's connections overlap.
+                bandwidth: Some(Rate(8_000_000)),
+                ..Default::default()
+            },
+        )
+        .await;
+        // A hung connection is a response that never comes: 1 s, not dockerd's 300 s.
+        let scenario = format!(
+            "{CLIENT}response_timeout = \"1s\"\n{RUN}[fleet]\nclusters = 8\nnodes_per_cluster = 4\n"
+        );
+        let target = format!("http://{}", proxy.addr());
+        let v = tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let r = common::run_scenario(
+                dir.path(),
+                "seed000",
+                &scenario,
+                &["--target", &target, "--image", "synthetic/app:v1"],
+            );
+            assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+            r.result()
+        })
+        .await
+        .unwrap();
+        let s = proxy.shutdown().await;
+        let over = match how {
+            OverLimit::Refuse => s.refused,
+            _ => s.hung,
+        };
+        assert!(over > 0, "{how:?}: the cap was never reached: {s:?}");
+        assert_eq!(
+            common::u(&v, &format!("errors.{class}")),
+            over,
+            "{how:?}: {}",
+            v["error_details"]
+        );
+        common::only_errors(&v, &[class]);
+    }
 }
