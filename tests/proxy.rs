@@ -793,7 +793,10 @@ async fn e2e_seed_001_lb_timeout_and_ignored_range_exhaust_dockerd() {
     assert_eq!(common::u(&v, "errors.range_not_honoured"), 2);
     common::only_errors(&v, &["unexpected_eof", "range_not_honoured"]);
     assert_eq!(common::u(&v, "layers.attempts.5"), 1);
-    assert!(common::u(&v, "bytes.wasted") > 6 * MIB);
+    // The two restarts each throw away what a cut attempt held: something, never a whole layer.
+    // (How much depends on the machine's speed within the 0.8 s, so only the bounds are checked.)
+    let wasted = common::u(&v, "bytes.wasted");
+    assert!(wasted > 0 && wasted < 2 * 4 * MIB, "{wasted}");
 }
 
 /// Seed 000: an fd-starved LB in front of the registry. A herd of 32 nodes against a cap of
