@@ -49,6 +49,14 @@ Content is generated while it streams. Same --seed and --layers give the same di
 so a run can compare either. Prints the digest the tag points at on stdout."
     )]
     Seed(SeedArgs),
+    /// Relay TCP to a registry or LB and inject faults: cuts, stalls, Range stripping, caps, latency.
+    #[command(
+        long_about = "Relay connections to a registry or load balancer (one upstream connection per client \
+connection) and inject what the seeds' LBs did: cuts after a time or a byte count (FIN or RST), stalls, \
+a stripped Range header, a connection cap (refuse, reset, hang), bandwidth caps, latency with seeded jitter \
+and injected HTTP statuses. Prints the counters as JSON at Ctrl-C or SIGTERM. See docs/proxy.md."
+    )]
+    Proxy(pullstorm::proxy::ProxyArgs),
     /// Rebuild report.html from a result.json.
     Report(ReportArgs),
 }
@@ -158,6 +166,9 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             }))
         }
         Command::Seed(args) => runtime.block_on(seed(args)),
+        Command::Proxy(args) => runtime
+            .block_on(pullstorm::proxy::proxy_main(args))
+            .map(|_| exit::OK),
         Command::Serve(args) => runtime
             .block_on(pullstorm::target::serve_main(args))
             .map(|_| exit::OK),

@@ -37,6 +37,8 @@ pub struct FleetContext {
     pub node_bandwidth: Option<u64>,
     /// The kubelet's re-pulls after a failure (ImagePullBackOff).
     pub kubelet: KubeletSection,
+    /// Loopback source addresses to spread the nodes over (`fleet.loopback_sources`).
+    pub loopback_sources: u32,
 }
 
 /// One node of the plan: its cluster and when it starts, relative to the run's start.
@@ -53,6 +55,10 @@ pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, event
     let slots_per_pool = ctx.profile.max_concurrent_downloads as usize;
     // dockerd's download slots are daemon-wide: one pool for all the node's pulls.
     let node_slots = Arc::new(Semaphore::new(slots_per_pool));
+    let transport = crate::net::Transport {
+        loopback_source: crate::net::loopback_source(plan.node, ctx.loopback_sources),
+        ..ctx.transport.clone()
+    };
     let mut scheduled = t0 + plan.start;
     for _ in 0..ctx.pulls_per_node {
         // A failed pull is pulled again by the kubelet after its back-off, if configured.
@@ -65,6 +71,7 @@ pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, event
             };
             let ok = pull(
                 &ctx,
+                &transport,
                 plan.cluster,
                 scheduled,
                 slots,
@@ -99,8 +106,10 @@ impl Tally {
 
 /// One pull: ping, resolve, then config and layers through the download slots.
 /// Returns whether it completed.
+#[allow(clippy::too_many_arguments)]
 async fn pull(
     ctx: &Arc<FleetContext>,
+    transport: &crate::net::Transport,
     cluster: u32,
     scheduled: Instant,
     slots: Arc<Semaphore>,
@@ -116,7 +125,7 @@ async fn pull(
         ctx.base.clone(),
         ctx.reference.name.clone(),
         ctx.credentials.clone(),
-        ctx.transport.clone(),
+        transport.clone(),
         events.clone(),
     ));
     let mut tally = Tally::default();

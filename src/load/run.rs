@@ -71,9 +71,8 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
             Url::parse(u).map_err(|e| Failure::bad_input(format!("target.url {u:?}: {e}")))?
         }
         None => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|e| {
+            let listener =
+                net::listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| {
                     Failure::cannot_proceed(format!("cannot start the embedded registry: {e}"))
                 })?;
             let registry = crate::target::start(
@@ -115,6 +114,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         timeouts: profile.timeouts,
         gauge: gauges.connections.clone(),
         tls,
+        loopback_source: None,
     };
     let target = preflight(
         &base,
@@ -151,6 +151,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         pull_interval: s.run.pull_interval.0,
         node_bandwidth: s.fleet.node_bandwidth.map(|r| r.0),
         kubelet: s.kubelet.clone(),
+        loopback_sources: s.fleet.loopback_sources,
     });
 
     let started_wall = SystemTime::now();

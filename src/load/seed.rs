@@ -53,6 +53,7 @@ pub async fn run(
         },
         gauge: Default::default(),
         tls,
+        loopback_source: None,
     };
     let host = match base.port() {
         Some(p) => format!("{}:{p}", base.host_str().unwrap_or_default()),

@@ -8,16 +8,16 @@ use super::fds;
 use crate::net::FaultClass;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 /// How often the level gauges (fds, connections, active pulls) are read.
 const PEEK: Duration = Duration::from_millis(250);
 /// Peeks per timeline row (one row per second).
-const PEEKS_PER_ROW: u32 = 4;
+const PEEKS_PER_ROW: u64 = 4;
 
 /// Highest latency a histogram holds (larger values are clamped): one day in µs.
 const MAX_MICROS: u64 = 86_400_000_000;
@@ -304,28 +304,18 @@ impl Recorder {
         }
     }
 
-    /// Reads the level gauges; the open row keeps the highest value of its second,
-    /// so a peak between two row closes is not lost.
-    pub fn peek(&mut self, gauges: &Gauges) {
-        let fds = fds::open_fds();
-        let row = &mut self.pending;
-        row.fds = row.fds.max(fds);
-        row.active_pulls = row
-            .active_pulls
-            .max(gauges.active_pulls.load(Ordering::Relaxed));
-        row.connections = row.connections.max(gauges.connections.current());
-        self.fd_peak = self.fd_peak.max(fds);
-        self.connections_peak = self.connections_peak.max(gauges.connections.peak());
-    }
-
-    /// Closes the current second into a timeline row.
-    pub fn sample(&mut self, gauges: &Gauges) {
-        self.peek(gauges);
-        let bytes = gauges.bytes.load(Ordering::Relaxed);
+    /// Closes one second into a timeline row: the sampler's levels and bytes, and the
+    /// event counts the recorder gathered meanwhile.
+    fn close_row(&mut self, sample: Sample) {
         let mut row = std::mem::take(&mut self.pending);
-        row.t = self.started.elapsed().as_secs_f64().round() as u64;
-        row.bytes = bytes - self.last_bytes;
-        self.last_bytes = bytes;
+        row.t = sample.second;
+        row.active_pulls = sample.active_pulls;
+        row.connections = sample.connections;
+        row.fds = sample.fds;
+        row.bytes = sample.bytes.saturating_sub(self.last_bytes);
+        self.last_bytes = self.last_bytes.max(sample.bytes);
+        self.fd_peak = self.fd_peak.max(sample.fds);
+        self.connections_peak = self.connections_peak.max(sample.connections_peak);
         self.timeline.push(row);
     }
 
@@ -335,29 +325,73 @@ impl Recorder {
     }
 }
 
-/// Runs the recorder until every sender is gone or `stop` fires, then takes a last sample.
+/// One second of levels, read by the sampler thread: the highest of its four peeks.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    second: u64,
+    active_pulls: i64,
+    connections: i64,
+    connections_peak: i64,
+    fds: u64,
+    /// Body bytes received since the start, at the end of the second.
+    bytes: u64,
+}
+
+/// Reads the gauges four times a second on its own OS thread and sends one sample per
+/// second. A thread rather than a task: with thousands of busy download tasks the
+/// runtime may run a timer late, and the timeline must stay one row per second.
+fn spawn_sampler(
+    gauges: Arc<Gauges>,
+    started: Instant,
+    samples: mpsc::UnboundedSender<Sample>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let started = started.into_std();
+    std::thread::spawn(move || {
+        let mut current = Sample::default();
+        let mut peeks = 0u64;
+        let peek = |s: &mut Sample| {
+            s.fds = s.fds.max(fds::open_fds());
+            s.active_pulls = s
+                .active_pulls
+                .max(gauges.active_pulls.load(Ordering::Relaxed));
+            s.connections = s.connections.max(gauges.connections.current());
+            s.connections_peak = gauges.connections.peak();
+            s.bytes = gauges.bytes.load(Ordering::Relaxed);
+        };
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            peek(&mut current);
+            peeks += 1;
+            if peeks % PEEKS_PER_ROW == 0 || stopping {
+                current.second = peeks.div_ceil(PEEKS_PER_ROW);
+                if samples.send(current).is_err() || stopping {
+                    return;
+                }
+                current = Sample::default();
+            }
+            // Sleep to the next quarter on the run's clock, so the rows do not drift.
+            let next = started + PEEK * (peeks as u32 + 1);
+            std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        }
+    })
+}
+
+/// Runs the recorder until every sender is gone or `stop` fires, then closes the last row.
 pub async fn run(
     mut recorder: Recorder,
     mut events: mpsc::Receiver<Event>,
     gauges: Arc<Gauges>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Recorder {
-    let mut tick = tokio::time::interval_at(recorder.started + PEEK, PEEK);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut ticks = 0u32;
+    let (sample_tx, mut samples) = mpsc::unbounded_channel();
+    let stop_sampler = Arc::new(AtomicBool::new(false));
+    let sampler = spawn_sampler(gauges, recorder.started, sample_tx, stop_sampler.clone());
     loop {
         tokio::select! {
-            // The tick first: it is ready once a second, so it cannot starve events,
-            // and a busy event queue must not delay the timeline.
+            // Samples first: one a second, so they cannot starve events.
             biased;
-            _ = tick.tick() => {
-                ticks += 1;
-                if ticks % PEEKS_PER_ROW == 0 {
-                    recorder.sample(&gauges);
-                } else {
-                    recorder.peek(&gauges);
-                }
-            }
+            Some(sample) = samples.recv() => recorder.close_row(sample),
             event = events.recv() => match event {
                 Some(e) => recorder.record(e),
                 None => break,
@@ -371,6 +405,11 @@ pub async fn run(
             }
         }
     }
-    recorder.sample(&gauges);
+    // The sampler's last sample closes the partial last second.
+    stop_sampler.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || sampler.join()).await;
+    while let Ok(sample) = samples.try_recv() {
+        recorder.close_row(sample);
+    }
     recorder
 }

@@ -47,6 +47,8 @@ pub struct Transport {
     pub timeouts: Timeouts,
     pub gauge: Arc<ConnectionGauge>,
     pub tls: Option<tokio_rustls::TlsConnector>,
+    /// Source address for loopback targets (one of 127.0.0.0/8), when spread.
+    pub loopback_source: Option<std::net::Ipv4Addr>,
 }
 
 impl Transport {
@@ -129,7 +131,7 @@ pub async fn send_with_body(
     let port = url.port_or_known_default().unwrap_or(80);
     let started = Instant::now();
     let stream = Counted::new(
-        connect(host, port, timeouts.connect).await?,
+        connect(host, port, timeouts.connect, transport.loopback_source).await?,
         transport.gauge.clone(),
     );
     let io: Box<dyn Io> = match url.scheme() {
@@ -181,12 +183,11 @@ pub async fn send_with_body(
     };
     let connect = started.elapsed();
 
-    let (mut sender, conn) =
-        hyper::client::conn::http1::Builder::new()
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(READ_BUFFER)
         .handshake(hyper_util::rt::TokioIo::new(io))
         .await
-            .map_err(|e| classify::from_error(&e, Phase::Connect))?;
+        .map_err(|e| classify::from_error(&e, Phase::Connect))?;
     // The connection future must be polled for the request and body to move;
     // it ends (dropping the socket) when the body is dropped or complete.
     tokio::spawn(async move {
@@ -270,7 +271,12 @@ pub async fn read_small(
     }
 }
 
-async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, Fault> {
+async fn connect(
+    host: &str,
+    port: u16,
+    limit: Duration,
+    loopback_source: Option<std::net::Ipv4Addr>,
+) -> Result<TcpStream, Fault> {
     let attempt = async {
         let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((host, port)).await {
             Ok(a) => a.collect(),
@@ -284,7 +290,13 @@ async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, Fa
         };
         let mut last = None;
         for addr in addrs {
-            match TcpStream::connect(addr).await {
+            let connected = match (addr, loopback_source) {
+                (std::net::SocketAddr::V4(v4), Some(source)) if v4.ip().is_loopback() => {
+                    bound_connect(addr, source).await
+                }
+                _ => TcpStream::connect(addr).await,
+            };
+            match connected {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
                     return Ok(s);
@@ -380,3 +392,40 @@ impl AsyncWrite for Counted {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// Connects from a chosen loopback source address (port picked by the kernel).
+async fn bound_connect(
+    addr: std::net::SocketAddr,
+    source: std::net::Ipv4Addr,
+) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from((source, 0)))?;
+    socket.connect(addr).await
+}
+
+/// The source address of node `node` when spreading over `count` loopback addresses.
+pub fn loopback_source(node: u32, count: u32) -> Option<std::net::Ipv4Addr> {
+    if count <= 1 {
+        return None;
+    }
+    // 127.0.0.1 upwards, skipping .0 and .255 of each /24 would be cosmetic: all of
+    // 127.0.0.0/8 is local, so any address but 127.0.0.0 itself works.
+    let n = 1 + node % count.min((1 << 24) - 2);
+    Some(std::net::Ipv4Addr::from(0x7f00_0000u32 | n))
+}
+
+/// A listening socket with a backlog deep enough for a herd: tokio's default of 1024
+/// makes thousands of simultaneous connects wait for SYN retries (1 s, 3 s, 7 s, ...),
+/// which a harness would then blame on the target. The kernel caps it at somaxconn.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Requested listen backlog (the kernel lowers it to net.core.somaxconn).
+pub const LISTEN_BACKLOG: u32 = 16_384;

@@ -201,14 +201,12 @@ impl ProxyArgs {
 /// Runs `pullstorm proxy` until Ctrl-C or SIGTERM.
 pub async fn proxy_main(args: ProxyArgs) -> Result<(), Failure> {
     let config = args.to_config()?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            Failure::cannot_proceed(format!(
-                "pullstorm proxy: cannot listen on {}: {e}",
-                args.listen
-            ))
-        })?;
+    let listener = crate::net::listen(args.listen).map_err(|e| {
+        Failure::cannot_proceed(format!(
+            "pullstorm proxy: cannot listen on {}: {e}",
+            args.listen
+        ))
+    })?;
     let banner = format!("-> {}; {config}", config.upstream);
     let proxy = super::start(listener, config)
         .await

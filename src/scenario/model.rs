@@ -173,6 +173,11 @@ pub struct FleetSection {
     /// Download bandwidth cap per node (shared by its connections); absent = no cap.
     #[serde(default)]
     pub node_bandwidth: Option<Rate>,
+    /// Spread the nodes' connections over this many loopback source addresses
+    /// (127.0.0.1, 127.0.0.2, ...) when the target is on loopback, so that one
+    /// address's ephemeral ports are not the limit; 1 = let the kernel choose.
+    #[serde(default = "one")]
+    pub loopback_sources: u32,
 }
 
 impl Default for FleetSection {
@@ -182,6 +187,7 @@ impl Default for FleetSection {
             nodes_per_cluster: 1,
             client: ClientKind::Dockerd,
             node_bandwidth: None,
+            loopback_sources: 1,
         }
     }
 }

@@ -145,14 +145,12 @@ impl ServeArgs {
 /// Runs `pullstorm serve` until Ctrl-C.
 pub async fn serve_main(args: ServeArgs) -> Result<(), Failure> {
     let config = args.to_config(std::env::var(PASSWORD_ENV).ok())?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            Failure::cannot_proceed(format!(
-                "pullstorm serve: cannot listen on {}: {e}",
-                args.listen
-            ))
-        })?;
+    let listener = crate::net::listen(args.listen).map_err(|e| {
+        Failure::cannot_proceed(format!(
+            "pullstorm serve: cannot listen on {}: {e}",
+            args.listen
+        ))
+    })?;
     let for_build = config.clone();
     let image = tokio::task::spawn_blocking(move || for_build.build_image())
         .await
