@@ -56,7 +56,7 @@ connection) and inject what the seeds' LBs did: cuts after a time or a byte coun
 a stripped Range header, a connection cap (refuse, reset, hang), bandwidth caps, latency with seeded jitter \
 and injected HTTP statuses. Prints the counters as JSON at Ctrl-C or SIGTERM. See docs/proxy.md."
     )]
-    Proxy(pullstorm::proxy::ProxyArgs),
+    Proxy(Box<pullstorm::proxy::ProxyArgs>),
     /// Rebuild report.html from a result.json.
     Report(ReportArgs),
 }
