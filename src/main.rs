@@ -167,7 +167,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Seed(args) => runtime.block_on(seed(args)),
         Command::Proxy(args) => runtime
-            .block_on(pullstorm::proxy::proxy_main(args))
+            .block_on(pullstorm::proxy::proxy_main(*args))
             .map(|_| exit::OK),
         Command::Serve(args) => runtime
             .block_on(pullstorm::target::serve_main(args))

@@ -179,7 +179,7 @@ async fn plain_relay_delivers_the_blob_intact() {
     assert_eq!((got.status, got.ending), (Some(200), Ending::Complete));
     assert_eq!(got.body.len() as u64, reg.image().layers[0].size);
     assert_eq!(
-        pullstorm::oci::session::sha256_digest(&got.body),
+        pullstorm::digest::sha256_digest(&got.body),
         reg.image().layers[0].digest
     );
     eventually(&proxy, "counted", |s| s.active == 0).await;
@@ -372,7 +372,7 @@ async fn stall_for_a_while_then_resume() {
     assert_eq!((got.status, got.ending), (Some(200), Ending::Complete));
     assert!(got.took >= Duration::from_millis(500), "{:?}", got.took);
     assert_eq!(
-        pullstorm::oci::session::sha256_digest(&got.body),
+        pullstorm::digest::sha256_digest(&got.body),
         reg.image().layers[0].digest
     );
 }
