@@ -102,7 +102,7 @@ fn unknown_keys_list_the_known_ones() {
     let text = "[fleet]\nclusters = 2\n\nnodes = 3\n";
     assert_eq!(
         error(text, &[]),
-        "x.toml:4:1: fleet.nodes: unknown key (expected one of clusters, nodes_per_cluster, client, node_bandwidth)"
+        "x.toml:4:1: fleet.nodes: unknown key (expected one of clusters, nodes_per_cluster, client, node_bandwidth, loopback_sources)"
     );
     assert!(error("[fleets]\n", &[])
         .starts_with("x.toml:1:2: fleets: unknown key (expected one of name,"));
