@@ -115,6 +115,10 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         gauge: gauges.connections.clone(),
         tls,
         loopback_source: None,
+        read_buffer: match s.fleet.node_bandwidth {
+            Some(_) => net::THROTTLED_READ_BUFFER,
+            None => net::FULL_SPEED_READ_BUFFER,
+        },
     };
     let target = preflight(
         &base,

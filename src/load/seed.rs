@@ -54,6 +54,7 @@ pub async fn run(
         gauge: Default::default(),
         tls,
         loopback_source: None,
+        read_buffer: crate::net::FULL_SPEED_READ_BUFFER,
     };
     let host = match base.port() {
         Some(p) => format!("{}:{p}", base.host_str().unwrap_or_default()),
