@@ -436,3 +436,32 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpList
 
 /// Requested listen backlog (the kernel lowers it to net.core.somaxconn).
 pub const LISTEN_BACKLOG: u32 = 16_384;
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_source;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn nodes_spread_over_loopback_sources() {
+        assert_eq!(loopback_source(5, 1), None);
+        assert_eq!(loopback_source(0, 4), Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(loopback_source(3, 4), Some(Ipv4Addr::new(127, 0, 0, 4)));
+        assert_eq!(loopback_source(4, 4), Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(
+            loopback_source(300, 1000),
+            Some(Ipv4Addr::new(127, 0, 1, 45))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spread_connection_comes_from_its_source() {
+        let listener = super::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accept = tokio::spawn(async move { listener.accept().await.unwrap().1 });
+        let _stream = super::bound_connect(addr, Ipv4Addr::new(127, 0, 0, 7))
+            .await
+            .unwrap();
+        assert_eq!(accept.await.unwrap().ip(), Ipv4Addr::new(127, 0, 0, 7));
+    }
+}
