@@ -10,6 +10,7 @@ pub mod load;
 pub mod metrics;
 pub mod net;
 pub mod oci;
+pub mod progress;
 pub mod report;
 pub mod result;
 pub mod scenario;
