@@ -550,13 +550,17 @@ impl Watcher {
         let me = std::process::id();
         for name in &self.spec.names {
             for pid in procfs::pids_named(name) {
-                if pid == me || self.targets.iter().any(|t| t.pid_alive() == Some(pid)) {
+                if pid == me {
+                    continue;
+                }
+                self.unmatched.retain(|n| n != name);
+                // Already watched (by pid, or since an earlier look-up).
+                if self.targets.iter().any(|t| t.pid_alive() == Some(pid)) {
                     continue;
                 }
                 if self.targets.len() >= MAX_TARGETS {
                     return;
                 }
-                self.unmatched.retain(|n| n != name);
                 self.targets.push(Target::new(
                     format!("{name}[{pid}]"),
                     TargetKind::Process,
