@@ -176,8 +176,8 @@ fn nice_step(raw: f64, whole: bool) -> f64 {
 /// Ticks of the time axis (seconds) over `0..=span`.
 pub fn time_ticks(span: f64) -> Vec<(f64, String)> {
     const STEPS: [f64; 17] = [
-        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
-        7200.0, 14400.0, 21600.0, 43200.0,
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+        14400.0, 21600.0, 43200.0,
     ];
     let span = span.max(1.0);
     let step = STEPS

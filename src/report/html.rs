@@ -83,7 +83,9 @@ th,td{border-bottom:1px solid var(--bd);padding:4px 9px;text-align:left;vertical
 th{background:var(--bg2);font-weight:600;font-size:12px;color:#374151}
 td.r,th.r{text-align:right}
 .num td{text-align:right}.num td:first-child{text-align:left}
-.kv th{width:210px;background:none;color:var(--mut);font-weight:500}
+.kv{width:100%;table-layout:fixed}.kv th{width:190px;background:none;color:var(--mut);font-weight:500}
+code{font:12px/1.4 ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;overflow-wrap:anywhere}
+.errs{width:100%}.errs td:nth-child(-n+5){white-space:nowrap}.errs td:nth-child(2),.errs td:nth-child(3){text-align:right}
 .pass{color:var(--ok);font-weight:600}.fail{color:var(--bad);font-weight:600}
 .chart{margin:2px 0 4px}
 .chart h3{margin:10px 0 0}

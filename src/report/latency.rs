@@ -31,7 +31,15 @@ const CHARTS: [(&str, &[&str], &str); 5] = [
 ];
 
 /// Metrics in the table, in order; any other metric in the result follows.
-const ORDER: [&str; 7] = ["pull", "pull_actual", "layer", "ttfb", "manifest", "connect", "retry"];
+const ORDER: [&str; 7] = [
+    "pull",
+    "pull_actual",
+    "layer",
+    "ttfb",
+    "manifest",
+    "connect",
+    "retry",
+];
 
 /// (quantile, milliseconds) points of a microsecond histogram.
 pub fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
@@ -103,10 +111,21 @@ pub fn section(doc: &ResultDoc) -> String {
         .into_iter()
         .filter_map(|name| {
             let l = &doc.latency[name];
-            let cell = |p: &str, v: f64| fig(&format!("latency.{name}.{p}"), v, &fmt::millis(v));
+            let cell = |p: &str, v: f64| {
+                let text = if l.count == 0 {
+                    "\u{2013}".to_string()
+                } else {
+                    fmt::millis(v)
+                };
+                fig(&format!("latency.{name}.{p}"), v, &text)
+            };
             Some(vec![
                 esc(name),
-                fig(&format!("latency.{name}.count"), l.count, &l.count.to_string()),
+                fig(
+                    &format!("latency.{name}.count"),
+                    l.count,
+                    &l.count.to_string(),
+                ),
                 cell("min", l.min),
                 cell("p50", l.p50),
                 cell("p90", l.p90),
@@ -119,7 +138,9 @@ pub fn section(doc: &ResultDoc) -> String {
         .collect();
     s.push_str(&table(
         "num",
-        &["metric", "count", "min", "p50", "p90", "p99", "p99.9", "max", "mean"],
+        &[
+            "metric", "count", "min", "p50", "p90", "p99", "p99.9", "max", "mean",
+        ],
         &rows,
     ));
     s

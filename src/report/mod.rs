@@ -61,9 +61,9 @@ pub fn render(doc: &ResultDoc) -> String {
         .unwrap_or_default();
     let _ = write!(
         h,
-        "<header><h1>pullstorm report: {name}</h1><div class=\"sub\">{}{} &middot; {} &middot; {} &middot; started {}</div></header>",
+        "<header><h1>pullstorm report: {name}</h1><div class=\"sub\">{}{}{} &middot; {} &middot; started {}</div></header>",
         esc(description),
-        if description.is_empty() { "" } else { " &middot;" },
+        if description.is_empty() { "" } else { " &middot; " },
         esc(&tables::redact(&doc.target.url)),
         esc(&doc.target.image),
         esc(&doc.started_at)

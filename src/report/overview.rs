@@ -90,11 +90,25 @@ pub fn verdict(doc: &ResultDoc) -> String {
         fig("pulls.completed", p.completed, &p.completed.to_string()),
         fig("pulls.planned", p.planned, &p.planned.to_string()),
         fig("pulls.failed", p.failed, &p.failed.to_string()),
-        fig("pulls.interrupted", p.interrupted, &p.interrupted.to_string()),
+        fig(
+            "pulls.interrupted",
+            p.interrupted,
+            &p.interrupted.to_string()
+        ),
         esc(&fmt::secs(doc.duration_ms as f64 / 1000.0)),
         esc(&fmt::bytes(doc.bytes.downloaded as f64)),
         esc(&fmt::rate(doc.throughput.mean_bytes_per_sec)),
     );
+    let errors: u64 = doc.errors.values().sum();
+    if errors > 0 {
+        let _ = write!(
+            why,
+            " {} errors ({}), {} retries.",
+            errors,
+            top_classes(&doc.errors, 3),
+            doc.retries.total
+        );
+    }
     if !failed_checks.is_empty() {
         let _ = write!(
             why,
@@ -138,7 +152,11 @@ pub fn cards(doc: &ResultDoc) -> String {
         &format!(
             "{} failed &middot; {} interrupted &middot; {} started",
             fig("pulls.failed", p.failed, &p.failed.to_string()),
-            fig("pulls.interrupted", p.interrupted, &p.interrupted.to_string()),
+            fig(
+                "pulls.interrupted",
+                p.interrupted,
+                &p.interrupted.to_string()
+            ),
             p.started
         ),
     );
@@ -205,13 +223,24 @@ pub fn cards(doc: &ResultDoc) -> String {
             Tone::Ok
         },
         "Retries",
-        &fig("retries.total", doc.retries.total, &doc.retries.total.to_string()),
+        &fig(
+            "retries.total",
+            doc.retries.total,
+            &doc.retries.total.to_string(),
+        ),
         &non_empty(top_classes(&doc.retries.by_class, 2), "none"),
     );
     let errors: u64 = doc.errors.values().sum();
+    // Errors that retries absorbed are a warning; errors that failed pulls are bad.
     card(
         &mut s,
-        if errors > 0 { Tone::Bad } else { Tone::Ok },
+        if doc.pulls.failed > 0 && errors > 0 {
+            Tone::Bad
+        } else if errors > 0 {
+            Tone::Warn
+        } else {
+            Tone::Ok
+        },
         "Errors",
         &fig("errors.total", errors, &errors.to_string()),
         &non_empty(top_classes(&doc.errors, 2), "none"),
@@ -222,13 +251,28 @@ pub fn cards(doc: &ResultDoc) -> String {
         "Harness fds peak / limit",
         &format!(
             "{} / {}",
-            fig("fd.client_peak", doc.fd.client_peak, &doc.fd.client_peak.to_string()),
-            fig("fd.client_limit", doc.fd.client_limit, &doc.fd.client_limit.to_string())
+            fig(
+                "fd.client_peak",
+                doc.fd.client_peak,
+                &doc.fd.client_peak.to_string()
+            ),
+            fig(
+                "fd.client_limit",
+                doc.fd.client_limit,
+                &doc.fd.client_limit.to_string()
+            )
         ),
         &format!(
             "{} of the soft limit &middot; connections peak {}",
-            esc(&fmt::pct(doc.fd.client_peak as f64, doc.fd.client_limit as f64)),
-            fig("connections.peak", doc.connections.peak, &doc.connections.peak.to_string())
+            esc(&fmt::pct(
+                doc.fd.client_peak as f64,
+                doc.fd.client_limit as f64
+            )),
+            fig(
+                "connections.peak",
+                doc.connections.peak,
+                &doc.connections.peak.to_string()
+            )
         ),
     );
     for t in doc.targets.iter().filter(|t| t.kind != TargetKind::Harness) {

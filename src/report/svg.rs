@@ -28,6 +28,8 @@ pub struct Line {
     /// (min, max) per bucket, drawn as a light band when buckets span several seconds.
     pub band: Option<(Vec<Option<f64>>, Vec<Option<f64>>)>,
     pub dashed: bool,
+    /// Shade the area under the line (when it has no band).
+    pub fill: bool,
 }
 
 /// One layer of stacked bars.
@@ -89,11 +91,21 @@ impl TimeChart {
         let mut peak: f64 = 0.0;
         for l in &self.lines {
             let band_max = l.band.as_ref().map(|b| &b.1);
-            for v in l.values.iter().chain(band_max.into_iter().flatten()).flatten() {
+            for v in l
+                .values
+                .iter()
+                .chain(band_max.into_iter().flatten())
+                .flatten()
+            {
                 peak = peak.max(*v);
             }
         }
-        let buckets = self.stacks.iter().map(|s| s.values.len()).max().unwrap_or(0);
+        let buckets = self
+            .stacks
+            .iter()
+            .map(|s| s.values.len())
+            .max()
+            .unwrap_or(0);
         for i in 0..buckets {
             let sum: f64 = self
                 .stacks
@@ -230,6 +242,35 @@ impl TimeChart {
                 }
             }
         }
+        for l in self.lines.iter().filter(|l| l.fill && l.band.is_none()) {
+            for run in runs(&vec![Some(0.0); l.values.len()], &l.values) {
+                let mut d = String::new();
+                for (k, (i, _, h)) in run.iter().enumerate() {
+                    let _ = write!(
+                        d,
+                        "{}{:.1},{:.1}",
+                        if k == 0 { "M" } else { "L" },
+                        x(grid.centre(*i)),
+                        y(*h)
+                    );
+                }
+                if let (Some(first), Some(last)) = (run.first(), run.last()) {
+                    let _ = write!(
+                        d,
+                        "L{:.1},{:.1}L{:.1},{:.1}Z",
+                        x(grid.centre(last.0)),
+                        y(0.0),
+                        x(grid.centre(first.0)),
+                        y(0.0)
+                    );
+                }
+                let _ = write!(
+                    s,
+                    "<path d=\"{d}\" fill=\"{}\" fill-opacity=\"0.12\" stroke=\"none\"/>",
+                    l.color
+                );
+            }
+        }
         for l in &self.lines {
             let d = line_path(&l.values, |i| x(grid.centre(i)), &y);
             if d.is_empty() {
@@ -243,7 +284,12 @@ impl TimeChart {
             );
             // A lone point would draw nothing as a path.
             if l.values.iter().flatten().count() == 1 {
-                if let Some((i, v)) = l.values.iter().enumerate().find_map(|(i, v)| Some((i, (*v)?))) {
+                if let Some((i, v)) = l
+                    .values
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, v)| Some((i, (*v)?)))
+                {
                     let _ = write!(
                         s,
                         "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\"/>",
@@ -298,7 +344,9 @@ impl TimeChart {
 }
 
 /// Legend entries laid out left to right, wrapped into rows that fit the chart.
-fn legend_rows(entries: &[(String, &'static str, bool)]) -> Vec<Vec<(f64, String, &'static str, bool)>> {
+fn legend_rows(
+    entries: &[(String, &'static str, bool)],
+) -> Vec<Vec<(f64, String, &'static str, bool)>> {
     let mut rows = vec![Vec::new()];
     let mut x = 0.0;
     let max = WIDTH - LEFT - RIGHT;
@@ -368,7 +416,13 @@ fn line_path(values: &[Option<f64>], x: impl Fn(usize) -> f64, y: &impl Fn(f64) 
     for (i, v) in values.iter().enumerate() {
         match v {
             Some(v) => {
-                let _ = write!(d, "{}{:.1},{:.1}", if pen_down { "L" } else { "M" }, x(i), y(*v));
+                let _ = write!(
+                    d,
+                    "{}{:.1},{:.1}",
+                    if pen_down { "L" } else { "M" },
+                    x(i),
+                    y(*v)
+                );
                 pen_down = true;
             }
             None => pen_down = false,
@@ -454,7 +508,13 @@ pub fn percentile_chart(title: &str, curves: &[Curve]) -> String {
     for c in curves {
         let mut d = String::new();
         for (i, (q, v)) in c.points.iter().enumerate() {
-            let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { "L" }, x(*q), y(*v));
+            let _ = write!(
+                d,
+                "{}{:.1},{:.1}",
+                if i == 0 { "M" } else { "L" },
+                x(*q),
+                y(*v)
+            );
         }
         if c.points.len() == 1 {
             let (q, v) = c.points[0];
@@ -503,9 +563,16 @@ mod tests {
 
     #[test]
     fn gaps_break_lines() {
-        let d = line_path(&[Some(1.0), None, Some(2.0), Some(3.0)], |i| i as f64, &|v| v);
+        let d = line_path(
+            &[Some(1.0), None, Some(2.0), Some(3.0)],
+            |i| i as f64,
+            &|v| v,
+        );
         assert_eq!(d, "M0.0,1.0M2.0,2.0L3.0,3.0");
-        let r = runs(&[Some(0.0), Some(1.0), None, Some(1.0)], &[Some(2.0), Some(2.0), None, Some(2.0)]);
+        let r = runs(
+            &[Some(0.0), Some(1.0), None, Some(1.0)],
+            &[Some(2.0), Some(2.0), None, Some(2.0)],
+        );
         assert_eq!(r.len(), 1);
     }
 
@@ -519,6 +586,7 @@ mod tests {
             values: vec![Some(200.0); grid.buckets],
             band: None,
             dashed: false,
+            fill: false,
         });
         c.limits.push(Limit {
             name: "harness limit".into(),

@@ -30,7 +30,11 @@ pub fn errors(doc: &ResultDoc) -> String {
                         class_color(&e.class),
                         esc(&e.class)
                     ),
-                    fig(&format!("errors.{}", e.class), e.count, &e.count.to_string()),
+                    fig(
+                        &format!("errors.{}", e.class),
+                        e.count,
+                        &e.count.to_string(),
+                    ),
                     fig(
                         &format!("retries.by_class.{}", e.class),
                         doc.retries.by_class.get(&e.class).copied().unwrap_or(0),
@@ -154,7 +158,15 @@ pub fn clusters(doc: &ResultDoc) -> String {
         "{note}{}",
         table(
             "num",
-            &["cluster", "started", "completed", "failed", "bytes", "errors", "slowest pull"],
+            &[
+                "cluster",
+                "started",
+                "completed",
+                "failed",
+                "bytes",
+                "errors",
+                "slowest pull"
+            ],
             &rows
         )
     )
@@ -205,11 +217,19 @@ pub fn targets(doc: &ResultDoc) -> String {
                 }),
                 esc(&what),
                 esc(&fds),
-                esc(&t.rss_peak_bytes.map(|r| fmt::bytes(r as f64)).unwrap_or_default()),
+                esc(&t
+                    .rss_peak_bytes
+                    .map(|r| fmt::bytes(r as f64))
+                    .unwrap_or_default()),
                 t.threads_peak.map(|n| n.to_string()).unwrap_or_default(),
                 esc(&t
                     .cpu_seconds
-                    .map(|c| format!("{c:.1} s (peak {}%)", fmt::num(t.cpu_peak_pct.unwrap_or(0.0))))
+                    .map(|c| {
+                        format!(
+                            "{c:.1} s (peak {}%)",
+                            fmt::num(t.cpu_peak_pct.unwrap_or(0.0))
+                        )
+                    })
                     .unwrap_or_default()),
                 if ev.is_empty() {
                     String::new()
@@ -254,7 +274,10 @@ pub fn environment(doc: &ResultDoc) -> String {
     let mut rows: Vec<(&str, String)> = vec![
         ("pullstorm", esc(&doc.pullstorm_version)),
         ("result schema", esc(&doc.schema)),
-        ("started / ended (UTC)", esc(&format!("{} / {}", doc.started_at, doc.ended_at))),
+        (
+            "started / ended (UTC)",
+            esc(&format!("{} / {}", doc.started_at, doc.ended_at)),
+        ),
         (
             "duration, stop reason",
             format!(
@@ -337,7 +360,10 @@ pub fn environment(doc: &ResultDoc) -> String {
     ];
     for target in doc.targets.iter().filter(|t| t.kind != TargetKind::Harness) {
         if let Some(l) = target.fd_limit {
-            rows.push(("watched nofile limit", esc(&format!("{}: {l}", target.name))));
+            rows.push((
+                "watched nofile limit",
+                esc(&format!("{}: {l}", target.name)),
+            ));
         }
     }
     rows.push((
@@ -417,8 +443,7 @@ fn rerun_command(doc: &ResultDoc) -> String {
 
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
     {
         s.to_string()

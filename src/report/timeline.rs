@@ -86,6 +86,7 @@ impl<'a> Builder<'a> {
             values: agg.mean(),
             band: (self.grid.width > 1).then(|| (agg.min_opt(), agg.max_opt())),
             dashed,
+            fill: false,
         }
     }
 
@@ -143,8 +144,14 @@ pub fn section(doc: &ResultDoc) -> String {
 
     // Throughput.
     let thr = Agg::new(&grid, rows.iter().map(|r| (r.t, r.bytes as f64)));
-    let mut c = TimeChart::new(b.next_id(), "Throughput (all nodes, body bytes received)", Unit::BytesPerSec);
-    c.lines.push(b.line("received", PALETTE[0], &thr, false));
+    let mut c = TimeChart::new(
+        b.next_id(),
+        "Throughput (all nodes, body bytes received)",
+        Unit::BytesPerSec,
+    );
+    let mut received = b.line("received", PALETTE[0], &thr, false);
+    received.fill = true;
+    c.lines.push(received);
     c.markers = b.markers.clone();
     let h = b.hover_lines(&c, &[&thr]);
     b.push(c, &bucket_note, h);
@@ -152,8 +159,13 @@ pub fn section(doc: &ResultDoc) -> String {
     // Active pulls and connections.
     let act = Agg::new(&grid, rows.iter().map(|r| (r.t, r.active_pulls as f64)));
     let con = Agg::new(&grid, rows.iter().map(|r| (r.t, r.connections as f64)));
-    let mut c = TimeChart::new(b.next_id(), "Active pulls and open connections", Unit::Count);
-    c.lines.push(b.line("active pulls", PALETTE[0], &act, false));
+    let mut c = TimeChart::new(
+        b.next_id(),
+        "Active pulls and open connections",
+        Unit::Count,
+    );
+    c.lines
+        .push(b.line("active pulls", PALETTE[0], &act, false));
     c.lines.push(b.line("connections", PALETTE[1], &con, false));
     c.markers = b.markers.clone();
     c.min_top = 4.0;
@@ -162,7 +174,11 @@ pub fn section(doc: &ResultDoc) -> String {
 
     // File descriptors: the harness from the timeline, then each target.
     let fds = Agg::new(&grid, rows.iter().map(|r| (r.t, r.fds as f64)));
-    let mut c = TimeChart::new(b.next_id(), "Open file descriptors against their limits", Unit::Count);
+    let mut c = TimeChart::new(
+        b.next_id(),
+        "Open file descriptors against their limits",
+        Unit::Count,
+    );
     c.lines.push(b.line("harness", PALETTE[0], &fds, false));
     c.limits.push(Limit {
         name: "harness limit".into(),
@@ -177,7 +193,10 @@ pub fn section(doc: &ResultDoc) -> String {
         .enumerate()
     {
         let color = PALETTE[(i + 1) % PALETTE.len()];
-        let a = Agg::new(&grid, t.series.iter().filter_map(|p| Some((p.t, p.fds? as f64))));
+        let a = Agg::new(
+            &grid,
+            t.series.iter().filter_map(|p| Some((p.t, p.fds? as f64))),
+        );
         if a.peak().is_none() {
             continue;
         }
@@ -195,7 +214,11 @@ pub fn section(doc: &ResultDoc) -> String {
     c.min_top = 4.0;
     let refs: Vec<&Agg> = aggs.iter().collect();
     let h = b.hover_lines(&c, &refs);
-    b.push(c, "Dashed: each process's soft nofile limit (process_max_fds for an endpoint).", h);
+    b.push(
+        c,
+        "Dashed: each process's soft nofile limit (process_max_fds for an endpoint).",
+        h,
+    );
 
     // Errors per second, stacked by class.
     let mut classes: BTreeMap<&str, u64> = BTreeMap::new();
@@ -214,8 +237,12 @@ pub fn section(doc: &ResultDoc) -> String {
         for (class, _) in &ordered {
             let a = Agg::new(
                 &grid,
-                rows.iter()
-                    .map(|r| (r.t, r.errors_by_class.get(*class).copied().unwrap_or(0) as f64)),
+                rows.iter().map(|r| {
+                    (
+                        r.t,
+                        r.errors_by_class.get(*class).copied().unwrap_or(0) as f64,
+                    )
+                }),
             );
             let values = a.rate(&grid);
             hover.push(HoverSeries {
@@ -255,49 +282,22 @@ pub fn section(doc: &ResultDoc) -> String {
             color: PALETTE[3],
             values: values.clone(),
         });
-        let done = Agg::new(&grid, rows.iter().map(|r| (r.t, r.pulls_completed as f64)));
-        let failed = Agg::new(&grid, rows.iter().map(|r| (r.t, r.pulls_failed as f64)));
-        c.lines.push(Line {
-            name: "pulls completed".into(),
-            color: PALETTE[2],
-            values: done.rate(&grid),
-            band: None,
-            dashed: false,
-        });
-        if failed.peak().unwrap_or(0.0) > 0.0 {
-            c.lines.push(Line {
-                name: "pulls failed".into(),
-                color: "#b91c1c",
-                values: failed.rate(&grid),
-                band: None,
-                dashed: true,
-            });
-        }
         c.markers = b.markers.clone();
         c.min_top = 1.0;
         c.height = 180.0;
-        let mut hover: Vec<HoverSeries> = c
-            .lines
-            .iter()
-            .map(|l| HoverSeries {
-                name: l.name.clone(),
-                color: l.color,
-                unit: Unit::Count,
-                values: l.values.clone(),
-                max: None,
-            })
-            .collect();
-        hover.insert(
-            0,
-            HoverSeries {
-                name: "retries".into(),
-                color: PALETTE[3],
-                unit: Unit::Count,
-                values,
-                max: None,
-            },
-        );
-        b.push(c, "Bars: retries; lines: pulls finishing.", hover);
+        let hover = vec![HoverSeries {
+            name: "retries".into(),
+            color: PALETTE[3],
+            unit: Unit::Count,
+            values,
+            max: None,
+        }];
+        let note = if grid.width > 1 {
+            format!("Mean per second over each {} s bar.", grid.width)
+        } else {
+            String::new()
+        };
+        b.push(c, &note, hover);
     }
 
     target_charts(&mut b);
@@ -324,8 +324,14 @@ fn target_charts(b: &mut Builder) {
             let mut c = TimeChart::new(b.next_id(), "Harness sockets by TCP state", Unit::Count);
             let mut aggs = Vec::new();
             for (i, k) in keys.iter().enumerate() {
-                let a = Agg::new(&grid, h.series.iter().filter_map(|p| Some((p.t, *p.values.get(k)?))));
-                c.lines.push(b.line(&k["tcp_".len()..], PALETTE[i % PALETTE.len()], &a, false));
+                let a = Agg::new(
+                    &grid,
+                    h.series
+                        .iter()
+                        .filter_map(|p| Some((p.t, *p.values.get(k)?))),
+                );
+                c.lines
+                    .push(b.line(&k["tcp_".len()..], PALETTE[i % PALETTE.len()], &a, false));
                 aggs.push(a);
             }
             c.markers = b.markers.clone();
@@ -345,7 +351,8 @@ fn target_charts(b: &mut Builder) {
             "Resident memory (RSS)",
             Unit::Bytes,
             "",
-            (|p: &crate::result::model::TargetPoint| p.rss.map(|v| v as f64)) as fn(&_) -> Option<f64>,
+            (|p: &crate::result::model::TargetPoint| p.rss.map(|v| v as f64))
+                as fn(&_) -> Option<f64>,
         ),
         (
             "CPU, percent of one core",
@@ -361,7 +368,8 @@ fn target_charts(b: &mut Builder) {
             if a.peak().is_none() {
                 continue;
             }
-            c.lines.push(b.line(&t.name, target_color(doc, i), &a, false));
+            c.lines
+                .push(b.line(&t.name, target_color(doc, i), &a, false));
             aggs.push(a);
         }
         if c.lines.is_empty() {
@@ -395,8 +403,14 @@ fn target_charts(b: &mut Builder) {
         let mut c = TimeChart::new(b.next_id(), &title, Unit::Count);
         let mut aggs = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            let a = Agg::new(&grid, t.series.iter().filter_map(|p| Some((p.t, *p.values.get(k)?))));
-            c.lines.push(b.line(k, PALETTE[i % PALETTE.len()], &a, false));
+            let a = Agg::new(
+                &grid,
+                t.series
+                    .iter()
+                    .filter_map(|p| Some((p.t, *p.values.get(k)?))),
+            );
+            c.lines
+                .push(b.line(k, PALETTE[i % PALETTE.len()], &a, false));
             aggs.push(a);
         }
         c.markers = b.markers.clone();
@@ -421,15 +435,28 @@ fn value_keys(t: &TargetSummary, prefix: &str) -> Vec<String> {
         .filter(|(k, v)| k.starts_with(prefix) && (**v > 0.0 || is_main_state(k)))
         .map(|(k, _)| k.clone())
         .collect();
-    keys.sort_by_key(|k| (!is_main_state(k), k.clone()));
+    keys.sort_by_key(|k| {
+        (
+            MAIN_STATES
+                .iter()
+                .position(|m| m == k)
+                .unwrap_or(MAIN_STATES.len()),
+            k.clone(),
+        )
+    });
     keys
 }
 
+/// TCP states drawn even when zero, in legend order.
+const MAIN_STATES: [&str; 4] = [
+    "tcp_established",
+    "tcp_time_wait",
+    "tcp_close_wait",
+    "tcp_syn_sent",
+];
+
 fn is_main_state(k: &str) -> bool {
-    matches!(
-        k,
-        "tcp_established" | "tcp_time_wait" | "tcp_close_wait" | "tcp_syn_sent"
-    )
+    MAIN_STATES.contains(&k)
 }
 
 /// The colour of target `i` (the harness keeps the first colour everywhere).
@@ -563,13 +590,20 @@ fn timeline_table(doc: &ResultDoc) -> String {
         .filter(|t| t.kind != TargetKind::Harness && t.fd_peak.is_some())
         .collect();
     watched.sort_by(|a, b| {
-        let r = |t: &TargetSummary| t.fd_peak.unwrap_or(0) as f64 / t.fd_limit.unwrap_or(u64::MAX).max(1) as f64;
+        let r = |t: &TargetSummary| {
+            t.fd_peak.unwrap_or(0) as f64 / t.fd_limit.unwrap_or(u64::MAX).max(1) as f64
+        };
         r(b).total_cmp(&r(a))
     });
     watched.truncate(4);
     let watched_aggs: Vec<Agg> = watched
         .iter()
-        .map(|t| Agg::new(&grid, t.series.iter().filter_map(|p| Some((p.t, p.fds? as f64)))))
+        .map(|t| {
+            Agg::new(
+                &grid,
+                t.series.iter().filter_map(|p| Some((p.t, p.fds? as f64))),
+            )
+        })
         .collect();
     let mut head: Vec<String> = [
         "t",
@@ -584,9 +618,15 @@ fn timeline_table(doc: &ResultDoc) -> String {
     .collect();
     head.extend(watched.iter().map(|t| format!("{} fds", t.name)));
     head.extend(
-        ["completed", "failed", "retries", "errors", "errors by class"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "completed",
+            "failed",
+            "retries",
+            "errors",
+            "errors by class",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     let mut out = Vec::new();
     for i in 0..grid.buckets {
@@ -633,7 +673,10 @@ fn timeline_table(doc: &ResultDoc) -> String {
         "<details><summary>The timeline as a table ({} rows{})</summary>{}</details>",
         out.len(),
         if grid.width > 1 {
-            format!(", {} s each: rates are means, levels are peaks, counts are sums", grid.width)
+            format!(
+                ", {} s each: rates are means, levels are peaks, counts are sums",
+                grid.width
+            )
         } else {
             String::new()
         },
