@@ -89,7 +89,8 @@ code{font:12px/1.4 ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;over
 .pass{color:var(--ok);font-weight:600}.fail{color:var(--bad);font-weight:600}
 .chart{margin:2px 0 4px}
 .chart h3{margin:10px 0 0}
-.chart .note{color:var(--mut);font-size:12px;margin:0 0 2px}
+.note{color:var(--mut);font-size:12px;margin:0 0 2px}
+.tg td:nth-child(n+3){white-space:nowrap}.tg{width:100%}.tg small{color:var(--mut)}
 svg{display:block;width:100%;height:auto;font-family:inherit}
 svg .ax{font-size:11px;fill:#4b5563}svg .lg{font-size:11px;fill:#1f2937}
 svg .gl{stroke:#eef0f3;stroke-width:1}svg .tk{stroke:#9ca3af}svg .axl{stroke:#9ca3af;stroke-width:1}

@@ -276,6 +276,10 @@ pub fn cards(doc: &ResultDoc) -> String {
         ),
     );
     for t in doc.targets.iter().filter(|t| t.kind != TargetKind::Harness) {
+        if t.kind == TargetKind::StubStatus {
+            stub_card(&mut s, t);
+            continue;
+        }
         let gone = t.exited_at_s.or(t.zombie_at_s);
         let tone = if gone.is_some() || (t.samples > 0 && t.failures == t.samples) {
             Tone::Bad
@@ -323,6 +327,37 @@ pub fn cards(doc: &ResultDoc) -> String {
     }
     s.push_str("</div>");
     s
+}
+
+/// nginx stub_status: connections rather than fds.
+fn stub_card(s: &mut String, t: &crate::result::model::TargetSummary) {
+    let peak = |k: &str| t.peaks.get(k).map(|v| fmt::num(*v));
+    let failing = t.samples == 0 || t.failures == t.samples;
+    let mut detail = Vec::new();
+    if let Some(w) = peak("writing") {
+        detail.push(format!("writing {w}"));
+    }
+    if let Some(w) = peak("waiting") {
+        detail.push(format!("waiting {w}"));
+    }
+    let dropped = t.peaks.get("dropped").copied().unwrap_or(0.0);
+    if dropped > 0.0 {
+        detail.push(format!("{} dropped since start", fmt::num(dropped)));
+    }
+    if failing {
+        detail.push(t.last_error.clone().unwrap_or_else(|| "no sample".into()));
+    }
+    card(
+        s,
+        if failing || dropped > 0.0 {
+            Tone::Bad
+        } else {
+            Tone::Plain
+        },
+        &format!("{} active connections peak", t.name),
+        &esc(&peak("active").unwrap_or_else(|| "\u{2013}".into())),
+        &esc(&detail.join(" \u{b7} ")),
+    );
 }
 
 fn paren(s: String) -> String {

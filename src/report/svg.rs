@@ -141,15 +141,24 @@ impl TimeChart {
         for s in self.stacks.iter().rev() {
             legend.push((s.name.clone(), s.color, false));
         }
+        let mut above = Vec::new();
         for l in &self.limits {
-            let text = if self.limit_in_scale(l, peak) {
-                format!("{} {}", l.name, fmt::num(l.value))
+            if self.limit_in_scale(l, peak) {
+                legend.push((format!("{} {}", l.name, fmt::num(l.value)), l.color, true));
             } else {
-                format!("{} {} (above the scale)", l.name, fmt::num(l.value))
-            };
-            legend.push((text, l.color, true));
+                above.push(format!("{} {}", l.name, fmt::num(l.value)));
+            }
         }
-        let rows = legend_rows(&legend);
+        let mut rows = legend_rows(&legend);
+        if !above.is_empty() {
+            // Far above the data: named, not drawn, so the data keeps its height.
+            rows.push(vec![(
+                -22.0,
+                format!("Above the scale: {}", above.join(" \u{b7} ")),
+                "",
+                false,
+            )]);
+        }
         let top_margin = 8.0 + rows.len() as f64 * LEGEND_ROW;
         let h = self.height + rows.len().saturating_sub(1) as f64 * LEGEND_ROW;
         let plot_h = h - top_margin - BOTTOM;
@@ -373,6 +382,16 @@ fn draw_legend(
     for (r, row) in rows.iter().enumerate() {
         let y = top + r as f64 * LEGEND_ROW + 6.0;
         for (x, text, color, dashed) in row {
+            if color.is_empty() {
+                let _ = write!(
+                    s,
+                    "<text class=\"ax\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                    left + x + 21.0,
+                    y + 4.0,
+                    esc(text)
+                );
+                continue;
+            }
             let _ = write!(
                 s,
                 "<line class=\"sw{}\" x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{color}\"/>\
@@ -599,7 +618,7 @@ mod tests {
             value: 512.0,
         });
         let svg = c.render(&grid);
-        assert!(svg.contains("harness limit 20000 (above the scale)"));
+        assert!(svg.contains("Above the scale: harness limit 20000<"));
         assert!(svg.contains("nginx limit 512<"));
         assert_eq!(svg.matches("class=\"lim\"").count(), 1);
     }

@@ -208,14 +208,13 @@ pub fn targets(doc: &ResultDoc) -> String {
                 .collect();
             let ev = events.join(", ");
             vec![
-                esc(&t.name),
+                format!("{}<br><small>{}</small>", esc(&t.name), esc(&what)),
                 esc(match t.kind {
                     TargetKind::Harness => "harness",
                     TargetKind::Process => "process",
                     TargetKind::Prometheus => "prometheus",
                     TargetKind::StubStatus => "stub_status",
                 }),
-                esc(&what),
                 esc(&fds),
                 esc(&t
                     .rss_peak_bytes
@@ -226,7 +225,7 @@ pub fn targets(doc: &ResultDoc) -> String {
                     .cpu_seconds
                     .map(|c| {
                         format!(
-                            "{c:.1} s (peak {}%)",
+                            "{c:.1} s, peak {}%",
                             fmt::num(t.cpu_peak_pct.unwrap_or(0.0))
                         )
                     })
@@ -236,32 +235,33 @@ pub fn targets(doc: &ResultDoc) -> String {
                 } else {
                     format!("<span class=\"fail\">{}</span>", esc(&ev))
                 },
-                esc(&peaks.join(", ")),
+                format!("{} / {}", t.samples, t.failures,),
                 format!(
-                    "{} / {}{}",
-                    t.samples,
-                    t.failures,
+                    "<span style=\"white-space:normal\">{}{}</span>",
+                    esc(&peaks.join(", ")),
                     t.last_error
                         .as_ref()
-                        .map(|e| format!(": {}", esc(&truncate(e, 200))))
+                        .map(|e| format!(
+                            "<br><span class=\"fail\">last error: {}</span>",
+                            esc(&truncate(e, 200))
+                        ))
                         .unwrap_or_default()
                 ),
             ]
         })
         .collect();
     table(
-        "",
+        "tg",
         &[
             "target",
             "kind",
-            "pid / url",
             "fds peak / limit",
             "RSS peak",
-            "threads peak",
+            "threads",
             "CPU used",
             "events",
-            "other peaks",
             "samples / failed",
+            "other peaks",
         ],
         &rows,
     )

@@ -40,6 +40,30 @@ pub fn class_color(class: &str) -> &'static str {
     }
 }
 
+/// Longest run of missing buckets a line is drawn across.
+const MAX_GAP: usize = 3;
+
+/// Fills runs of at most `max_gap` missing values between two known ones
+/// by linear interpolation; longer gaps stay gaps.
+pub fn bridge(values: &[Option<f64>], max_gap: usize) -> Vec<Option<f64>> {
+    let mut out = values.to_vec();
+    let mut last: Option<(usize, f64)> = None;
+    for (i, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            if let Some((j, prev)) = last {
+                let gap = i - j - 1;
+                if gap > 0 && gap <= max_gap {
+                    for k in 1..=gap {
+                        out[j + k] = Some(prev + (v - prev) * k as f64 / (gap + 1) as f64);
+                    }
+                }
+            }
+            last = Some((i, *v));
+        }
+    }
+    out
+}
+
 /// Seconds the time axis spans: the run, or the last sample if later.
 pub fn span(doc: &ResultDoc) -> f64 {
     let last_row = doc.timeline.iter().map(|r| r.t).max().unwrap_or(0);
@@ -79,12 +103,20 @@ impl<'a> Builder<'a> {
     }
 
     /// A line of bucket means with its min-max band (when buckets are wider than 1 s).
+    /// Short gaps (a second the recorder's row or a scrape missed) are
+    /// bridged in the drawing; the hover box and the table still show them
+    /// as missing.
     fn line(&self, name: &str, color: &'static str, agg: &Agg, dashed: bool) -> Line {
         Line {
             name: name.to_string(),
             color,
-            values: agg.mean(),
-            band: (self.grid.width > 1).then(|| (agg.min_opt(), agg.max_opt())),
+            values: bridge(&agg.mean(), MAX_GAP),
+            band: (self.grid.width > 1).then(|| {
+                (
+                    bridge(&agg.min_opt(), MAX_GAP),
+                    bridge(&agg.max_opt(), MAX_GAP),
+                )
+            }),
             dashed,
             fill: false,
         }
@@ -115,7 +147,7 @@ impl<'a> Builder<'a> {
                 name: l.name.clone(),
                 color: l.color,
                 unit: chart.unit,
-                values: l.values.clone(),
+                values: a.mean(),
                 max: (self.grid.width > 1).then(|| a.max_opt()),
             })
             .collect()
@@ -687,6 +719,25 @@ fn timeline_table(doc: &ResultDoc) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_gaps_are_bridged_long_ones_kept() {
+        let v = [
+            Some(1.0),
+            None,
+            Some(3.0),
+            None,
+            None,
+            None,
+            None,
+            Some(0.0),
+            None,
+        ];
+        let b = bridge(&v, 3);
+        assert_eq!(b[1], Some(2.0));
+        assert_eq!(&b[3..7], &[None, None, None, None]);
+        assert_eq!(b[8], None);
+    }
 
     #[test]
     fn short_numbers() {
