@@ -109,7 +109,7 @@ pub fn section(doc: &ResultDoc) -> String {
     names.sort_by_key(|n| ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len()));
     let rows: Vec<Vec<String>> = names
         .into_iter()
-        .filter_map(|name| {
+        .map(|name| {
             let l = &doc.latency[name];
             let cell = |p: &str, v: f64| {
                 let text = if l.count == 0 {
@@ -119,7 +119,7 @@ pub fn section(doc: &ResultDoc) -> String {
                 };
                 fig(&format!("latency.{name}.{p}"), v, &text)
             };
-            Some(vec![
+            vec![
                 esc(name),
                 fig(
                     &format!("latency.{name}.count"),
@@ -133,7 +133,7 @@ pub fn section(doc: &ResultDoc) -> String {
                 cell("p999", l.p999),
                 cell("max", l.max),
                 cell("mean", l.mean),
-            ])
+            ]
         })
         .collect();
     s.push_str(&table(

@@ -19,6 +19,9 @@ const LEGEND_ROW: f64 = 17.0;
 /// Approximate width of one legend character at 11 px.
 const CHAR_W: f64 = 6.4;
 
+/// Values per bucket; `None` where a bucket has no sample.
+pub type Values = Vec<Option<f64>>;
+
 /// A line, optionally with a min-max band behind it.
 #[derive(Debug, Clone)]
 pub struct Line {
@@ -26,7 +29,7 @@ pub struct Line {
     pub color: &'static str,
     pub values: Vec<Option<f64>>,
     /// (min, max) per bucket, drawn as a light band when buckets span several seconds.
-    pub band: Option<(Vec<Option<f64>>, Vec<Option<f64>>)>,
+    pub band: Option<(Values, Values)>,
     pub dashed: bool,
     /// Shade the area under the line (when it has no band).
     pub fill: bool,
