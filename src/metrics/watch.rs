@@ -282,7 +282,7 @@ impl Target {
     fn new(name: String, kind: TargetKind, source: Source) -> Self {
         let (pid, url) = match &source {
             Source::Proc { pid, .. } => (Some(*pid), None),
-            Source::Endpoint { url, .. } => (None, url.as_ref().ok().map(|u| u.to_string())),
+            Source::Endpoint { url, .. } => (None, url.as_ref().ok().map(without_credentials)),
         };
         Target {
             summary: TargetSummary {
@@ -400,10 +400,12 @@ impl Watcher {
         }
         for (urls, stub) in [(&spec.metrics_urls, false), (&spec.stub_status_urls, true)] {
             for u in urls {
-                let url = Url::parse(u).map_err(|e| format!("bad URL {u:?}: {e}"));
+                // A user or password in the URL is never kept: names, the result
+                // and error messages only ever see host, port and path.
+                let url = Url::parse(u).map_err(|e| format!("bad URL: {e}"));
                 let name = match &url {
                     Ok(url) => endpoint_name(url),
-                    Err(_) => u.clone(),
+                    Err(_) => u.rsplit('@').next().unwrap_or_default().to_string(),
                 };
                 let kind = if stub {
                     TargetKind::StubStatus
@@ -755,6 +757,14 @@ fn mark_exit(s: &mut TargetSummary, at_s: f64) {
     }
 }
 
+/// The URL with any user and password removed.
+fn without_credentials(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
 /// `host:port/path` of an endpoint: short, and unambiguous within one run.
 fn endpoint_name(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();
@@ -853,6 +863,23 @@ mod tests {
         assert_eq!(s.step, 8);
         assert_eq!(snap.iter().filter_map(|p| p.fds).max(), Some(999));
         assert!(snap.windows(2).all(|w| w[0].t < w[1].t));
+    }
+
+    #[test]
+    fn endpoint_credentials_are_dropped() {
+        let w = Watcher::new(
+            WatchSpec {
+                metrics_urls: vec![
+                    "http://user:secret@127.0.0.1:9/metrics".into(),
+                    "http://user:secret@bad host/".into(),
+                ],
+                ..Default::default()
+            },
+            Instant::now(),
+        );
+        let text = format!("{:?}", w.summaries());
+        assert!(!text.contains("secret"), "{text}");
+        assert!(text.contains("127.0.0.1:9/metrics"));
     }
 
     #[test]

@@ -85,7 +85,7 @@ td.r,th.r{text-align:right}
 .num td{text-align:right}.num td:first-child{text-align:left}
 .kv{width:100%;table-layout:fixed}.kv th{width:190px;background:none;color:var(--mut);font-weight:500}
 code{font:12px/1.4 ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;overflow-wrap:anywhere}
-.errs{width:100%}.errs td:nth-child(-n+5){white-space:nowrap}.errs td:nth-child(2),.errs td:nth-child(3){text-align:right}
+.errs{width:100%}.errs td:last-child{overflow-wrap:anywhere}.errs td:nth-child(-n+5){white-space:nowrap}.errs td:nth-child(2),.errs td:nth-child(3){text-align:right}
 .pass{color:var(--ok);font-weight:600}.fail{color:var(--bad);font-weight:600}
 .chart{margin:2px 0 4px}
 .chart h3{margin:10px 0 0}
@@ -110,6 +110,10 @@ footer{margin-top:30px;color:var(--mut);font-size:12px}
  @page{size:A4;margin:12mm}
  body{font-size:11px}main{max-width:none;padding:0}
  .chart,.card,table,.lat>div{break-inside:avoid}
+ .lat{grid-template-columns:1fr 1fr}
+ td{white-space:normal!important}th{white-space:normal}
+ td:last-child,td small{overflow-wrap:anywhere}
+ .tg,.errs{width:100%;font-size:10px}
  h2{break-after:avoid}
  #tip,svg .cur{display:none!important}
  details{display:block}details>summary{display:none}

@@ -184,7 +184,7 @@ pub fn targets(doc: &ResultDoc) -> String {
         .map(|t| {
             let what = match (t.kind, t.pid, &t.url) {
                 (_, Some(pid), _) => format!("pid {pid}"),
-                (_, None, Some(u)) => u.clone(),
+                (_, None, Some(u)) => redact(u),
                 _ => String::new(),
             };
             let fds = match (t.fd_peak, t.fd_limit) {
