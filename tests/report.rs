@@ -393,7 +393,8 @@ fn serve_dir(dir: &Path) -> (u16, Arc<Mutex<Vec<String>>>) {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { return };
             let mut line = String::new();
-            if BufReader::new(&s).read_line(&mut line).is_err() {
+            // Chromium may open a speculative connection and close it unused: not a fetch.
+            if BufReader::new(&s).read_line(&mut line).is_err() || line.trim().is_empty() {
                 continue;
             }
             let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
