@@ -1,18 +1,27 @@
 #!/bin/sh
-# Installs the programs pullstorm's tests run (skopeo, curl, tar) from Debian
+# Installs the programs pullstorm's tests run (skopeo, curl, tar, python3, and
+# chromium with a font for the report's headless-browser test) from Debian
 # packages, only those missing. Idempotent: a second run installs nothing and
 # does not touch the network. Needs root (or sudo) when something is missing.
 set -eu
 
 missing=""
-for tool in skopeo curl tar; do
+# "command package" pairs: the package is installed when the command is absent.
+for pair in skopeo:skopeo curl:curl tar:tar python3:python3 chromium:chromium; do
+    tool=${pair%%:*}
+    package=${pair#*:}
     if ! command -v "$tool" >/dev/null 2>&1; then
-        missing="$missing $tool"
+        missing="$missing $package"
     fi
 done
+# Headless chromium draws text with whatever fonts fontconfig knows; without
+# any, report screenshots have no text.
+if ! fc-list 2>/dev/null | grep -q .; then
+    missing="$missing fonts-dejavu-core fontconfig"
+fi
 
 if [ -z "$missing" ]; then
-    echo "test-deps: all present (skopeo, curl, tar)"
+    echo "test-deps: all present (skopeo, curl, tar, python3, chromium, fonts)"
     exit 0
 fi
 

@@ -11,6 +11,7 @@ pub mod load;
 pub mod metrics;
 pub mod net;
 pub mod oci;
+pub mod progress;
 pub mod proxy;
 pub mod report;
 pub mod result;

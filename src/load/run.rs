@@ -445,6 +445,7 @@ fn build_result(
         clusters: rec.clusters.clone(),
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
+        targets: Vec::new(),
     }
 }
 

@@ -2,8 +2,9 @@
 //! per chunk), plus shared gauges that the hot path bumps with one atomic add.
 
 use crate::net::{ConnectionGauge, Fault, FaultClass};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -76,12 +77,41 @@ pub struct Gauges {
     pub bytes: AtomicU64,
     pub active_pulls: AtomicI64,
     pub connections: Arc<ConnectionGauge>,
+    /// Pulls completed, pulls failed for good, and faults, for the live
+    /// progress display: bumped by the recorder through [`Gauges::tally`],
+    /// never on the hot path.
+    pub pulls_done: AtomicU64,
+    pub pulls_failed: AtomicU64,
+    pub errors: AtomicU64,
+    /// Faults by class (locked once per fault, and once per progress tick).
+    pub errors_by_class: Mutex<BTreeMap<FaultClass, u64>>,
 }
 
 impl Gauges {
     #[inline]
     pub fn add_bytes(&self, n: usize) {
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts what the live progress display shows; the recorder calls it
+    /// for every event it receives (faults and finished pulls are per
+    /// request or per pull, so this is cheap).
+    pub fn tally(&self, event: &Event) {
+        match event {
+            Event::PullDone { ok: true, .. } => {
+                self.pulls_done.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::PullDone { ok: false, .. } => {
+                self.pulls_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Fault { fault, .. } => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut m) = self.errors_by_class.lock() {
+                    *m.entry(fault.class).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
     }
 }
 

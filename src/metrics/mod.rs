@@ -1,9 +1,11 @@
 //! Measurement: events from the nodes, gauges read once a second, and the
-//! recorder that turns both into histograms, counters and a timeline.
+//! recorder that turns both into histograms, counters and a timeline; `watch`
+//! samples the harness and the processes and endpoints around the run.
 
 pub mod events;
 pub mod fds;
 pub mod recorder;
+pub mod watch;
 
 pub use events::{Event, ExchangeKind, Gauges, Sink};
 pub use recorder::Recorder;

@@ -2,6 +2,7 @@
 //! add fields freely, never rename or remove one without a new schema version.
 
 use crate::metrics::recorder::{ClusterStat, Metric, Recorder, TimelineRow};
+pub use crate::metrics::watch::{TargetKind, TargetPoint, TargetSummary};
 use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
@@ -44,6 +45,10 @@ pub struct ResultDoc {
     pub clusters: Vec<ClusterStat>,
     pub timeline: Vec<TimelineRow>,
     pub thresholds: ThresholdReport,
+    /// Watched targets (the harness itself, processes, endpoints) with their
+    /// peaks, events and per-second series; empty when nothing was watched.
+    #[serde(default)]
+    pub targets: Vec<TargetSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,0 +1,232 @@
+//! Scraping HTTP status endpoints: a Prometheus text exposition (the
+//! registry's `/metrics`) and nginx's `stub_status`. One small HTTP/1.1 GET
+//! on its own connection, plain http only, bounded in time and size; the
+//! parsers are pure functions over the body text.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use url::Url;
+
+/// Largest body read from an endpoint; a Prometheus page is usually < 100 KiB.
+const MAX_BODY: usize = 8 << 20;
+
+/// GETs `url` (http only) within `timeout`, returning the body as text.
+pub async fn get(url: &Url, timeout: Duration) -> Result<String, String> {
+    match tokio::time::timeout(timeout, get_inner(url)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn get_inner(url: &Url) -> Result<String, String> {
+    if url.scheme() != "http" {
+        return Err(format!("{} is not supported (http only)", url.scheme()));
+    }
+    let host = url.host_str().ok_or("no host")?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+    // The connection future drives the socket; it ends when `sender` is dropped.
+    let driver = tokio::spawn(conn);
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let authority = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let req = http::Request::get(path)
+        .header(http::header::HOST, authority)
+        .header(http::header::ACCEPT, "text/plain")
+        .header(http::header::USER_AGENT, "pullstorm-watch")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!("HTTP {}", status.as_u16()));
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+    .await;
+    drop(sender);
+    driver.abort();
+    result
+}
+
+/// Sums of the wanted metrics in a Prometheus text exposition, summed over
+/// all label sets (`http_requests_total{code="200"}` and `{code="503"}` add
+/// up). Unparsable lines are skipped: a partial page still yields what it has.
+pub fn parse_prometheus(text: &str, wanted: &[&str]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = split_sample(line) else {
+            continue;
+        };
+        if wanted.contains(&name) {
+            *out.entry(name.to_string()).or_insert(0.0) += value;
+        }
+    }
+    out
+}
+
+/// `name{labels} value [timestamp]` -> (name, value).
+fn split_sample(line: &str) -> Option<(&str, f64)> {
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    let mut rest = &line[name_end..];
+    if rest.starts_with('{') {
+        rest = &rest[labels_end(rest)?..];
+    }
+    let value = rest.split_whitespace().next()?;
+    Some((name, parse_value(value)?))
+}
+
+/// Index just past the `}` closing a label set, skipping quoted values
+/// (which may hold `}` and escaped quotes).
+fn labels_end(s: &str) -> Option<usize> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '}' if !in_quotes => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => s.parse().ok(),
+    }
+}
+
+/// nginx `stub_status`:
+/// ```text
+/// Active connections: 291
+/// server accepts handled requests
+///  16630948 16630948 31070465
+/// Reading: 6 Writing: 179 Waiting: 106
+/// ```
+/// Gives `active`, `accepts`, `handled`, `requests`, `reading`, `writing`,
+/// `waiting`, and `dropped` (accepts - handled: connections nginx accepted
+/// and closed at once for want of `worker_connections`).
+pub fn parse_stub_status(text: &str) -> Option<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if let Some(v) = line.strip_prefix("Active connections:") {
+            out.insert("active".into(), v.trim().parse().ok()?);
+        } else if line.starts_with("server accepts") {
+            let nums: Vec<f64> = lines
+                .next()?
+                .split_whitespace()
+                .map(|n| n.parse().ok())
+                .collect::<Option<_>>()?;
+            let [accepts, handled, requests] = nums[..] else {
+                return None;
+            };
+            out.insert("accepts".into(), accepts);
+            out.insert("handled".into(), handled);
+            out.insert("requests".into(), requests);
+            out.insert("dropped".into(), accepts - handled);
+        } else if line.starts_with("Reading:") {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            for pair in f.chunks(2) {
+                if let [k, v] = pair {
+                    let key = k.trim_end_matches(':').to_lowercase();
+                    out.insert(key, v.parse().ok()?);
+                }
+            }
+        }
+    }
+    out.contains_key("active").then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = r#"# HELP go_goroutines Number of goroutines that currently exist.
+# TYPE go_goroutines gauge
+go_goroutines 1234
+# HELP process_open_fds Number of open file descriptors.
+process_open_fds 517
+process_max_fds 1024
+process_resident_memory_bytes 5.0331648e+07
+registry_http_in_flight_requests{handler="blob"} 40
+registry_http_in_flight_requests{handler="manifest",odd="a}b \"c\""} 2
+registry_http_in_flight_requests{handler="tags"} 1 1700000000000
+weird_metric +Inf
+broken_line{unclosed="x 5
+"#;
+
+    #[test]
+    fn prometheus_wanted_names_summed_over_labels() {
+        let m = parse_prometheus(
+            PAGE,
+            &[
+                "go_goroutines",
+                "process_open_fds",
+                "process_max_fds",
+                "process_resident_memory_bytes",
+                "registry_http_in_flight_requests",
+                "weird_metric",
+                "absent_metric",
+            ],
+        );
+        assert_eq!(m["go_goroutines"], 1234.0);
+        assert_eq!(m["process_open_fds"], 517.0);
+        assert_eq!(m["process_max_fds"], 1024.0);
+        assert_eq!(m["process_resident_memory_bytes"], 50_331_648.0);
+        assert_eq!(m["registry_http_in_flight_requests"], 43.0);
+        assert!(m["weird_metric"].is_infinite());
+        assert!(!m.contains_key("absent_metric"));
+        assert!(!m.contains_key("broken_line"));
+    }
+
+    #[test]
+    fn stub_status_fields() {
+        let text = "Active connections: 291 \nserver accepts handled requests\n 16630948 16630940 31070465 \nReading: 6 Writing: 179 Waiting: 106 \n";
+        let s = parse_stub_status(text).unwrap();
+        assert_eq!(s["active"], 291.0);
+        assert_eq!(s["accepts"], 16630948.0);
+        assert_eq!(s["handled"], 16630940.0);
+        assert_eq!(s["dropped"], 8.0);
+        assert_eq!(s["requests"], 31070465.0);
+        assert_eq!(s["reading"], 6.0);
+        assert_eq!(s["writing"], 179.0);
+        assert_eq!(s["waiting"], 106.0);
+        assert_eq!(parse_stub_status("<html>404</html>"), None);
+    }
+}
