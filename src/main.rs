@@ -114,6 +114,15 @@ struct RunArgs {
     /// Print only the final summary.
     #[arg(long, short)]
     quiet: bool,
+    /// Watch a local process by pid or by command name (all its pids), e.g. --watch nginx (repeatable).
+    #[arg(long, value_name = "PID|NAME")]
+    watch: Vec<String>,
+    /// Scrape a Prometheus endpoint each second, e.g. http://127.0.0.1:5001/metrics (repeatable).
+    #[arg(long, value_name = "URL")]
+    watch_metrics: Vec<String>,
+    /// Scrape an nginx stub_status page each second (repeatable).
+    #[arg(long, value_name = "URL")]
+    watch_stub_status: Vec<String>,
 }
 
 #[derive(Args)]
@@ -163,6 +172,17 @@ fn run(cli: Cli) -> Result<i32, Failure> {
                 overrides: sets,
                 out_dir: args.out,
                 quiet: args.quiet,
+                watch: {
+                    let mut w = pullstorm::metrics::watch::WatchSpec {
+                        metrics_urls: args.watch_metrics.clone(),
+                        stub_status_urls: args.watch_stub_status.clone(),
+                        ..Default::default()
+                    };
+                    for p in &args.watch {
+                        w.add_process(p);
+                    }
+                    w
+                },
             }))
         }
         Command::Seed(args) => runtime.block_on(seed(args)),

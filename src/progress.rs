@@ -369,6 +369,8 @@ mod tests {
             from_scheduled: Duration::ZERO,
             from_start: Duration::ZERO,
             bytes: 0,
+            retry_cost: None,
+            kubelet_retry: false,
         });
         let latest: Latest = Arc::new(std::sync::Mutex::new(vec![
             TargetStatus {

@@ -444,3 +444,62 @@ fn a_single_pull_agrees_with_curl_through_the_same_lb() {
         "pullstorm {pull_secs:.3}s vs curl {curl_secs:.3}s"
     );
 }
+
+#[test]
+#[ignore = "needs the lab: scripts/test.sh starts it"]
+fn the_registry_and_nginx_are_watched_in_the_result_and_the_report() {
+    lab();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("watch.toml");
+    std::fs::write(
+        &file,
+        "[fleet]\nclusters = 2\nnodes_per_cluster = 4\n[watch]\nprocesses = [\"docker-registry\"]\n\
+         metrics = [\"http://127.0.0.1:5001/metrics\"]\nstub_status = [\"http://127.0.0.1:8081/\"]\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("run")
+        .arg(&file)
+        .args([
+            "--target", NGINX, "--image", BIG, "--watch", "nginx", "--quiet", "--out",
+        ])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/result.json")).unwrap())
+            .unwrap();
+    let targets = v["targets"].as_array().expect("targets[]");
+    let named = |prefix: &str| -> Vec<&serde_json::Value> {
+        targets
+            .iter()
+            .filter(|t| t["name"].as_str().unwrap_or("").starts_with(prefix))
+            .collect()
+    };
+    for process in ["docker-registry", "nginx"] {
+        let found = named(process);
+        assert!(!found.is_empty(), "{process} not watched: {targets:?}");
+        for t in found {
+            assert!(t["fd_peak"].as_u64().unwrap_or(0) > 0, "{t}");
+            assert!(t["fd_limit"].as_u64().unwrap_or(0) > 0, "{t}");
+            assert!(t["rss_peak_bytes"].as_u64().unwrap_or(0) > 0, "{t}");
+        }
+    }
+    // The registry's own Prometheus view of its fds agrees that it has some.
+    let scraped = targets
+        .iter()
+        .find(|t| t["url"].as_str() == Some("http://127.0.0.1:5001/metrics"))
+        .expect("metrics target");
+    assert!(scraped["fd_peak"].as_u64().unwrap_or(0) > 0, "{scraped}");
+    let report = std::fs::read_to_string(dir.path().join("out/report.html")).unwrap();
+    assert!(
+        report.contains("docker-registry") && report.contains("nginx"),
+        "watched targets missing from the report"
+    );
+}

@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub overrides: Vec<String>,
     pub out_dir: Option<PathBuf>,
     pub quiet: bool,
+    /// Processes and endpoints to sample besides the harness (`--watch*` flags).
+    pub watch: crate::metrics::watch::WatchSpec,
 }
 
 /// Why the fleet stopped.
@@ -168,7 +170,29 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         gauges.clone(),
         stop_rx,
     ));
-    let progress = (!opts.quiet).then(|| tokio::spawn(progress_lines(gauges.clone(), t0)));
+    let watch = {
+        let mut spec = opts.watch.clone();
+        for p in &s.watch.processes {
+            spec.add_process(p);
+        }
+        spec.metrics_urls.extend(s.watch.metrics.iter().cloned());
+        spec.stub_status_urls
+            .extend(s.watch.stub_status.iter().cloned());
+        spec.metric_names
+            .extend(s.watch.metric_names.iter().cloned());
+        spec.harness = true;
+        spec.target_ports = base.port_or_known_default().into_iter().collect();
+        crate::metrics::watch::spawn(crate::metrics::watch::Watcher::new(spec, t0.into_std()))
+    };
+    let progress = crate::progress::start_with(
+        gauges.clone(),
+        crate::progress::Options {
+            total_pulls: plan.planned_pulls(),
+            fd_limit: limits.soft,
+            mode: crate::progress::Mode::detect(opts.quiet),
+            targets: Some(watch.latest()),
+        },
+    );
 
     let mut nodes = JoinSet::new();
     for node in &plan.nodes {
@@ -193,9 +217,8 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
     let recorder = recorder_task
         .await
         .map_err(|e| Failure::cannot_proceed(format!("the recorder stopped unexpectedly: {e}")))?;
-    if let Some(p) = progress {
-        p.abort();
-    }
+    progress.finish();
+    let targets = watch.finish().await;
     let ended_wall = SystemTime::now();
 
     let mut doc = build_result(
@@ -209,6 +232,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         started_wall,
         ended_wall,
     );
+    doc.targets = targets;
     doc.thresholds = thresholds::evaluate(&s.thresholds, &doc);
 
     let out_dir = opts
@@ -487,25 +511,5 @@ impl Shutdown {
             _ = on(&mut self.interrupt) => {}
             _ = on(&mut self.terminate) => {}
         }
-    }
-}
-
-/// A plain progress line on stderr every 5 s, so a long run is never silent.
-async fn progress_lines(g: Arc<Gauges>, t0: Instant) {
-    use std::sync::atomic::Ordering;
-    let mut tick = tokio::time::interval_at(t0 + Duration::from_secs(5), Duration::from_secs(5));
-    let mut last = 0u64;
-    loop {
-        tick.tick().await;
-        let bytes = g.bytes.load(Ordering::Relaxed);
-        eprintln!(
-            "  {:>5.0}s  active pulls {:>5}  connections {:>5}  {}/s  fds {}",
-            t0.elapsed().as_secs_f64(),
-            g.active_pulls.load(Ordering::Relaxed),
-            g.connections.current(),
-            summary::bytes((bytes - last) as f64 / 5.0),
-            fds::open_fds()
-        );
-        last = bytes;
     }
 }

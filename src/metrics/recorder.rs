@@ -386,19 +386,28 @@ pub async fn run(
 ) -> Recorder {
     let (sample_tx, mut samples) = mpsc::unbounded_channel();
     let stop_sampler = Arc::new(AtomicBool::new(false));
-    let sampler = spawn_sampler(gauges, recorder.started, sample_tx, stop_sampler.clone());
+    let sampler = spawn_sampler(
+        gauges.clone(),
+        recorder.started,
+        sample_tx,
+        stop_sampler.clone(),
+    );
     loop {
         tokio::select! {
             // Samples first: one a second, so they cannot starve events.
             biased;
             Some(sample) = samples.recv() => recorder.close_row(sample),
             event = events.recv() => match event {
-                Some(e) => recorder.record(e),
+                Some(e) => {
+                    gauges.tally(&e);
+                    recorder.record(e);
+                }
                 None => break,
             },
             _ = &mut stop => {
                 // Drain what the nodes already sent before they were stopped.
                 while let Ok(e) = events.try_recv() {
+                    gauges.tally(&e);
                     recorder.record(e);
                 }
                 break;

@@ -30,6 +30,8 @@ pub struct Scenario {
     #[serde(default)]
     pub kubelet: KubeletSection,
     #[serde(default)]
+    pub watch: WatchSection,
+    #[serde(default)]
     pub arrival: ArrivalSection,
     #[serde(default)]
     pub run: RunSection,
@@ -236,6 +238,25 @@ pub struct ClientOverrides {
     /// progress in between (containerd: 3; dockerd: 0).
     #[serde(default)]
     pub eof_reopens: Option<u32>,
+}
+
+/// Processes and endpoints sampled once a second besides the harness (the
+/// registry, the LB, a node daemon); `--watch*` flags add to these.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSection {
+    /// Local processes by command name (every matching pid) or pid, e.g. `["docker-registry", "nginx"]`.
+    #[serde(default)]
+    pub processes: Vec<String>,
+    /// Prometheus text endpoints, e.g. the registry's `http://127.0.0.1:5001/metrics`.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    /// nginx `stub_status` pages.
+    #[serde(default)]
+    pub stub_status: Vec<String>,
+    /// More metric names to record from every Prometheus endpoint.
+    #[serde(default)]
+    pub metric_names: Vec<String>,
 }
 
 /// The kubelet on top of the runtime: a failed image pull is pulled again after a
