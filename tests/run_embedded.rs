@@ -480,3 +480,45 @@ fn kubelet_pulls_a_failed_image_again_after_its_back_off() {
     assert_eq!(u(&v, "pulls.kubelet_retries"), 4);
     assert_eq!(u(&v, "errors.digest_mismatch"), 6);
 }
+
+#[test]
+fn interval_log_adds_up_to_the_run_totals() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_scenario(
+        dir.path(),
+        "hlog",
+        "[embedded]\nlayers = [\"1MiB\"]\n[fleet]\nnodes_per_cluster = 6\n[arrival]\npattern = \"waves\"\nwave_size = 2\nwave_interval = \"3s\"\n",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.result();
+    let log = std::fs::read(r.dir.join("latency.hlog")).expect("latency.hlog written");
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    let mut intervals = std::collections::BTreeSet::new();
+    for entry in IntervalLogIterator::new(&log) {
+        if let LogEntry::Interval(h) = entry.expect("a valid interval log") {
+            let tag = h.tag().expect("every line is tagged").as_str().to_string();
+            let bytes = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                h.encoded_histogram(),
+            )
+            .unwrap();
+            let hist: hdrhistogram::Histogram<u64> =
+                hdrhistogram::serialization::Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .unwrap();
+            *counts.entry(tag).or_default() += hist.len();
+            intervals.insert(h.start_timestamp().as_secs());
+        }
+    }
+    // Waves 3 s apart span more than one 5 s interval.
+    assert!(intervals.len() >= 2, "{intervals:?}");
+    for metric in ["pull", "layer", "ttfb", "connect"] {
+        assert_eq!(
+            counts.get(metric).copied(),
+            Some(u(&v, &format!("latency.{metric}.count"))),
+            "{metric}"
+        );
+    }
+}

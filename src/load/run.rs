@@ -245,6 +245,10 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
     result::write_atomic(&result_path, &json).map_err(|e| {
         Failure::cannot_proceed(format!("cannot write {}: {e}", result_path.display()))
     })?;
+    let hlog_path = out_dir.join("latency.hlog");
+    result::write_atomic(&hlog_path, &interval_log(&recorder, started_wall)).map_err(|e| {
+        Failure::cannot_proceed(format!("cannot write {}: {e}", hlog_path.display()))
+    })?;
     let report_path = out_dir.join("report.html");
     crate::report::write(&doc, &report_path).map_err(|e| {
         Failure::cannot_proceed(format!("cannot write {}: {e}", report_path.display()))
@@ -471,6 +475,24 @@ fn build_result(
         thresholds: ThresholdReport::default(),
         targets: Vec::new(),
     }
+}
+
+/// The `.hlog` file: the standard HdrHistogram interval-log header, then the recorder's
+/// tagged lines (one per metric per 5 s interval), readable by HistogramLogProcessor
+/// and the hdrhistogram libraries.
+fn interval_log(recorder: &Recorder, started: SystemTime) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
+    let _ = hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
+        .add_comment(concat!("pullstorm ", env!("CARGO_PKG_VERSION"), " latency intervals"))
+        .add_comment("values in microseconds; Interval_Max in milliseconds; Tag = result.json latency metric")
+        .with_start_time(started)
+        .with_base_time(started)
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(&mut out, &mut serializer);
+    out.extend_from_slice(b"\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n");
+    out.extend_from_slice(recorder.interval_log());
+    out
 }
 
 /// `reports/<name>-<UTC timestamp>/`.

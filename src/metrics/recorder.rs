@@ -19,6 +19,9 @@ const PEEK: Duration = Duration::from_millis(250);
 /// Peeks per timeline row (one row per second).
 const PEEKS_PER_ROW: u64 = 4;
 
+/// Length of one interval of the `.hlog` export, in seconds.
+const HLOG_INTERVAL_S: u64 = 5;
+
 /// Highest latency a histogram holds (larger values are clamped): one day in µs.
 const MAX_MICROS: u64 = 86_400_000_000;
 
@@ -135,6 +138,11 @@ pub struct Recorder {
     pub fd_peak: u64,
     pub connections_peak: i64,
     pending: TimelineRow,
+    /// Histograms of the current interval of the `.hlog` export.
+    interval: BTreeMap<Metric, Histogram<u64>>,
+    interval_start_s: u64,
+    /// Interval log lines so far: a few hundred bytes per metric per interval.
+    hlog: Vec<u8>,
     last_bytes: u64,
 }
 
@@ -176,6 +184,18 @@ impl Recorder {
             fd_peak: 0,
             connections_peak: 0,
             pending: TimelineRow::default(),
+            interval: Metric::ALL
+                .iter()
+                .map(|m| {
+                    (
+                        *m,
+                        Histogram::new_with_bounds(1, MAX_MICROS, 3)
+                            .expect("static histogram bounds are valid"),
+                    )
+                })
+                .collect(),
+            interval_start_s: 0,
+            hlog: Vec::new(),
             last_bytes: 0,
         }
     }
@@ -185,6 +205,44 @@ impl Recorder {
         if let Some(h) = self.histograms.get_mut(&metric) {
             h.saturating_record(micros);
         }
+        if let Some(h) = self.interval.get_mut(&metric) {
+            h.saturating_record(micros);
+        }
+    }
+
+    /// Appends the interval histograms since the last flush to the interval log (one tagged
+    /// line per metric that saw values) and starts new intervals.
+    fn flush_interval(&mut self, until_s: u64) {
+        let start = Duration::from_secs(self.interval_start_s);
+        let length = Duration::from_secs(until_s.saturating_sub(self.interval_start_s).max(1));
+        let mut lines = Vec::new();
+        let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
+        if let Ok(mut log) =
+            hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
+                .with_max_value_divisor(1000.0)
+                .begin_log_with(&mut lines, &mut serializer)
+        {
+            for (metric, h) in self.interval.iter_mut() {
+                if !h.is_empty() {
+                    let tag = hdrhistogram::serialization::interval_log::Tag::new(metric.key());
+                    let _ = log.write_histogram(h, start, length, tag);
+                    h.reset();
+                }
+            }
+        }
+        // The writer repeats its divisor comment each time; the file's header has it once.
+        for line in lines
+            .split_inclusive(|b| *b == b'\n')
+            .filter(|l| !l.starts_with(b"#"))
+        {
+            self.hlog.extend_from_slice(line);
+        }
+        self.interval_start_s = until_s;
+    }
+
+    /// The interval log body (no header): `Tag=<metric>,start,length,max_ms,histogram` lines.
+    pub fn interval_log(&self) -> &[u8] {
+        &self.hlog
     }
 
     fn cluster(&mut self, c: u32) -> Option<&mut ClusterStat> {
@@ -316,6 +374,9 @@ impl Recorder {
         self.last_bytes = self.last_bytes.max(sample.bytes);
         self.fd_peak = self.fd_peak.max(sample.fds);
         self.connections_peak = self.connections_peak.max(sample.connections_peak);
+        if row.t.is_multiple_of(HLOG_INTERVAL_S) {
+            self.flush_interval(row.t);
+        }
         self.timeline.push(row);
     }
 
@@ -419,6 +480,10 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || sampler.join()).await;
     while let Ok(sample) = samples.try_recv() {
         recorder.close_row(sample);
+    }
+    let last = recorder.timeline.last().map(|r| r.t).unwrap_or(0);
+    if last > recorder.interval_start_s {
+        recorder.flush_interval(last);
     }
     recorder
 }
