@@ -374,7 +374,7 @@ impl Recorder {
         self.last_bytes = self.last_bytes.max(sample.bytes);
         self.fd_peak = self.fd_peak.max(sample.fds);
         self.connections_peak = self.connections_peak.max(sample.connections_peak);
-        if row.t.is_multiple_of(HLOG_INTERVAL_S) {
+        if row.t % HLOG_INTERVAL_S == 0 {
             self.flush_interval(row.t);
         }
         self.timeline.push(row);
