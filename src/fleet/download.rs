@@ -98,14 +98,7 @@ pub async fn layer(
             if reopens_without_progress < profile.eof_reopens {
                 reopens_without_progress += 1;
                 reopened_at = Some(p.offset);
-                let _ = events
-                    .send(Event::Fault {
-                        fault,
-                        kind: ExchangeKind::Blob,
-                        cluster,
-                        at: Instant::now(),
-                    })
-                    .await;
+                blob_fault(events, fault, cluster).await;
                 let _ = events
                     .send(Event::Retry {
                         class: FaultClass::UnexpectedEof,
@@ -124,14 +117,7 @@ pub async fn layer(
             class => profile.retries(class),
         };
         let class = fault.class;
-        let _ = events
-            .send(Event::Fault {
-                fault,
-                kind: ExchangeKind::Blob,
-                cluster,
-                at: Instant::now(),
-            })
-            .await;
+        blob_fault(events, fault, cluster).await;
         if !retry || attempts >= profile.max_attempts {
             break;
         }
@@ -201,14 +187,7 @@ async fn attempt(
                     Phase::Request,
                     format!("range bytes={asked_from}- answered with 200; discarding {asked_from} bytes"),
                 );
-                    let _ = events
-                        .send(Event::Fault {
-                            fault,
-                            kind: ExchangeKind::Blob,
-                            cluster,
-                            at: Instant::now(),
-                        })
-                        .await;
+                    blob_fault(events, fault, cluster).await;
                     skip = asked_from;
                 }
             }
@@ -315,6 +294,17 @@ fn verify(ctx: &FleetContext, blob: &Descriptor, p: &mut Progress) -> Result<(),
             format!("expected {}, got {actual}", blob.digest),
         ))
     }
+}
+
+/// Reports a fault of a blob request to the recorder.
+async fn blob_fault(events: &Sink, fault: Fault, cluster: u32) {
+    let event = Event::Fault {
+        fault,
+        kind: ExchangeKind::Blob,
+        cluster,
+        at: Instant::now(),
+    };
+    let _ = events.send(event).await;
 }
 
 /// `bytes <start>-<end>/<total>` with `start == offset` (and total == size when known).
