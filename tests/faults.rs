@@ -446,7 +446,7 @@ fn a_corrupted_blob_in_the_registry_storage_is_a_digest_mismatch() {
 // fd exhaustion: the target's and the harness's
 
 /// docker-registry with nofile 1024 (soft and hard: Go raises the soft limit to the hard
-/// one) under ~600 downloads, each holding a socket and an open blob file.
+/// one) under 1,200 concurrent downloads (400 nodes x 3 slots).
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn a_registry_out_of_fds_fails_pulls_as_target_faults_not_client_ones() {
@@ -454,7 +454,7 @@ fn a_registry_out_of_fds_fails_pulls_as_target_faults_not_client_ones() {
     let registry = Registry::start(&dir.path().join("registry"), Some(1024));
     let image = "lab/fdherd:v1";
     seed(&registry.url(), image, "1MiB,1MiB,1MiB", 65);
-    let scenario = "[fleet]\nclusters = 20\nnodes_per_cluster = 10\nnode_bandwidth = \"256KB/s\"\n\
+    let scenario = "[fleet]\nclusters = 40\nnodes_per_cluster = 10\nnode_bandwidth = \"256KB/s\"\n\
                     [client]\nbackoff = \"100ms\"\nresponse_timeout = \"3s\"\n[run]\nduration = \"90s\"\n";
     let r = run(
         &dir.path().join("run"),
@@ -464,13 +464,23 @@ fn a_registry_out_of_fds_fails_pulls_as_target_faults_not_client_ones() {
         &[],
     );
     let v = r.result();
+    // What it does at the limit (measured here): a blob GET answered 200 with its
+    // Content-Length, then closed before the first byte (the blob file cannot be opened
+    // once the headers are out): unexpected_eof "at byte 0"; manifest GETs answered 500
+    // UNKNOWN; new connections wait in the backlog (accept4 retried): read_timeout when
+    // longer than the response timeout. Never the client's fault.
+    eprintln!("registry at nofile 1024: {}", error_summary(&v));
     let target_side = errors(&v, "unexpected_eof")
         + errors(&v, "read_timeout")
-        + errors(&v, "connection_reset");
-    eprintln!("registry at nofile 1024: {}", error_summary(&v));
+        + errors(&v, "connection_reset")
+        + errors(&v, "http_500");
     assert!(target_side > 0, "{}", error_summary(&v));
     assert_eq!(errors(&v, "client_fd_exhausted"), 0, "{}", error_summary(&v));
-    only(&v, &["unexpected_eof", "read_timeout", "connection_reset"]);
+    assert_eq!(errors(&v, "ephemeral_ports_exhausted"), 0);
+    only(
+        &v,
+        &["unexpected_eof", "read_timeout", "connection_reset", "http_500"],
+    );
     assert!(
         registry.daemon.output().contains("too many open files"),
         "the registry never ran out of fds"
@@ -503,19 +513,22 @@ fn a_plan_that_needs_more_fds_than_the_harness_may_open_is_refused() {
     );
 }
 
-/// The harness's own limit drops mid-run (`prlimit --pid`): new sockets fail with EMFILE.
+/// The harness's own limit drops mid-run (`prlimit --pid`) while nodes keep opening
+/// connections: new sockets fail with EMFILE until it is raised again.
 /// (The start-up check cannot see this; see the report for fds inherited at start.)
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn emfile_in_the_harness_is_client_fd_exhausted() {
-    lab_image("lab/faults-three:v1", "2MiB,2MiB,2MiB", 42);
+    // 12 small layers: each node opens a new connection every ~0.2 s.
+    let layers = vec!["512KiB"; 12].join(",");
+    lab_image("lab/faults-many:v1", Box::leak(layers.into_boxed_str()), 42);
     let dir = tmp();
     let child = spawn_run(
         dir.path(),
         "[fleet]\nclusters = 8\nnodes_per_cluster = 8\nnode_bandwidth = \"1MB/s\"\n\
          [client]\nbackoff = \"100ms\"\n[run]\nduration = \"60s\"\n",
         LAB_NGINX,
-        "lab/faults-three:v1",
+        "lab/faults-many:v1",
         &[],
     );
     let pid = child.id().to_string();
