@@ -398,6 +398,8 @@ pub struct AccessLine {
     pub accept: Option<String>,
     pub status: u16,
     pub bytes: u64,
+    /// The port of the server block that answered.
+    pub port: u16,
 }
 
 impl AccessLine {
@@ -420,6 +422,7 @@ impl AccessLine {
             accept: quoted("accept"),
             status: plain("status")?.parse().ok()?,
             bytes: plain("bytes")?.parse().ok()?,
+            port: plain("server_port")?.parse().ok()?,
         })
     }
 }
@@ -642,4 +645,27 @@ pub fn error_summary(v: &serde_json::Value) -> String {
         v["bytes"],
         v["error_details"]
     )
+}
+
+/// `pullstorm run FILE --out <dir>/out --quiet ARGS...` to its end (a scenario file as shipped).
+pub fn run_file(dir: &Path, file: &Path, args: &[&str]) -> common::Run {
+    std::fs::create_dir_all(dir).unwrap();
+    let child = common::bin()
+        .arg("run")
+        .arg(file)
+        .args(["--quiet", "--out"])
+        .arg(dir.join("out"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    finish_run(child, dir)
+}
+
+/// The nofile hard limit of this process (what an unprivileged raise can reach).
+pub fn nofile_hard_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(1 << 20)
 }
