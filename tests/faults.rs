@@ -221,7 +221,12 @@ impl Frozen {
 
 /// `bytes=N-` of a Range header.
 fn range_start(l: &AccessLine) -> Option<u64> {
-    l.range.as_deref()?.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()
+    l.range
+        .as_deref()?
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
 }
 
 #[test]
@@ -251,12 +256,11 @@ fn an_lb_read_timeout_on_a_frozen_registry_is_an_unexpected_eof_then_a_range_res
     assert_eq!(u(&v, "bytes.wasted"), 0);
     assert_eq!(u(&v, "bytes.downloaded"), 2 * u(&v, "target.image_bytes"));
     let layer = layer_digest(61, &[size]);
-    let lines: Vec<_> = f
-        .lb
-        .blob_requests()
-        .into_iter()
-        .filter(|l| l.path.ends_with(&layer))
-        .collect();
+    let lines: Vec<_> =
+        f.lb.blob_requests()
+            .into_iter()
+            .filter(|l| l.path.ends_with(&layer))
+            .collect();
     let resumes: Vec<_> = lines.iter().filter(|l| l.range.is_some()).collect();
     assert_eq!(resumes.len(), 2, "{lines:?}");
     for l in resumes {
@@ -295,7 +299,11 @@ fn an_lb_that_drops_range_makes_dockerd_restart_and_containerd_discard() {
     assert_eq!(u(&v, "pulls.completed"), 1);
     let cut_at = cut_offset(&v);
     assert!(cut_at > 0 && cut_at < size);
-    assert_eq!(u(&v, "bytes.wasted"), cut_at, "the partial layer is thrown away");
+    assert_eq!(
+        u(&v, "bytes.wasted"),
+        cut_at,
+        "the partial layer is thrown away"
+    );
     assert_eq!(
         u(&v, "bytes.downloaded"),
         u(&v, "target.image_bytes") + cut_at
@@ -304,13 +312,12 @@ fn an_lb_that_drops_range_makes_dockerd_restart_and_containerd_discard() {
         .as_str()
         .unwrap()
         .contains("expected HTTP 206"));
-    let statuses: Vec<_> = f
-        .lb
-        .blob_requests()
-        .into_iter()
-        .filter(|l| l.path.ends_with(&layer))
-        .map(|l| (l.range.is_some(), l.status))
-        .collect();
+    let statuses: Vec<_> =
+        f.lb.blob_requests()
+            .into_iter()
+            .filter(|l| l.path.ends_with(&layer))
+            .map(|l| (l.range.is_some(), l.status))
+            .collect();
     assert_eq!(statuses, [(false, 200), (true, 200), (false, 200)]);
 
     // containerd: reads the 200 on, discarding the prefix it already holds.
@@ -475,11 +482,21 @@ fn a_registry_out_of_fds_fails_pulls_as_target_faults_not_client_ones() {
         + errors(&v, "connection_reset")
         + errors(&v, "http_500");
     assert!(target_side > 0, "{}", error_summary(&v));
-    assert_eq!(errors(&v, "client_fd_exhausted"), 0, "{}", error_summary(&v));
+    assert_eq!(
+        errors(&v, "client_fd_exhausted"),
+        0,
+        "{}",
+        error_summary(&v)
+    );
     assert_eq!(errors(&v, "ephemeral_ports_exhausted"), 0);
     only(
         &v,
-        &["unexpected_eof", "read_timeout", "connection_reset", "http_500"],
+        &[
+            "unexpected_eof",
+            "read_timeout",
+            "connection_reset",
+            "http_500",
+        ],
     );
     assert!(
         registry.daemon.output().contains("too many open files"),
@@ -538,7 +555,11 @@ fn emfile_in_the_harness_is_client_fd_exhausted() {
             .args(["--pid", &pid, &format!("--nofile={soft}:")])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let hard = std::fs::read_to_string(format!("/proc/{pid}/limits"))
         .unwrap()
@@ -642,7 +663,10 @@ fn killed_mid_run(kill_lb: bool) {
     let cut = errors(&v, "unexpected_eof") + errors(&v, "connection_reset");
     assert_eq!(cut, 2, "{}", error_summary(&v));
     assert_eq!(errors(&v, "connect_refused"), 8, "{}", error_summary(&v));
-    only(&v, &["unexpected_eof", "connection_reset", "connect_refused"]);
+    only(
+        &v,
+        &["unexpected_eof", "connection_reset", "connect_refused"],
+    );
     assert_eq!(u(&v, "pulls.failed"), 2);
     assert_eq!(u(&v, "retries.total"), 8);
     assert_eq!(detail(&v, "connect_refused")["phase"], "connect");
@@ -695,9 +719,20 @@ fn a_503_on_the_layer_is_http_503_with_its_registry_code() {
         ("dockerd", dockerd(2, None, ""), 2),
         ("containerd", scenario(2, "containerd", None, ""), 10),
     ] {
-        let r = run(&dir.path().join(client), &scenario, &lb.url(), HTTP_IMAGE, &[]);
+        let r = run(
+            &dir.path().join(client),
+            &scenario,
+            &lb.url(),
+            HTTP_IMAGE,
+            &[],
+        );
         let v = r.result();
-        assert_eq!(errors(&v, "http_503"), want, "{client}: {}", error_summary(&v));
+        assert_eq!(
+            errors(&v, "http_503"),
+            want,
+            "{client}: {}",
+            error_summary(&v)
+        );
         only(&v, &["http_503"]);
         assert_eq!(u(&v, "retries.total"), want - 2, "{client}");
         assert_eq!(u(&v, "pulls.failed"), 2, "{client}");
@@ -715,7 +750,8 @@ fn nginx_limit_req_is_http_429_toomanyrequests() {
     lab_image(HTTP_IMAGE, "1MiB", HTTP_SEED);
     let dir = tmp();
     // One layer GET a minute from 127.0.0.1, rejected with a registry-style error.
-    let conf = || NginxConf {
+    let conf = || {
+        NginxConf {
         http: "limit_req_zone $binary_remote_addr zone=layers:1m rate=1r/m;\n".into(),
         server: format!(
             "location = {} {{\n    limit_req zone=layers;\n    limit_req_status 429;\n    \
@@ -725,16 +761,32 @@ fn nginx_limit_req_is_http_429_toomanyrequests() {
             http_layer_path()
         ),
         ..Default::default()
+    }
     };
     // 3 nodes: one gets the layer; dockerd never retries a 429, containerd retries it.
     for (client, scenario, want) in [
         ("dockerd", dockerd(3, None, ""), 2),
         ("containerd", scenario(3, "containerd", None, ""), 10),
     ] {
-        let lb = Nginx::start(&dir.path().join(format!("lb-{client}")), LAB_REGISTRY_PORT, conf());
-        let r = run(&dir.path().join(client), &scenario, &lb.url(), HTTP_IMAGE, &[]);
+        let lb = Nginx::start(
+            &dir.path().join(format!("lb-{client}")),
+            LAB_REGISTRY_PORT,
+            conf(),
+        );
+        let r = run(
+            &dir.path().join(client),
+            &scenario,
+            &lb.url(),
+            HTTP_IMAGE,
+            &[],
+        );
         let v = r.result();
-        assert_eq!(errors(&v, "http_429"), want, "{client}: {}", error_summary(&v));
+        assert_eq!(
+            errors(&v, "http_429"),
+            want,
+            "{client}: {}",
+            error_summary(&v)
+        );
         only(&v, &["http_429"]);
         assert_eq!(u(&v, "pulls.completed"), 1, "{client}");
         assert_eq!(u(&v, "pulls.failed"), 2, "{client}");

@@ -31,10 +31,7 @@ fn herd_chain(dir: &std::path::Path, nofile: u64, fixed: bool) -> (Nginx, Docker
     let conf = if fixed {
         NginxConf {
             worker_connections: Some(4096),
-            main: format!(
-                "worker_rlimit_nofile {};\n",
-                65535.min(nofile_hard_limit())
-            ),
+            main: format!("worker_rlimit_nofile {};\n", 65535.min(nofile_hard_limit())),
             ..Default::default()
         }
     } else {
@@ -64,11 +61,17 @@ fn seed_000_a_herd_kills_a_docker_proxy_with_nofile_1024_and_passes_with_the_fix
     // two TCP connections), so 1024 fds hold about 165 connections.
     let (_nginx, mut proxy) = herd_chain(&dir.path().join("broken"), 1024, false);
     let v = seed000_run(&dir.path().join("herd"), &proxy.url(), &[]);
-    eprintln!("seed 000, herd of 320 through docker-proxy at nofile 1024: {}", error_summary(&v));
+    eprintln!(
+        "seed 000, herd of 320 through docker-proxy at nofile 1024: {}",
+        error_summary(&v)
+    );
     assert_eq!(u(&v, "pulls.planned"), 320);
     assert!(u(&v, "pulls.failed") > 0, "{}", error_summary(&v));
     assert_eq!(errors(&v, "other"), 0, "{}", error_summary(&v));
-    only_errors(&v, &["connection_reset", "unexpected_eof", "connect_refused"]);
+    only_errors(
+        &v,
+        &["connection_reset", "unexpected_eof", "connect_refused"],
+    );
     // The proxy gave up: "Stopping proxy ... too many open files" and exited.
     assert!(proxy.daemon.exited().is_some(), "docker-proxy still runs");
     let log = proxy.daemon.output();
@@ -231,10 +234,7 @@ fn seed_001_a_big_layer_is_cut_at_three_quarters_refused_a_resume_and_fails_afte
         .map(|b| *b as f64 / SEED001_LAYER as f64)
         .collect();
     eprintln!("seed 001 cuts at {shares:.3?} of the layer");
-    assert!(
-        shares.iter().all(|s| (0.6..0.95).contains(s)),
-        "{shares:?}"
-    );
+    assert!(shares.iter().all(|s| (0.6..0.95).contains(s)), "{shares:?}");
     // The two restarts threw away what attempts 1 and 3 had received.
     let wasted = u(&v, "bytes.wasted");
     assert!(

@@ -348,7 +348,10 @@ impl Nginx {
             }
         }
         let mut env = vec![
-            ("LAB_NGINX_SITES", conf.sites.unwrap_or("default").to_string()),
+            (
+                "LAB_NGINX_SITES",
+                conf.sites.unwrap_or("default").to_string(),
+            ),
             ("LAB_PORT_NGINX", port.to_string()),
             ("LAB_PORT_NGINX_STATUS", status.to_string()),
             ("LAB_PORT_REGISTRY", upstream_port.to_string()),
@@ -456,10 +459,7 @@ impl Haproxy {
         wait_for("haproxy", Duration::from_secs(20), || {
             http_status(p[1], "/stats") == Some(200)
         });
-        Haproxy {
-            daemon,
-            port: p[0],
-        }
+        Haproxy { daemon, port: p[0] }
     }
 
     /// haproxy with a whole config of the caller's (`@@PORT@@` is replaced by its port).
