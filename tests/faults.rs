@@ -3,9 +3,10 @@
 //! with a small bounded fleet, and checks the exact counter of the class it must record,
 //! with `errors.other == 0`.
 //!
-//! They need the lab (`scripts/lab.sh up`; scripts/test.sh starts it). A test that needs a
-//! special LB or a registry it may freeze, kill or corrupt starts its own instance from the
-//! lab's templates on free 127.0.0.1 ports (tests/instances), stopped by pid when it ends.
+//! Each test starts the registry and LB it needs (a registry it may freeze, kill or corrupt,
+//! an LB with the fault's knob) from the lab's templates on free 127.0.0.1 ports
+//! (tests/instances), stopped by pid when it ends; they need the lab's packages, which
+//! `scripts/lab.sh up` installs (scripts/test.sh runs them after it).
 
 mod common;
 mod instances;
@@ -14,7 +15,7 @@ use common::*;
 use instances::*;
 use std::time::Duration;
 
-/// Config + one 8 MiB layer, in the shared lab (seeded once).
+/// Config + one 8 MiB layer.
 const ONE: &str = "lab/faults-one:v1";
 const ONE_LAYERS: &str = "8MiB";
 const ONE_SEED: u64 = 41;
@@ -69,11 +70,11 @@ fn only(v: &serde_json::Value, allowed: &[&str]) {
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn a_slow_reader_is_reset_by_nginx_send_timeout() {
-    lab_image(ONE, ONE_LAYERS, ONE_SEED);
     let dir = tmp();
+    let registry = Registry::with_image(&dir.path().join("registry"), ONE, ONE_LAYERS, ONE_SEED);
     let lb = Nginx::start(
         &dir.path().join("lb"),
-        LAB_REGISTRY_PORT,
+        registry.port,
         NginxConf {
             server: "send_timeout 500ms;\nreset_timedout_connection on;\n".into(),
             ..Default::default()
@@ -119,11 +120,11 @@ fn a_slow_reader_is_reset_by_nginx_send_timeout() {
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn a_slow_reader_is_reset_by_haproxy_timeout_client_with_nolinger() {
-    lab_image(ONE, ONE_LAYERS, ONE_SEED);
     let dir = tmp();
+    let registry = Registry::with_image(&dir.path().join("registry"), ONE, ONE_LAYERS, ONE_SEED);
     let lb = Haproxy::lab(
         &dir.path().join("lb"),
-        LAB_REGISTRY_PORT,
+        registry.port,
         &[
             ("LAB_HAPROXY_TIMEOUT_CLIENT", "500ms".into()),
             ("LAB_HAPROXY_EXTRA", "option nolinger".into()),
@@ -508,7 +509,6 @@ fn a_registry_out_of_fds_fails_pulls_as_target_faults_not_client_ones() {
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn a_plan_that_needs_more_fds_than_the_harness_may_open_is_refused() {
-    require_lab();
     let dir = tmp();
     let file = dir.path().join("s.toml");
     // 100 nodes x 3 slots + 64 > 256.
@@ -518,7 +518,9 @@ fn a_plan_that_needs_more_fds_than_the_harness_may_open_is_refused() {
         .arg(env!("CARGO_BIN_EXE_pullstorm"))
         .arg("run")
         .arg(&file)
-        .args(["--target", LAB_NGINX, "--image", ONE, "--quiet", "--out"])
+        // Refused before anything is contacted: nothing needs to listen there.
+        .args(["--target", &format!("http://127.0.0.1:{}", free_port())])
+        .args(["--image", ONE, "--quiet", "--out"])
         .arg(dir.path().join("out"))
         .output()
         .unwrap();
@@ -538,13 +540,19 @@ fn a_plan_that_needs_more_fds_than_the_harness_may_open_is_refused() {
 fn emfile_in_the_harness_is_client_fd_exhausted() {
     // 12 small layers: each node opens a new connection every ~0.2 s.
     let layers = vec!["512KiB"; 12].join(",");
-    lab_image("lab/faults-many:v1", Box::leak(layers.into_boxed_str()), 42);
     let dir = tmp();
+    let registry = Registry::with_image(
+        &dir.path().join("registry"),
+        "lab/faults-many:v1",
+        &layers,
+        42,
+    );
+    let run_dir = dir.path().join("run");
     let child = spawn_run(
-        dir.path(),
+        &run_dir,
         "[fleet]\nclusters = 8\nnodes_per_cluster = 8\nnode_bandwidth = \"1MB/s\"\n\
          [client]\nbackoff = \"100ms\"\n[run]\nduration = \"60s\"\n",
-        LAB_NGINX,
+        &registry.url(),
         "lab/faults-many:v1",
         &[],
     );
@@ -570,7 +578,7 @@ fn emfile_in_the_harness_is_client_fd_exhausted() {
     limit("32");
     std::thread::sleep(Duration::from_secs(2));
     limit(&hard);
-    let r = finish_run(child, dir.path());
+    let r = finish_run(child, &run_dir);
     let v = r.result();
     assert!(
         errors(&v, "client_fd_exhausted") > 0,
@@ -590,7 +598,6 @@ fn emfile_in_the_harness_is_client_fd_exhausted() {
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn nothing_listening_at_start_is_exit_3() {
-    require_lab();
     let dir = tmp();
     // Directly: connection refused.
     let port = free_port();
@@ -700,11 +707,12 @@ fn http_layer_path() -> String {
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn a_503_on_the_layer_is_http_503_with_its_registry_code() {
-    lab_image(HTTP_IMAGE, "1MiB", HTTP_SEED);
     let dir = tmp();
+    let registry =
+        Registry::with_image(&dir.path().join("registry"), HTTP_IMAGE, "1MiB", HTTP_SEED);
     let lb = Nginx::start(
         &dir.path().join("lb"),
-        LAB_REGISTRY_PORT,
+        registry.port,
         NginxConf {
             server: format!(
                 "location = {} {{\n    default_type application/json;\n    \
@@ -747,8 +755,9 @@ fn a_503_on_the_layer_is_http_503_with_its_registry_code() {
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn nginx_limit_req_is_http_429_toomanyrequests() {
-    lab_image(HTTP_IMAGE, "1MiB", HTTP_SEED);
     let dir = tmp();
+    let registry =
+        Registry::with_image(&dir.path().join("registry"), HTTP_IMAGE, "1MiB", HTTP_SEED);
     // One layer GET a minute from 127.0.0.1, rejected with a registry-style error.
     let conf = || {
         NginxConf {
@@ -770,7 +779,7 @@ fn nginx_limit_req_is_http_429_toomanyrequests() {
     ] {
         let lb = Nginx::start(
             &dir.path().join(format!("lb-{client}")),
-            LAB_REGISTRY_PORT,
+            registry.port,
             conf(),
         );
         let r = run(

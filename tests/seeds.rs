@@ -3,8 +3,9 @@
 //! instances of its own, built from the same lab templates as the lab's `faults` variant,
 //! shows the failure, then shows the fix passing.
 //!
-//! They need the lab (`scripts/lab.sh up`; scripts/test.sh starts it): the images live in
-//! its registry, and each test's LBs proxy to it.
+//! Each test starts its own registry (holding the seed's image) and LBs from the lab's
+//! templates (tests/instances); they need the lab's packages, which `scripts/lab.sh up`
+//! installs (scripts/test.sh runs them after it).
 
 mod common;
 mod instances;
@@ -26,8 +27,13 @@ const SEED000: &str = "scenarios/seed-herd-fd-exhaustion.toml";
 const SEED000_IMAGE: &str = "lab/seed000:v1";
 
 /// docker-proxy (nofile `nofile`) -> nginx (Harbor's template; `fixed` = the seed's tuning)
-/// -> the lab's registry.
-fn herd_chain(dir: &std::path::Path, nofile: u64, fixed: bool) -> (Nginx, DockerProxy) {
+/// -> `registry`.
+fn herd_chain(
+    dir: &std::path::Path,
+    registry: &Registry,
+    nofile: u64,
+    fixed: bool,
+) -> (Nginx, DockerProxy) {
     let conf = if fixed {
         NginxConf {
             worker_connections: Some(4096),
@@ -37,7 +43,7 @@ fn herd_chain(dir: &std::path::Path, nofile: u64, fixed: bool) -> (Nginx, Docker
     } else {
         NginxConf::default()
     };
-    let nginx = Nginx::start(&dir.join("nginx"), LAB_REGISTRY_PORT, conf);
+    let nginx = Nginx::start(&dir.join("nginx"), registry.port, conf);
     let proxy = DockerProxy::start(&dir.join("proxy"), nginx.port, nofile as u32);
     (nginx, proxy)
 }
@@ -53,13 +59,18 @@ fn seed000_run(dir: &std::path::Path, target: &str, extra: &[&str]) -> serde_jso
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn seed_000_a_herd_kills_a_docker_proxy_with_nofile_1024_and_passes_with_the_fix() {
-    lab_image(SEED000_IMAGE, "512KiB,512KiB,512KiB", 1);
     let dir = tmp();
+    let registry = Registry::with_image(
+        &dir.path().join("registry"),
+        SEED000_IMAGE,
+        "512KiB,512KiB,512KiB",
+        1,
+    );
 
     // The full herd: 320 nodes x 3 slots = 960 connections. docker-proxy spends 6 fds on
     // each (its two sockets and a pipe pair for splice(2) per direction: Go's io.Copy between
     // two TCP connections), so 1024 fds hold about 165 connections.
-    let (_nginx, mut proxy) = herd_chain(&dir.path().join("broken"), 1024, false);
+    let (_nginx, mut proxy) = herd_chain(&dir.path().join("broken"), &registry, 1024, false);
     let v = seed000_run(&dir.path().join("herd"), &proxy.url(), &[]);
     eprintln!(
         "seed 000, herd of 320 through docker-proxy at nofile 1024: {}",
@@ -83,7 +94,7 @@ fn seed_000_a_herd_kills_a_docker_proxy_with_nofile_1024_and_passes_with_the_fix
     drop(proxy);
 
     // A small batch (4 clusters: 120 connections, ~730 fds) fits under the same limit.
-    let (_nginx, proxy) = herd_chain(&dir.path().join("broken-small"), 1024, false);
+    let (_nginx, proxy) = herd_chain(&dir.path().join("broken-small"), &registry, 1024, false);
     let v = seed000_run(
         &dir.path().join("small"),
         &proxy.url(),
@@ -94,7 +105,12 @@ fn seed_000_a_herd_kills_a_docker_proxy_with_nofile_1024_and_passes_with_the_fix
     drop(proxy);
 
     // The fix: nofile raised (65535 in the seed; the hard limit here), nginx tuned.
-    let (_nginx, proxy) = herd_chain(&dir.path().join("fixed"), nofile_hard_limit(), true);
+    let (_nginx, proxy) = herd_chain(
+        &dir.path().join("fixed"),
+        &registry,
+        nofile_hard_limit(),
+        true,
+    );
     let fds = FdPeak::watch(proxy.daemon.pid());
     let v = seed000_run(&dir.path().join("fixed-herd"), &proxy.url(), &[]);
     let peak_fds = fds.stop();
@@ -147,20 +163,22 @@ const SEED001: &str = "scenarios/seed-big-layer-lb-timeout.toml";
 const SEED001_IMAGE: &str = "lab/seed001:v1";
 const SEED001_LAYER: u64 = 52 << 20;
 
-/// The lab's `faults` nginx site on ports of its own: the seed-001 LB and the Harbor-like
-/// hop behind it, in front of the lab's registry.
+/// A registry with the seed's image and the lab's `faults` nginx site on ports of its own:
+/// the seed-001 LB and the Harbor-like hop behind it.
 struct Seed001 {
     nginx: Nginx,
     lb: u16,
     hop: u16,
+    _registry: Registry,
 }
 
 impl Seed001 {
     fn start(dir: &std::path::Path, send_timeout: &str) -> Seed001 {
+        let registry = Registry::with_image(&dir.join("registry"), SEED001_IMAGE, "52MiB,4MiB", 1);
         let p = free_ports(4);
         let nginx = Nginx::start(
-            dir,
-            LAB_REGISTRY_PORT,
+            &dir.join("nginx"),
+            registry.port,
             NginxConf {
                 sites: Some("faults"),
                 env: vec![
@@ -177,6 +195,7 @@ impl Seed001 {
             nginx,
             lb: p[0],
             hop: p[1],
+            _registry: registry,
         }
     }
 
@@ -193,16 +212,11 @@ impl Seed001 {
     }
 }
 
-fn seed001_image() {
-    lab_image(SEED001_IMAGE, "52MiB,4MiB", 1);
-}
-
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn seed_001_a_big_layer_is_cut_at_three_quarters_refused_a_resume_and_fails_after_5_attempts() {
-    seed001_image();
     let dir = tmp();
-    let s = Seed001::start(&dir.path().join("nginx"), "1s");
+    let s = Seed001::start(dir.path(), "1s");
     let v = s.run(&dir.path().join("run"), s.lb);
     eprintln!("seed 001 through the LB: {}", error_summary(&v));
     // Attempts 1, 3, 5 from byte 0: cut (unexpected EOF). Attempts 2, 4 resume with Range:
@@ -255,9 +269,8 @@ fn seed_001_a_big_layer_is_cut_at_three_quarters_refused_a_resume_and_fails_afte
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn seed_001_passes_when_the_lb_is_bypassed() {
-    seed001_image();
     let dir = tmp();
-    let s = Seed001::start(&dir.path().join("nginx"), "1s");
+    let s = Seed001::start(dir.path(), "1s");
     // Straight to the Harbor-like hop (same send_timeout): a steady reader is never cut.
     let v = s.run(&dir.path().join("run"), s.hop);
     assert_eq!(u(&v, "pulls.completed"), 1, "{}", error_summary(&v));
@@ -268,11 +281,10 @@ fn seed_001_passes_when_the_lb_is_bypassed() {
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn seed_001_passes_when_the_timeout_is_raised() {
-    seed001_image();
     let dir = tmp();
     // The seed's fix: timeouts of 600 s. The LB still stops reading while its temp file
     // drains, but the hop now waits longer than that.
-    let s = Seed001::start(&dir.path().join("nginx"), "600s");
+    let s = Seed001::start(dir.path(), "600s");
     let v = s.run(&dir.path().join("run"), s.lb);
     assert_eq!(u(&v, "pulls.completed"), 1, "{}", error_summary(&v));
     only_errors(&v, &[]);

@@ -46,7 +46,7 @@ fn haproxy_config(nginx_port: u16) -> String {
          defaults\n    mode http\n    log global\n    timeout connect 5s\n    \
          timeout client 1h\n    timeout server 1h\n\
          frontend trace\n    bind 127.0.0.1:@@PORT@@\n{captures}    \
-         log-format \"TRACE %Ts.%ms %Ta %HM %HU %ST %B %hr\"\n    default_backend lb\n\
+         log-format \"TRACE %Ts.%ms %Th %Ti %Ta %HM %HU %ST %B %hr\"\n    default_backend lb\n\
          backend lb\n    server lb 127.0.0.1:{nginx_port}\n"
     )
 }
@@ -54,7 +54,7 @@ fn haproxy_config(nginx_port: u16) -> String {
 /// One request as haproxy saw it.
 #[derive(Debug, Clone)]
 struct Req {
-    /// Accept time, ms since the epoch, and time until the response was sent.
+    /// When the request began, ms since the epoch, and how long until its response was sent.
     at_ms: u64,
     active_ms: u64,
     method: String,
@@ -83,13 +83,18 @@ impl Req {
             .map(|s| s.to_string())
             .collect();
         let range = caps.get(ACCEPT_SLOTS + 1).filter(|s| !s.is_empty());
+        // The connection's accept time plus its handshake and idle time: when this request
+        // began (a kept-alive connection carries several).
+        let accepted = secs.parse::<u64>().ok()? * 1000 + ms.parse::<u64>().ok()?;
+        let waited: u64 =
+            f.get(1)?.parse::<u64>().unwrap_or(0) + f.get(2)?.parse::<u64>().unwrap_or(0);
         Some(Req {
-            at_ms: secs.parse::<u64>().ok()? * 1000 + ms.parse::<u64>().ok()?,
-            active_ms: f.get(1)?.parse().unwrap_or(0),
-            method: f.get(2)?.to_string(),
-            path: f.get(3)?.to_string(),
-            status: f.get(4)?.parse().ok()?,
-            bytes: f.get(5)?.parse().ok()?,
+            at_ms: accepted + waited,
+            active_ms: f.get(3)?.parse().unwrap_or(0),
+            method: f.get(4)?.to_string(),
+            path: f.get(5)?.to_string(),
+            status: f.get(6)?.parse().ok()?,
+            bytes: f.get(7)?.parse().ok()?,
             accept,
             range: range.map(|s| s.to_string()),
         })
@@ -159,7 +164,6 @@ const CUT_SIZE: u64 = 48 << 20;
 
 impl Bench {
     fn start(dir: &Path) -> Bench {
-        require_lab();
         let registry = Registry::start(&dir.join("registry"), None);
         // Digests unique to this run: no client can have the blobs cached from a former run.
         let salt = std::time::SystemTime::now()
@@ -348,7 +352,7 @@ fn describe(image: &Image, r: &Req, t0: u64) -> String {
     };
     format!(
         "{:>7.3}s {:<28} {:>3} {:>9}B  range={:<16} accept[{}]={}",
-        (r.at_ms - t0) as f64 / 1000.0,
+        (r.at_ms as i64 - t0 as i64) as f64 / 1000.0,
         kind,
         r.status,
         r.bytes,

@@ -1,10 +1,12 @@
 //! Private instances of the lab's components for the fault, trace and seed tests.
 //!
-//! A test that needs a special LB (a short `send_timeout`, a registry it may freeze, an fd
-//! limit) starts its own docker-registry, nginx, haproxy or docker-proxy from the lab's own
-//! templates (`lab/run-component.sh` with a private `LAB_STATE` and free ports), on
-//! 127.0.0.1, and stops it by pid when the guard is dropped: the shared lab is never touched.
-//! Every wait here is bounded.
+//! Each test starts the docker-registry, nginx, haproxy or docker-proxy it needs from the
+//! lab's own templates (`lab/run-component.sh` with a private `LAB_STATE` and free ports,
+//! the packages `scripts/lab.sh up` installs), on 127.0.0.1, seeds its image into its own
+//! registry, and stops everything by pid when the guards are dropped. So a test can freeze,
+//! kill or corrupt its registry or give its LB any fault knob, and the shared lab is never
+//! touched (nor needed: a `scripts/lab.sh down` elsewhere cannot break a test). Every wait
+//! here is bounded.
 
 #![allow(dead_code)]
 
@@ -13,12 +15,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// The shared lab's registry and its Harbor-like nginx (`scripts/lab.sh up`).
-pub const LAB_REGISTRY_PORT: u16 = 5000;
-pub const LAB_NGINX: &str = "http://127.0.0.1:8080";
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,15 +66,6 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
-/// Checks the shared lab answers (scripts/test.sh starts it).
-pub fn require_lab() {
-    assert_eq!(
-        http_status(8080, "/v2/"),
-        Some(200),
-        "the lab is not up: run scripts/lab.sh up (scripts/test.sh does)"
-    );
-}
-
 /// Pushes a deterministic image with `pullstorm seed`; returns the manifest digest.
 pub fn seed(registry: &str, image: &str, layers: &str, seed: u64) -> String {
     let out = common::bin()
@@ -91,18 +79,6 @@ pub fn seed(registry: &str, image: &str, layers: &str, seed: u64) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// Seeds `image` into the shared lab once per test binary.
-pub fn lab_image(image: &'static str, layers: &'static str, seed_no: u64) {
-    static SEEDED: OnceLock<std::sync::Mutex<Vec<&'static str>>> = OnceLock::new();
-    let seeded = SEEDED.get_or_init(Default::default);
-    let mut done = seeded.lock().unwrap_or_else(|p| p.into_inner());
-    if !done.contains(&image) {
-        require_lab();
-        seed(LAB_NGINX, image, layers, seed_no);
-        done.push(image);
-    }
 }
 
 /// Digests of the image `pullstorm seed` pushes for `seed` and `layers` (sizes in bytes).
@@ -283,6 +259,13 @@ impl Registry {
             debug_port,
             nofile,
         }
+    }
+
+    /// A registry holding `image` (`pullstorm seed` with these layers and seed).
+    pub fn with_image(dir: &Path, image: &str, layers: &str, seed_no: u64) -> Registry {
+        let r = Registry::start(dir, None);
+        seed(&r.url(), image, layers, seed_no);
+        r
     }
 
     pub fn url(&self) -> String {
