@@ -62,7 +62,7 @@ variant_components() {
     basic) echo "registry-basic nginx" ;;
     token) echo "token registry-token nginx" ;;
     tls) echo "registry nginx" ;;
-    faults) echo "registry nginx herd-proxy" ;;
+    faults) echo "registry nginx herd-proxy" ;;   # with default (cmd_up adds it)
     *) return 1 ;;
   esac
 }
@@ -376,6 +376,8 @@ cmd_up() {
     shift
   done
   ((${#want[@]})) || want=("${ALL_VARIANTS[@]}")
+  # The fault LBs build on the default variant (herd-proxy forwards to nginx :8080).
+  if [[ " ${want[*]} " == *" faults "* && " ${want[*]} " != *" default "* ]]; then want=(default "${want[@]}"); fi
 
   lock
   mkdir -p "$LAB_DIR"/{conf,data,logs,run}

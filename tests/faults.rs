@@ -539,7 +539,7 @@ fn a_plan_that_needs_more_fds_than_the_harness_may_open_is_refused() {
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn emfile_in_the_harness_is_client_fd_exhausted() {
     // 12 small layers: each node opens a new connection every ~0.2 s.
-    let layers = vec!["512KiB"; 12].join(",");
+    let layers = ["512KiB"; 12].join(",");
     let dir = tmp();
     let registry = Registry::with_image(
         &dir.path().join("registry"),
