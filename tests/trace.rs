@@ -36,11 +36,12 @@ fn haproxy_config(nginx_port: u16) -> String {
     for n in 1..=ACCEPT_SLOTS {
         writeln!(
             captures,
-            "    http-request capture req.fhdr(accept,{n}) len 200"
+            "    http-request capture req.fhdr(accept,{n}) len 300"
         )
         .unwrap();
     }
     captures.push_str("    http-request capture req.fhdr(range) len 64\n");
+    captures.push_str("    http-request capture req.fhdr(user-agent) len 160\n");
     format!(
         "global\n    log stdout format raw local0 info\n\
          defaults\n    mode http\n    log global\n    timeout connect 5s\n    \
@@ -63,6 +64,7 @@ struct Req {
     bytes: u64,
     accept: Vec<String>,
     range: Option<String>,
+    agent: String,
 }
 
 impl Req {
@@ -83,6 +85,7 @@ impl Req {
             .map(|s| s.to_string())
             .collect();
         let range = caps.get(ACCEPT_SLOTS + 1).filter(|s| !s.is_empty());
+        let agent = caps.get(ACCEPT_SLOTS + 2).map(|s| s.to_string());
         // The connection's accept time plus its handshake and idle time: when this request
         // began (a kept-alive connection carries several).
         let accepted = secs.parse::<u64>().ok()? * 1000 + ms.parse::<u64>().ok()?;
@@ -97,6 +100,7 @@ impl Req {
             bytes: f.get(7)?.parse().ok()?,
             accept,
             range: range.map(|s| s.to_string()),
+            agent: agent.unwrap_or_default(),
         })
     }
 }
@@ -262,7 +266,11 @@ impl Bench {
         reqs.sort_by_key(|r| r.at_ms);
         let image = if cut { &self.cut } else { &self.clean };
         let preflight = preflight_len(image, &reqs);
-        writeln!(self.report, "\n### {what}\n\n```").unwrap();
+        let agent = reqs
+            .get(preflight)
+            .map(|r| r.agent.clone())
+            .unwrap_or_default();
+        writeln!(self.report, "\n### {what}\n\nUser-Agent: `{agent}`\n\n```").unwrap();
         let t0 = reqs.get(preflight).map(|r| r.at_ms).unwrap_or(0);
         for (i, r) in reqs.iter().enumerate() {
             let line = describe(image, r, t0);
