@@ -580,6 +580,7 @@ fn emfile_in_the_harness_is_client_fd_exhausted() {
     limit(&hard);
     let r = finish_run(child, &run_dir);
     let v = r.result();
+    eprintln!("harness limit at 32 fds for 2 s: {}", error_summary(&v));
     assert!(
         errors(&v, "client_fd_exhausted") > 0,
         "{}\n{}",
