@@ -14,7 +14,7 @@
 #   LAB_NOFILE    start the daemon under prlimit --nofile=N:N
 #   LAB_NGINX_WORKER_CONNECTIONS (1024), LAB_HAPROXY_TIMEOUT_CLIENT / _SERVER (1h),
 #   LAB_HAPROXY_EXTRA (one more line in haproxy's defaults, e.g. "option nolinger")
-#   LAB_FAULT_SEND_TIMEOUT (1s), LAB_SEED001_TEMP_FILE (32m), LAB_SEED001_SEND_TIMEOUT (1s):
+#   LAB_FAULT_SEND_TIMEOUT (1s), LAB_SEED001_TEMP_FILE (64m), LAB_SEED001_SEND_TIMEOUT (1s):
 #                 the "faults" site (lab/nginx/sites/faults.conf)
 #   LAB_HERD_NOFILE  nofile of herd-proxy, the docker-proxy of seed 000 (default 1024)
 #   LAB_REGISTRY_*   passed to the registries as REGISTRY_* (config overrides); the caller's
@@ -48,7 +48,7 @@ export LAB_HAPROXY_TIMEOUT_CLIENT="${LAB_HAPROXY_TIMEOUT_CLIENT:-1h}"
 export LAB_HAPROXY_TIMEOUT_SERVER="${LAB_HAPROXY_TIMEOUT_SERVER:-1h}"
 export LAB_HAPROXY_EXTRA="${LAB_HAPROXY_EXTRA:-# LAB_HAPROXY_EXTRA: none}"
 export LAB_FAULT_SEND_TIMEOUT="${LAB_FAULT_SEND_TIMEOUT:-1s}"
-export LAB_SEED001_TEMP_FILE="${LAB_SEED001_TEMP_FILE:-32m}"
+export LAB_SEED001_TEMP_FILE="${LAB_SEED001_TEMP_FILE:-64m}"
 export LAB_SEED001_SEND_TIMEOUT="${LAB_SEED001_SEND_TIMEOUT:-1s}"
 
 render_only=0

@@ -161,7 +161,7 @@ impl FdPeak {
 
 const SEED001: &str = "scenarios/seed-big-layer-lb-timeout.toml";
 const SEED001_IMAGE: &str = "lab/seed001:v1";
-const SEED001_LAYER: u64 = 52 << 20;
+const SEED001_LAYER: u64 = 100 << 20;
 
 /// A registry with the seed's image and the lab's `faults` nginx site on ports of its own:
 /// the seed-001 LB and the Harbor-like hop behind it.
@@ -174,7 +174,7 @@ struct Seed001 {
 
 impl Seed001 {
     fn start(dir: &std::path::Path, send_timeout: &str) -> Seed001 {
-        let registry = Registry::with_image(&dir.join("registry"), SEED001_IMAGE, "52MiB,4MiB", 1);
+        let registry = Registry::with_image(&dir.join("registry"), SEED001_IMAGE, "100MiB,4MiB", 1);
         let p = free_ports(4);
         let nginx = Nginx::start(
             &dir.join("nginx"),
