@@ -9,9 +9,14 @@
 #   LAB_HOST_*    where each upstream lives: 127.0.0.1 natively, the service name in compose
 #                 (REGISTRY REGISTRY_REDIS REGISTRY_BASIC REGISTRY_TOKEN REDIS TOKEN NGINX)
 #   LAB_PORT_*    ports, defaults in lab/ports.env
-#   LAB_NGINX_SITES  nginx server blocks to enable (default: all: default redis basic token tls)
+#   LAB_NGINX_SITES  nginx server blocks to enable (default: all: default redis basic token tls;
+#                 "faults" is the fault LBs' site, native lab only)
 #   LAB_NOFILE    start the daemon under prlimit --nofile=N:N
-#   LAB_NGINX_WORKER_CONNECTIONS (1024), LAB_HAPROXY_TIMEOUT_CLIENT / _SERVER (1h)
+#   LAB_NGINX_WORKER_CONNECTIONS (1024), LAB_HAPROXY_TIMEOUT_CLIENT / _SERVER (1h),
+#   LAB_HAPROXY_EXTRA (one more line in haproxy's defaults, e.g. "option nolinger")
+#   LAB_FAULT_SEND_TIMEOUT (1s), LAB_SEED001_TEMP_FILE (64m), LAB_SEED001_SEND_TIMEOUT (1s):
+#                 the "faults" site (lab/nginx/sites/faults.conf)
+#   LAB_HERD_NOFILE  nofile of herd-proxy, the docker-proxy of seed 000 (default 1024)
 #   LAB_REGISTRY_*   passed to the registries as REGISTRY_* (config overrides); the caller's
 #                 own REGISTRY_* variables are dropped
 #
@@ -23,7 +28,7 @@
 # is an error, never an empty string.
 set -euo pipefail
 
-COMPONENTS="redis token registry registry-redis registry-basic registry-token nginx haproxy mirror"
+COMPONENTS="redis token registry registry-redis registry-basic registry-token nginx haproxy mirror herd-proxy"
 
 die() { echo "run-component: error: $*" >&2; exit 1; }
 
@@ -41,12 +46,16 @@ export LAB_NGINX_SITES="${LAB_NGINX_SITES:-default redis basic token tls}"
 export LAB_NGINX_WORKER_CONNECTIONS="${LAB_NGINX_WORKER_CONNECTIONS:-1024}"
 export LAB_HAPROXY_TIMEOUT_CLIENT="${LAB_HAPROXY_TIMEOUT_CLIENT:-1h}"
 export LAB_HAPROXY_TIMEOUT_SERVER="${LAB_HAPROXY_TIMEOUT_SERVER:-1h}"
+export LAB_HAPROXY_EXTRA="${LAB_HAPROXY_EXTRA:-# LAB_HAPROXY_EXTRA: none}"
+export LAB_FAULT_SEND_TIMEOUT="${LAB_FAULT_SEND_TIMEOUT:-1s}"
+export LAB_SEED001_TEMP_FILE="${LAB_SEED001_TEMP_FILE:-64m}"
+export LAB_SEED001_SEND_TIMEOUT="${LAB_SEED001_SEND_TIMEOUT:-1s}"
 
 render_only=0
 case "${1:-}" in
   --list) echo "$COMPONENTS"; exit 0 ;;
   --render) render_only=1; shift ;;
-  ""|-h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  ""|-h|--help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
 component="${1:-}"
 [[ " $COMPONENTS " == *" $component "* ]] || die "unknown component '$component' (one of: $COMPONENTS)"
@@ -114,7 +123,7 @@ case "$component" in
       LAB_NGINX_USER_DIRECTIVE="# (not root: workers run as $(id -un))"
       export LAB_NGINX_USER_DIRECTIVE
     fi
-    mkdir -p "$conf/nginx/sites.new" "$conf/nginx/override.d" "$conf/nginx/main.d" "$LAB_STATE/nginx/tmp"
+    mkdir -p "$conf/nginx/sites.new" "$conf/nginx/override.d" "$conf/nginx/main.d" "$conf/nginx/http.d" "$LAB_STATE/nginx/tmp"
     for site in $LAB_NGINX_SITES; do
       [[ -f "$LAB_CONFIG/nginx/sites/$site.conf" ]] || die "no nginx site '$site' in $LAB_CONFIG/nginx/sites"
       render "$LAB_CONFIG/nginx/sites/$site.conf" "$conf/nginx/sites.new/$site.conf"
@@ -130,6 +139,21 @@ case "$component" in
     render "$LAB_CONFIG/haproxy/haproxy.cfg" "$conf/haproxy.cfg"
     cmd=(haproxy -db -f "$conf/haproxy.cfg")
     ;;
+  herd-proxy)
+    # Seed 000: Docker's userland port proxy in front of the LB, with the nofile limit a
+    # dockerd started by hand passes on (1024). It stops accepting on the first accept error
+    # (EMFILE) and exits: the "docker-proxy dies" of the seed. docker-proxy ships with the
+    # Docker engine (Debian docker.io: /usr/sbin; Docker CE: /usr/bin).
+    proxy="$(command -v docker-proxy || true)"
+    for p in /usr/sbin/docker-proxy /usr/bin/docker-proxy /usr/libexec/docker/docker-proxy; do
+      [[ -n "$proxy" ]] && break
+      [[ -x "$p" ]] && proxy="$p"
+    done
+    [[ -n "$proxy" ]] || die "docker-proxy not found (it comes with the Docker engine: Debian docker.io, or docker-ce)"
+    LAB_NOFILE="${LAB_HERD_NOFILE:-1024}"
+    cmd=("$proxy" -proto tcp -host-ip "$LAB_BIND" -host-port "$LAB_PORT_HERD_PROXY"
+         -container-ip "$LAB_HOST_NGINX" -container-port "$LAB_PORT_NGINX")
+    ;;
 esac
 
 if ((render_only)); then
@@ -137,6 +161,9 @@ if ((render_only)); then
   exit 0
 fi
 cd "$LAB_STATE"
+# docker-proxy reports its start to its parent (dockerd) on fd 3; without one it closes
+# whatever fd 3 is, its own listener. Give it a file.
+if [[ "$component" == herd-proxy ]]; then exec 3>"$LAB_STATE/run/herd-proxy.status"; fi
 # LAB_NOFILE=N: start the daemon with its fd limit at N (soft and hard), the seed-000 knob.
 if [[ -n "${LAB_NOFILE:-}" ]]; then
   [[ "$LAB_NOFILE" =~ ^[0-9]+$ ]] || die "LAB_NOFILE must be a number"

@@ -12,7 +12,9 @@
 #   scripts/lab.sh compose-pullstorm [ARGS...]              run target/release/pullstorm in it
 #
 # Variants: default (registry + nginx + haproxy + mirror), redis (registry with the Redis
-# blob-descriptor cache), basic (htpasswd), token (bearer tokens), tls (nginx over TLS).
+# blob-descriptor cache), basic (htpasswd), token (bearer tokens), tls (nginx over TLS);
+# "up" starts those five. faults (fault LBs for the seeds: nginx :8085-8087/:8089 and
+# docker-proxy :8088 under nofile 1024) starts only when asked: up --variant faults.
 # Every daemon listens on 127.0.0.1 only; state, logs and pids live in ONE folder,
 # ${PULLSTORM_LAB_DIR:-/tmp/pullstorm-lab}. Ports: lab/ports.env; docs: docs/lab.md.
 #
@@ -35,8 +37,10 @@ COMPOSE_PORT_OFFSET=10000
 . "$LAB_CFG/ports.env"
 
 ALL_VARIANTS=(default redis basic token tls)
+# Started only on request (up --variant faults): deliberately broken LBs.
+EXTRA_VARIANTS=(faults)
 # Start order; "down" goes the other way.
-ORDER=(redis token registry registry-redis registry-basic registry-token nginx haproxy mirror)
+ORDER=(redis token registry registry-redis registry-basic registry-token nginx haproxy mirror herd-proxy)
 NATIVE_PACKAGES=(docker-registry nginx-light redis-server haproxy skopeo apache2-utils openssl
                  curl ca-certificates python3 python3-cryptography iproute2 procps util-linux)
 # Distro services of those packages: never left running on the lab's ports.
@@ -46,7 +50,7 @@ say() { echo "lab: $*"; }
 warn() { echo "lab: warning: $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
 
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 # ---------------------------------------------------------------------------------------
 # The topology
@@ -58,6 +62,7 @@ variant_components() {
     basic) echo "registry-basic nginx" ;;
     token) echo "token registry-token nginx" ;;
     tls) echo "registry nginx" ;;
+    faults) echo "registry nginx herd-proxy" ;;   # with default (cmd_up adds it)
     *) return 1 ;;
   esac
 }
@@ -73,6 +78,7 @@ component_ports() {
     token) echo "$LAB_PORT_TOKEN" ;;
     redis) echo "$LAB_PORT_REDIS" ;;
     haproxy) echo "$LAB_PORT_HAPROXY $LAB_PORT_HAPROXY_STATS" ;;
+    herd-proxy) echo "$LAB_PORT_HERD_PROXY" ;;
     nginx)
       local p="$LAB_PORT_NGINX_STATUS" s
       for s in ${SITES:-}; do p="$p $(site_port "$s")"; done
@@ -87,6 +93,7 @@ site_port() {
     basic) echo "$LAB_PORT_NGINX_BASIC" ;;
     token) echo "$LAB_PORT_NGINX_TOKEN" ;;
     tls) echo "$LAB_PORT_NGINX_TLS" ;;
+    faults) echo "$LAB_PORT_NGINX_RESET $LAB_PORT_NGINX_SEED001 $LAB_PORT_NGINX_NORANGE $LAB_PORT_NGINX_SEED001_UPSTREAM" ;;
   esac
 }
 
@@ -98,6 +105,7 @@ component_exes() {
     token) echo "python3 python3.11 python3.12 python3.13" ;;
     nginx) echo "nginx" ;;
     haproxy) echo "haproxy" ;;
+    herd-proxy) echo "docker-proxy" ;;
   esac
 }
 
@@ -117,7 +125,7 @@ is_lab_process() {
   exe="${exe% (deleted)}"
   exe="${exe##*/}"
   if [[ -n "$comp" ]]; then exes="$(component_exes "$comp")"; else
-    exes="docker-registry redis-server redis-check-rdb redis-check-aof python3 python3.11 python3.12 python3.13 nginx haproxy"
+    exes="docker-registry redis-server redis-check-rdb redis-check-aof python3 python3.11 python3.12 python3.13 nginx haproxy docker-proxy"
   fi
   [[ " $exes " == *" $exe "* ]] || return 1
   cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
@@ -188,7 +196,7 @@ redis_ping() {
 
 # probe COMPONENT: true when the component answers as it should.
 probe() {
-  local c="$1" s code
+  local c="$1" s code p
   case "$c" in
     registry) [[ "$(http_code "http://127.0.0.1:$LAB_PORT_REGISTRY/v2/")" == 200 ]] &&
               [[ "$(http_code "http://127.0.0.1:$LAB_PORT_REGISTRY_DEBUG/metrics")" == 200 ]] ;;
@@ -200,15 +208,19 @@ probe() {
     redis) redis_ping "$LAB_PORT_REDIS" ;;
     haproxy) [[ "$(http_code "http://127.0.0.1:$LAB_PORT_HAPROXY_STATS/stats")" == 200 ]] &&
              [[ "$(http_code "http://127.0.0.1:$LAB_PORT_HAPROXY/v2/")" != 000 ]] ;;
+    herd-proxy) [[ "$(http_code "http://127.0.0.1:$LAB_PORT_HERD_PROXY/v2/")" != 000 ]] ;;
     nginx)
       [[ "$(http_code "http://127.0.0.1:$LAB_PORT_NGINX_STATUS/")" == 200 ]] || return 1
       for s in $SITES; do
         if [[ "$s" == tls ]]; then
           code="$(http_code --cacert "$LAB_DIR/secrets/ca.crt" "https://127.0.0.1:$LAB_PORT_NGINX_TLS/v2/")"
+          [[ "$code" != 000 ]] || return 1
         else
-          code="$(http_code "http://127.0.0.1:$(site_port "$s")/v2/")"
+          for p in $(site_port "$s"); do
+            code="$(http_code "http://127.0.0.1:$p/v2/")"
+            [[ "$code" != 000 ]] || return 1
+          done
         fi
-        [[ "$code" != 000 ]] || return 1
       done ;;
   esac
 }
@@ -326,11 +338,14 @@ start_component() {
 # nginx is shared by every variant: re-render its config with the current sites and reload
 # it when they changed.
 reload_nginx() {
-  local pid="$1" before after s
+  local pid="$1" before after s p
   for s in $SITES; do
-    if [[ ! -f "$LAB_DIR/conf/nginx/sites/$s.conf" ]] && port_open "$(site_port "$s")"; then
-      die "port 127.0.0.1:$(site_port "$s") (nginx site $s) is already in use${s:+ by $(port_owner "$(site_port "$s")")}"
-    fi
+    [[ -f "$LAB_DIR/conf/nginx/sites/$s.conf" ]] && continue
+    for p in $(site_port "$s"); do
+      if port_open "$p"; then
+        die "port 127.0.0.1:$p (nginx site $s) is already in use by $(port_owner "$p")"
+      fi
+    done
   done
   before="$(cat "$LAB_DIR/conf/nginx/sites/"*.conf "$LAB_DIR/conf/nginx/nginx.conf" 2>/dev/null | sha256sum)"
   bash "$LAB_CFG/run-component.sh" --render nginx 9>&- || die "nginx config does not pass nginx -t"
@@ -351,7 +366,7 @@ cmd_up() {
       --variant|-v)
         [[ $# -ge 2 ]] || die "--variant needs a name (${ALL_VARIANTS[*]})"
         for v in ${2//,/ }; do
-          variant_components "$v" >/dev/null || die "unknown variant '$v' (${ALL_VARIANTS[*]})"
+          variant_components "$v" >/dev/null || die "unknown variant '$v' (${ALL_VARIANTS[*]} ${EXTRA_VARIANTS[*]})"
           want+=("$v")
         done
         shift ;;
@@ -361,6 +376,8 @@ cmd_up() {
     shift
   done
   ((${#want[@]})) || want=("${ALL_VARIANTS[@]}")
+  # The fault LBs build on the default variant (herd-proxy forwards to nginx :8080).
+  if [[ " ${want[*]} " == *" faults "* && " ${want[*]} " != *" default "* ]]; then want=(default "${want[@]}"); fi
 
   lock
   mkdir -p "$LAB_DIR"/{conf,data,logs,run}
@@ -421,6 +438,12 @@ print_endpoints() {
   if [[ "$vs" == *" token "* ]]; then
     printf '  %-28s %s\n' "nginx LB -> registry-token" "http://127.0.0.1:$LAB_PORT_NGINX_TOKEN  (Bearer; realm /service/token; issuer :$LAB_PORT_TOKEN)"
   fi
+  if [[ "$vs" == *" faults "* ]]; then
+    printf '  %-28s %s\n' "fault LB: RST, slow readers" "http://127.0.0.1:$LAB_PORT_NGINX_RESET  (send_timeout ${LAB_FAULT_SEND_TIMEOUT:-1s} + reset_timedout_connection)" \
+      "fault LB: Range dropped" "http://127.0.0.1:$LAB_PORT_NGINX_NORANGE" \
+      "seed-001 LB (big layer cut)" "http://127.0.0.1:$LAB_PORT_NGINX_SEED001  (-> Harbor-like hop :$LAB_PORT_NGINX_SEED001_UPSTREAM)" \
+      "seed-000 docker-proxy" "http://127.0.0.1:$LAB_PORT_HERD_PROXY  (nofile ${LAB_HERD_NOFILE:-1024} -> nginx :$LAB_PORT_NGINX)"
+  fi
   if [[ "$vs" == *" basic "* || "$vs" == *" token "* ]]; then
     echo "  credentials: user '$USERNAME', password '$PASSWORD' (test values; PULLSTORM_USERNAME/PULLSTORM_PASSWORD)"
   fi
@@ -455,7 +478,7 @@ cmd_down() {
   rm -f "$LAB_DIR/variants"
   local p busy=""
   for c in "${ORDER[@]}"; do
-    SITES="default redis basic token tls"
+    SITES="default redis basic token tls faults"
     for p in $(component_ports "$c"); do port_open "$p" && busy+="$p "; done
   done
   [[ -z "$busy" ]] || warn "ports still answering after down (not the lab's processes?): $busy"
@@ -540,6 +563,13 @@ export PULLSTORM_LAB_TOKEN=http://$host:$(port "$LAB_PORT_NGINX_TOKEN")
 export PULLSTORM_LAB_USERNAME=$USERNAME
 export PULLSTORM_LAB_PASSWORD=$PASSWORD
 EOF
+  if ((!compose)); then
+    # The fault LBs (up --variant faults) exist in the native lab only.
+    echo "export PULLSTORM_LAB_FAULT_RESET=http://$host:$LAB_PORT_NGINX_RESET"
+    echo "export PULLSTORM_LAB_FAULT_NORANGE=http://$host:$LAB_PORT_NGINX_NORANGE"
+    echo "export PULLSTORM_LAB_SEED001=http://$host:$LAB_PORT_NGINX_SEED001"
+    echo "export PULLSTORM_LAB_SEED000=http://$host:$LAB_PORT_HERD_PROXY"
+  fi
   if ((creds)); then
     echo "export PULLSTORM_USERNAME=$USERNAME"
     echo "export PULLSTORM_PASSWORD=$PASSWORD"

@@ -5,7 +5,10 @@
 #   3. the native lab's own test (it starts and stops the lab), then the compose lab's;
 #   4. the Rust tests against the real lab (docker-registry, nginx, haproxy, mirror,
 #      auth variants, TLS; skopeo, containerd and dockerd cross-checks), with the lab
-#      started here and stopped on exit whatever happens.
+#      started here and stopped on exit whatever happens; then the fault matrix, the
+#      trace-fidelity comparison with dockerd and containerd, and the seed scenarios
+#      (tests/faults.rs, trace.rs, seeds.rs: each starts its own instances of the lab's
+#      components, docs/seeds.md).
 # Tests run in release mode: digest checks of multi-MB blobs are slow without optimisation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,3 +30,4 @@ echo "== pullstorm against the real lab"
 trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
 scripts/lab.sh up >/dev/null
 cargo test --release --test lab -- --include-ignored --test-threads=1
+cargo test --release --test faults --test trace --test seeds -- --include-ignored --test-threads=1
