@@ -52,10 +52,12 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
     let plan = Plan::new(s);
     let embedded = s.target.url.is_none();
 
-    let needed = plan.fds_needed(&profile, embedded);
+    // Fds already open (inherited ones, the runtime's) count against the same limit.
+    let already_open = fds::open_fds();
+    let needed = plan.fds_needed(&profile, embedded) + already_open;
     if needed > limits.soft {
         return Err(Failure::bad_input(format!(
-            "{}: the plan needs up to {needed} file descriptors ({} nodes x {} download slots{}, + {}) but this process may open {} (hard limit {}); lower fleet.clusters, fleet.nodes_per_cluster or client.max_concurrent_downloads, or raise the limit (ulimit -n)",
+            "{}: the plan needs up to {needed} file descriptors ({} nodes x {} download slots{}, + {} spare, + {already_open} already open) but this process may open {} (hard limit {}); lower fleet.clusters, fleet.nodes_per_cluster or client.max_concurrent_downloads, or raise the limit (ulimit -n)",
             opts.loaded.path.display(),
             plan.nodes.len(),
             profile.max_concurrent_downloads,

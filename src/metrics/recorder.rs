@@ -312,6 +312,7 @@ impl Recorder {
                 } else {
                     self.layers_failed += 1;
                 }
+                // Failed layers too: what retrying cost before giving up (seed 001's signature).
                 if let Some(r) = retry_latency {
                     self.observe(Metric::Retry, r);
                 }
