@@ -144,41 +144,19 @@ impl Session {
         let status = ex.status;
         let digest = header_str(&ex.headers, "docker-content-digest");
         drop(ex.body);
-        if !status.is_success() {
-            // A HEAD has no body: GET once to learn the registry's error code.
-            let ex = self
-                .authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers())
-                .await?;
-            let status = ex.status;
-            let body =
-                net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
-            if !status.is_success() {
-                return Err(http_fault(
-                    status,
-                    &body,
-                    Phase::Request,
-                    &format!("GET manifest {tag}"),
-                ));
-            }
-            return Ok(sha256_digest(&body));
-        }
         match digest {
-            Some(d) if super::reference::is_digest(&d) => Ok(d),
-            _ => {
-                let ex = self
-                    .authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers())
-                    .await?;
-                let body =
-                    net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall)
-                        .await?;
-                Ok(sha256_digest(&body))
-            }
+            Some(d) if status.is_success() && super::reference::is_digest(&d) => Ok(d),
+            // No usable digest, or an error a HEAD cannot explain (no body): GET the tag.
+            _ => Ok(sha256_digest(&self.fetch_manifest(tag).await?.0)),
         }
     }
 
-    /// GET a manifest by digest and check its bytes against the digest.
-    async fn get_manifest(&self, digest: &str) -> Result<(Document, usize), Fault> {
-        let url = self.url(&format!("/v2/{}/manifests/{}", self.repo, digest))?;
+    /// GET a manifest by tag or digest: its bytes and Content-Type, or the registry's error.
+    async fn fetch_manifest(
+        &self,
+        reference: &str,
+    ) -> Result<(bytes::Bytes, Option<String>), Fault> {
+        let url = self.url(&format!("/v2/{}/manifests/{}", self.repo, reference))?;
         let ex = self
             .authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers())
             .await?;
@@ -191,9 +169,15 @@ impl Session {
                 status,
                 &body,
                 Phase::Request,
-                &format!("GET manifest {digest}"),
+                &format!("GET manifest {reference}"),
             ));
         }
+        Ok((body, content_type))
+    }
+
+    /// GET a manifest by digest and check its bytes against the digest.
+    async fn get_manifest(&self, digest: &str) -> Result<(Document, usize), Fault> {
+        let (body, content_type) = self.fetch_manifest(digest).await?;
         let actual = sha256_digest(&body);
         if actual != digest {
             return Err(Fault::new(
