@@ -178,6 +178,32 @@ pub struct TargetSummary {
     pub series: Vec<TargetPoint>,
 }
 
+impl TargetSummary {
+    /// A target not sampled yet: nothing measured, one-second steps.
+    fn empty(name: String, kind: TargetKind, pid: Option<u32>, url: Option<String>) -> Self {
+        TargetSummary {
+            name,
+            kind,
+            pid,
+            url,
+            fd_peak: None,
+            fd_limit: None,
+            rss_peak_bytes: None,
+            threads_peak: None,
+            cpu_seconds: None,
+            cpu_peak_pct: None,
+            exited_at_s: None,
+            zombie_at_s: None,
+            samples: 0,
+            failures: 0,
+            last_error: None,
+            peaks: BTreeMap::new(),
+            step_s: 1,
+            series: Vec::new(),
+        }
+    }
+}
+
 /// The newest reading of one target, for the live progress display.
 #[derive(Debug, Clone, Default)]
 pub struct TargetStatus {
@@ -285,26 +311,7 @@ impl Target {
             Source::Endpoint { url, .. } => (None, url.as_ref().ok().map(without_credentials)),
         };
         Target {
-            summary: TargetSummary {
-                name,
-                kind,
-                pid,
-                url,
-                fd_peak: None,
-                fd_limit: None,
-                rss_peak_bytes: None,
-                threads_peak: None,
-                cpu_seconds: None,
-                cpu_peak_pct: None,
-                exited_at_s: None,
-                zombie_at_s: None,
-                samples: 0,
-                failures: 0,
-                last_error: None,
-                peaks: BTreeMap::new(),
-                step_s: 1,
-                series: Vec::new(),
-            },
+            summary: TargetSummary::empty(name, kind, pid, url),
             series: Series::new(),
             source,
         }
@@ -521,24 +528,8 @@ impl Watcher {
             .collect();
         for name in &self.unmatched {
             v.push(TargetSummary {
-                name: name.clone(),
-                kind: TargetKind::Process,
-                pid: None,
-                url: None,
-                fd_peak: None,
-                fd_limit: None,
-                rss_peak_bytes: None,
-                threads_peak: None,
-                cpu_seconds: None,
-                cpu_peak_pct: None,
-                exited_at_s: None,
-                zombie_at_s: None,
-                samples: 0,
-                failures: 0,
                 last_error: Some(format!("no process named {name:?} was found")),
-                peaks: BTreeMap::new(),
-                step_s: 1,
-                series: Vec::new(),
+                ..TargetSummary::empty(name.clone(), TargetKind::Process, None, None)
             });
         }
         v
