@@ -178,18 +178,7 @@ impl TimeChart {
             esc(&self.title)
         );
         // Grid lines and value labels.
-        for (v, label) in &yticks {
-            let yy = y(*v);
-            let _ = write!(
-                s,
-                "<line class=\"gl\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
-                 <text class=\"ax\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                LEFT + plot_w,
-                LEFT - 6.0,
-                yy + 4.0,
-                esc(label)
-            );
-        }
+        y_grid(&mut s, &yticks, LEFT, plot_w, y);
         for (t, label) in fmt::time_ticks(grid.span) {
             let xx = x(t);
             let _ = write!(
@@ -496,18 +485,7 @@ pub fn percentile_chart(title: &str, curves: &[Curve]) -> String {
         "<svg class=\"pc\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\">",
         esc(title)
     );
-    for (v, label) in &yticks {
-        let yy = y(*v);
-        let _ = write!(
-            s,
-            "<line class=\"gl\" x1=\"{L}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
-             <text class=\"ax\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            L + plot_w,
-            L - 6.0,
-            yy + 4.0,
-            esc(label)
-        );
-    }
+    y_grid(&mut s, &yticks, L, plot_w, y);
     for (k, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
         .iter()
         .enumerate()
@@ -624,5 +602,21 @@ mod tests {
         assert!(svg.contains("Above the scale: harness limit 20000<"));
         assert!(svg.contains("nginx limit 512<"));
         assert_eq!(svg.matches("class=\"lim\"").count(), 1);
+    }
+}
+
+/// Horizontal grid lines across the plot, each with its value label left of the axis.
+fn y_grid(s: &mut String, ticks: &[(f64, String)], left: f64, plot_w: f64, y: impl Fn(f64) -> f64) {
+    for (v, label) in ticks {
+        let yy = y(*v);
+        let _ = write!(
+            s,
+            "<line class=\"gl\" x1=\"{left}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
+             <text class=\"ax\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left + plot_w,
+            left - 6.0,
+            yy + 4.0,
+            esc(label)
+        );
     }
 }
