@@ -549,6 +549,22 @@ pub fn percentile_chart(title: &str, curves: &[Curve]) -> String {
     s
 }
 
+/// Horizontal grid lines across the plot, each with its value label left of the axis.
+fn y_grid(s: &mut String, ticks: &[(f64, String)], left: f64, plot_w: f64, y: impl Fn(f64) -> f64) {
+    for (v, label) in ticks {
+        let yy = y(*v);
+        let _ = write!(
+            s,
+            "<line class=\"gl\" x1=\"{left}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
+             <text class=\"ax\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left + plot_w,
+            left - 6.0,
+            yy + 4.0,
+            esc(label)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,21 +618,5 @@ mod tests {
         assert!(svg.contains("Above the scale: harness limit 20000<"));
         assert!(svg.contains("nginx limit 512<"));
         assert_eq!(svg.matches("class=\"lim\"").count(), 1);
-    }
-}
-
-/// Horizontal grid lines across the plot, each with its value label left of the axis.
-fn y_grid(s: &mut String, ticks: &[(f64, String)], left: f64, plot_w: f64, y: impl Fn(f64) -> f64) {
-    for (v, label) in ticks {
-        let yy = y(*v);
-        let _ = write!(
-            s,
-            "<line class=\"gl\" x1=\"{left}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
-             <text class=\"ax\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            left + plot_w,
-            left - 6.0,
-            yy + 4.0,
-            esc(label)
-        );
     }
 }
