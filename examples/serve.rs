@@ -3,7 +3,7 @@
 //! Logs go to stderr; `RUST_LOG=pullstorm=debug` shows every request.
 
 use clap::Parser;
-use pullstorm::target::ServeArgs;
+use pullstorm::registry::ServeArgs;
 
 #[derive(Parser)]
 #[command(name = "serve", about = "Run the embedded synthetic registry")]
@@ -19,7 +19,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Err(failure) = pullstorm::target::serve_main(cli.serve).await {
+    if let Err(failure) = pullstorm::registry::serve_main(cli.serve).await {
         eprintln!("{failure}");
         std::process::exit(failure.code);
     }

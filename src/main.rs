@@ -39,7 +39,7 @@ never from the scenario."
 API: manifests (OCI, docker schema2, an index), blobs with Range, optional Bearer auth, and injected faults \
 for tests. Same seed and layer sizes give the same digests as `pullstorm seed`."
     )]
-    Serve(pullstorm::target::ServeArgs),
+    Serve(pullstorm::registry::ServeArgs),
     /// Push a deterministic synthetic image to a registry and print its digest.
     #[command(
         long_about = "Push a deterministic synthetic image with a real OCI push: HEAD each blob, \
@@ -190,7 +190,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             .block_on(pullstorm::proxy::proxy_main(*args))
             .map(|_| exit::OK),
         Command::Serve(args) => runtime
-            .block_on(pullstorm::target::serve_main(args))
+            .block_on(pullstorm::registry::serve_main(args))
             .map(|_| exit::OK),
         Command::Report(args) => {
             let text = std::fs::read_to_string(&args.result)

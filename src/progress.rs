@@ -61,7 +61,7 @@ pub struct Options {
     pub fd_limit: u64,
     pub mode: Mode,
     /// Watched targets' newest readings ([`crate::metrics::watch::WatchHandle::latest`]).
-    pub targets: Option<Latest>,
+    pub watched: Option<Latest>,
 }
 
 /// The running display; [`ProgressHandle::finish`] stops and clears it.
@@ -98,7 +98,7 @@ pub fn start(gauges: Arc<Gauges>, total_pulls: u64, fd_limit: u64, quiet: bool) 
             total_pulls,
             fd_limit,
             mode: Mode::detect(quiet),
-            targets: None,
+            watched: None,
         },
     )
 }
@@ -164,7 +164,7 @@ impl Snapshot {
             .unwrap_or_default();
         by_class.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let (mut tightest, mut gone) = (None, Vec::new());
-        if let Some(latest) = opts.targets.as_ref().and_then(|l| l.lock().ok()) {
+        if let Some(latest) = opts.watched.as_ref().and_then(|l| l.lock().ok()) {
             let ratio = |fds: u64, limit: Option<u64>| match limit {
                 Some(l) if l > 0 => fds as f64 / l as f64,
                 _ => 0.0,
@@ -342,7 +342,7 @@ fn stop_requested(stopped: &mpsc::Receiver<()>, d: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::watch::TargetStatus;
+    use crate::metrics::watch::WatchedStatus;
     use crate::net::{Fault, FaultClass, Phase};
 
     fn fault(class: FaultClass) -> crate::metrics::Event {
@@ -373,25 +373,25 @@ mod tests {
             kubelet_retry: false,
         });
         let latest: Latest = Arc::new(std::sync::Mutex::new(vec![
-            TargetStatus {
+            WatchedStatus {
                 name: "harness".into(),
                 fds: Some(900),
                 fd_limit: Some(1000),
                 gone: false,
             },
-            TargetStatus {
+            WatchedStatus {
                 name: "nginx[10]".into(),
                 fds: Some(950),
                 fd_limit: Some(1024),
                 gone: false,
             },
-            TargetStatus {
+            WatchedStatus {
                 name: "docker-registry[11]".into(),
                 fds: Some(100),
                 fd_limit: Some(20000),
                 gone: false,
             },
-            TargetStatus {
+            WatchedStatus {
                 name: "nginx[12]".into(),
                 fds: None,
                 fd_limit: Some(1024),
@@ -402,7 +402,7 @@ mod tests {
             total_pulls: 32,
             fd_limit: 20000,
             mode: Mode::Quiet,
-            targets: Some(latest),
+            watched: Some(latest),
         };
         let s = Snapshot::read(
             &g,
@@ -447,7 +447,7 @@ mod tests {
                 mode: Mode::Lines {
                     every: Duration::from_secs(60),
                 },
-                targets: None,
+                watched: None,
             },
         );
         h.finish();

@@ -8,9 +8,9 @@
 mod common;
 
 use pullstorm::proxy::{self, OverLimit, ProxyConfig, ProxyHandle, ProxySection};
+use pullstorm::registry::{EmbeddedConfig, EmbeddedRegistry};
 use pullstorm::scenario::units::{ByteSize, Rate, Span};
 use pullstorm::scenario::{CutWith, EmbeddedSection};
-use pullstorm::target::{EmbeddedConfig, EmbeddedRegistry};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -131,7 +131,7 @@ async fn registry(layers: &[u64]) -> EmbeddedRegistry {
         ..EmbeddedSection::default()
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    pullstorm::target::start(listener, EmbeddedConfig::from_section(&section))
+    pullstorm::registry::start(listener, EmbeddedConfig::from_section(&section))
         .await
         .unwrap()
 }

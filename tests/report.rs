@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use pullstorm::result::model::{ResultDoc, TargetKind, TargetPoint, TargetSummary};
+use pullstorm::result::model::{ResultDoc, WatchedKind, WatchedPoint, WatchedSummary};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -221,8 +221,8 @@ fn hour_long(doc: &ResultDoc) -> ResultDoc {
         })
         .collect();
     d.duration_ms = 3_600_000;
-    let series = |f: &dyn Fn(u64) -> TargetPoint| (0..=3600u64).map(f).collect::<Vec<_>>();
-    let target = |name: &str, kind: TargetKind, series: Vec<TargetPoint>| TargetSummary {
+    let series = |f: &dyn Fn(u64) -> WatchedPoint| (0..=3600u64).map(f).collect::<Vec<_>>();
+    let target = |name: &str, kind: WatchedKind, series: Vec<WatchedPoint>| WatchedSummary {
         name: name.into(),
         kind,
         pid: Some(4242),
@@ -244,8 +244,8 @@ fn hour_long(doc: &ResultDoc) -> ResultDoc {
     };
     let mut harness = target(
         "harness",
-        TargetKind::Harness,
-        series(&|t| TargetPoint {
+        WatchedKind::Harness,
+        series(&|t| WatchedPoint {
             t,
             fds: Some(100 + t % 50),
             rss: Some((100 + t % 9) << 20),
@@ -261,12 +261,12 @@ fn hour_long(doc: &ResultDoc) -> ResultDoc {
         }),
     );
     harness.fd_limit = Some(20000);
-    let mut workers: Vec<TargetSummary> = (0..4)
+    let mut workers: Vec<WatchedSummary> = (0..4)
         .map(|i| {
             target(
                 &format!("nginx[{}]", 100 + i),
-                TargetKind::Process,
-                series(&|t| TargetPoint {
+                WatchedKind::Process,
+                series(&|t| WatchedPoint {
                     t,
                     fds: Some(200 + (t * (i + 1)) % 800),
                     rss: Some(50 << 20),
@@ -279,7 +279,7 @@ fn hour_long(doc: &ResultDoc) -> ResultDoc {
         .collect();
     workers[2].exited_at_s = Some(1800.5);
     workers[2].series.truncate(1800);
-    d.targets = std::iter::once(harness).chain(workers).collect();
+    d.watched = std::iter::once(harness).chain(workers).collect();
     d.clusters = (0..300)
         .map(|c| {
             let mut s = doc.clusters[0].clone();
@@ -346,9 +346,9 @@ fn hostile_strings_are_escaped() {
     doc.timeline[0]
         .errors_by_class
         .insert(format!("http_{evil}"), 1);
-    doc.targets.push(TargetSummary {
+    doc.watched.push(WatchedSummary {
         name: evil.into(),
-        kind: TargetKind::Prometheus,
+        kind: WatchedKind::Prometheus,
         pid: None,
         url: Some(evil.into()),
         fd_peak: Some(1),
@@ -364,7 +364,7 @@ fn hostile_strings_are_escaped() {
         last_error: Some(evil.into()),
         peaks: [(evil.to_string(), 1.0)].into(),
         step_s: 1,
-        series: vec![TargetPoint {
+        series: vec![WatchedPoint {
             t: 0,
             fds: Some(1),
             values: [(evil.to_string(), 1.0)].into(),

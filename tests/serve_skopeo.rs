@@ -6,9 +6,9 @@
 //!
 //! skopeo is required: run `scripts/test-deps.sh` (as root) to install it.
 
+use pullstorm::registry::{start, Credentials, EmbeddedConfig};
 use pullstorm::scenario::EmbeddedAuth;
 use pullstorm::synth::{sha256_digest, SynthDoc, SyntheticImage};
-use pullstorm::target::{start, Credentials, EmbeddedConfig};
 use std::path::Path;
 use std::process::Command;
 

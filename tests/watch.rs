@@ -4,7 +4,7 @@
 //! (The parsers' edge cases are unit tests beside them in src/metrics/watch/.)
 
 use pullstorm::metrics::watch::{
-    self, procfs, scrape, tcp, TargetKind, TargetSummary, WatchSpec, Watcher,
+    self, procfs, scrape, tcp, WatchSpec, WatchedKind, WatchedSummary, Watcher,
 };
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -40,7 +40,7 @@ fn child(name: &str) -> Child {
     c
 }
 
-fn by_name<'a>(s: &'a [TargetSummary], name: &str) -> &'a TargetSummary {
+fn by_name<'a>(s: &'a [WatchedSummary], name: &str) -> &'a WatchedSummary {
     s.iter()
         .find(|t| t.name == name)
         .unwrap_or_else(|| panic!("no target {name} in {s:#?}"))
@@ -69,13 +69,13 @@ async fn child_by_pid_and_by_name_then_its_exit() {
     assert_eq!(by_pid.sample().await.len(), 1);
     assert_eq!(by_comm.sample().await.len(), 1);
     let named = format!("{name}[{pid}]");
-    let s: Vec<TargetSummary> = by_pid
+    let s: Vec<WatchedSummary> = by_pid
         .summaries()
         .into_iter()
         .chain(by_comm.summaries())
         .collect();
     for t in [by_name(&s, "child"), by_name(&s, &named)] {
-        assert_eq!(t.kind, TargetKind::Process);
+        assert_eq!(t.kind, WatchedKind::Process);
         assert_eq!(t.pid, Some(pid));
         assert!(t.fd_peak.unwrap() >= OPEN_FILES as u64, "{t:?}");
         assert_eq!(t.fd_limit, Some(NOFILE_SOFT), "{t:?}");
@@ -95,7 +95,7 @@ async fn child_by_pid_and_by_name_then_its_exit() {
     c.wait().unwrap();
     by_pid.sample().await;
     by_comm.sample().await;
-    let s: Vec<TargetSummary> = by_pid
+    let s: Vec<WatchedSummary> = by_pid
         .summaries()
         .into_iter()
         .chain(by_comm.summaries())
@@ -169,7 +169,7 @@ async fn harness_sockets_by_state_rss_and_cpu() {
     std::hint::black_box(x);
     w.sample().await;
     let h = by_name(&w.summaries(), "harness").clone();
-    assert_eq!(h.kind, TargetKind::Harness);
+    assert_eq!(h.kind, WatchedKind::Harness);
     assert_eq!(h.pid, Some(std::process::id()));
     assert!(h.fd_peak.unwrap() >= 3);
     assert!(h.fd_limit.unwrap() >= h.fd_peak.unwrap());
@@ -250,7 +250,7 @@ async fn prometheus_and_stub_status_endpoints_and_failures() {
     w.sample().await;
     let s = w.summaries();
     let p = by_name(&s, &format!("127.0.0.1:{prom}/metrics"));
-    assert_eq!(p.kind, TargetKind::Prometheus);
+    assert_eq!(p.kind, WatchedKind::Prometheus);
     assert_eq!(p.fd_peak, Some(517));
     assert_eq!(p.fd_limit, Some(1024));
     assert_eq!(p.rss_peak_bytes, Some(50_331_648));
@@ -262,7 +262,7 @@ async fn prometheus_and_stub_status_endpoints_and_failures() {
     assert_eq!(p.series[1].cpu_pct, Some(0.0));
 
     let n = by_name(&s, &format!("127.0.0.1:{stub}/nginx_status"));
-    assert_eq!(n.kind, TargetKind::StubStatus);
+    assert_eq!(n.kind, WatchedKind::StubStatus);
     assert_eq!(n.peaks["active"], 291.0);
     assert_eq!(n.peaks["writing"], 179.0);
     assert_eq!(n.peaks["dropped"], 3.0);
@@ -318,7 +318,7 @@ async fn spawned_watcher_samples_each_second_and_finishes() {
     assert!(h.series.len() >= 4, "{:?}", h.series);
     assert!(h.series.iter().any(|p| p.t >= 2));
     let json = serde_json::to_string(&s).unwrap();
-    let back: Vec<TargetSummary> = serde_json::from_str(&json).unwrap();
+    let back: Vec<WatchedSummary> = serde_json::from_str(&json).unwrap();
     assert_eq!(back[0].series, h.series);
 }
 

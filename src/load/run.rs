@@ -79,9 +79,9 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
                 net::listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| {
                     Failure::cannot_proceed(format!("cannot start the embedded registry: {e}"))
                 })?;
-            let registry = crate::target::start(
+            let registry = crate::registry::start(
                 listener,
-                crate::target::EmbeddedConfig::from_section(&s.embedded),
+                crate::registry::EmbeddedConfig::from_section(&s.embedded),
             )
             .await
             .map_err(|e| {
@@ -192,7 +192,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
             total_pulls: plan.planned_pulls(),
             fd_limit: limits.soft,
             mode: crate::progress::Mode::detect(opts.quiet),
-            targets: Some(watch.latest()),
+            watched: Some(watch.latest()),
         },
     );
 
@@ -220,7 +220,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         .await
         .map_err(|e| Failure::cannot_proceed(format!("the recorder stopped unexpectedly: {e}")))?;
     progress.finish();
-    let targets = watch.finish().await;
+    let watched = watch.finish().await;
     let ended_wall = SystemTime::now();
 
     let mut doc = build_result(
@@ -234,7 +234,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         started_wall,
         ended_wall,
     );
-    doc.targets = targets;
+    doc.watched = watched;
     doc.thresholds = thresholds::evaluate(&s.thresholds, &doc);
 
     let out_dir = opts
@@ -475,7 +475,7 @@ fn build_result(
         clusters: rec.clusters.clone(),
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
-        targets: Vec::new(),
+        watched: Vec::new(),
     }
 }
 

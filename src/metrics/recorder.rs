@@ -6,6 +6,7 @@
 use super::events::{Event, ExchangeKind, Gauges};
 use super::fds;
 use crate::net::FaultClass;
+use crate::result::model::{ClusterStat, TimelineRow};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,37 +81,6 @@ pub struct ErrorStat {
     pub sample: String,
     pub phase: crate::net::Phase,
     pub request: ExchangeKind,
-}
-
-/// One second of the run.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct TimelineRow {
-    /// Seconds since the run started.
-    pub t: u64,
-    pub active_pulls: i64,
-    pub connections: i64,
-    /// Body bytes received during this second.
-    pub bytes: u64,
-    pub pulls_completed: u64,
-    pub pulls_failed: u64,
-    pub retries: u64,
-    pub errors: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub errors_by_class: BTreeMap<String, u64>,
-    pub fds: u64,
-}
-
-/// Per-cluster counts for the breakdown.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct ClusterStat {
-    pub cluster: u32,
-    pub pulls_started: u64,
-    pub pulls_completed: u64,
-    pub pulls_failed: u64,
-    pub bytes: u64,
-    pub errors: u64,
-    /// Slowest pull of the cluster (from scheduled start), ms.
-    pub pull_max_ms: f64,
 }
 
 /// Everything measured during a run.

@@ -17,11 +17,12 @@ pub mod procfs;
 pub mod scrape;
 pub mod tcp;
 
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use url::Url;
+
+pub use crate::result::watched::{WatchedKind, WatchedPoint, WatchedSummary};
 
 /// Most targets watched at once (name matches beyond this are ignored).
 pub const MAX_TARGETS: usize = 64;
@@ -81,132 +82,9 @@ impl WatchSpec {
     }
 }
 
-/// What kind of thing a target is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetKind {
-    Harness,
-    Process,
-    Prometheus,
-    StubStatus,
-}
-
-/// One point of a target's series: the highest value of its `step_s` seconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TargetPoint {
-    /// Seconds since the run started (the clock of `timeline[].t`).
-    pub t: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fds: Option<u64>,
-    /// Resident memory, bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rss: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads: Option<u64>,
-    /// CPU used since the previous sample, percent of one core.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_pct: Option<f64>,
-    /// Other values by name: `tcp_<state>` (harness), stub_status fields,
-    /// `go_goroutines` and the extra Prometheus metrics.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub values: BTreeMap<String, f64>,
-}
-
-impl TargetPoint {
-    /// Keeps the higher value of each field (peaks must survive merging).
-    fn merge_max(&mut self, o: &TargetPoint) {
-        fn max_u(a: &mut Option<u64>, b: Option<u64>) {
-            *a = match (*a, b) {
-                (Some(x), Some(y)) => Some(x.max(y)),
-                (x, y) => x.or(y),
-            };
-        }
-        max_u(&mut self.fds, o.fds);
-        max_u(&mut self.rss, o.rss);
-        max_u(&mut self.threads, o.threads);
-        self.cpu_pct = match (self.cpu_pct, o.cpu_pct) {
-            (Some(x), Some(y)) => Some(x.max(y)),
-            (x, y) => x.or(y),
-        };
-        for (k, v) in &o.values {
-            let e = self.values.entry(k.clone()).or_insert(*v);
-            *e = e.max(*v);
-        }
-    }
-}
-
-/// One watched target in result.json (`targets[]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TargetSummary {
-    /// `harness`, `nginx[1234]`, `127.0.0.1:5001/metrics`...
-    pub name: String,
-    pub kind: TargetKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fd_peak: Option<u64>,
-    /// Soft nofile limit (process) or `process_max_fds` (endpoint), last seen.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fd_limit: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rss_peak_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads_peak: Option<u64>,
-    /// CPU time used while watched, seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_seconds: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_peak_pct: Option<f64>,
-    /// Seconds into the run when the process was first seen gone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exited_at_s: Option<f64>,
-    /// Seconds into the run when the process was first seen a zombie.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zombie_at_s: Option<f64>,
-    /// Samples taken and samples that failed (endpoint down, permission...).
-    pub samples: u64,
-    pub failures: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Highest value of each `values` key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub peaks: BTreeMap<String, f64>,
-    /// Seconds per series point (1 unless the run outgrew [`MAX_POINTS`]).
-    pub step_s: u64,
-    pub series: Vec<TargetPoint>,
-}
-
-impl TargetSummary {
-    /// A target not sampled yet: nothing measured, one-second steps.
-    fn empty(name: String, kind: TargetKind, pid: Option<u32>, url: Option<String>) -> Self {
-        TargetSummary {
-            name,
-            kind,
-            pid,
-            url,
-            fd_peak: None,
-            fd_limit: None,
-            rss_peak_bytes: None,
-            threads_peak: None,
-            cpu_seconds: None,
-            cpu_peak_pct: None,
-            exited_at_s: None,
-            zombie_at_s: None,
-            samples: 0,
-            failures: 0,
-            last_error: None,
-            peaks: BTreeMap::new(),
-            step_s: 1,
-            series: Vec::new(),
-        }
-    }
-}
-
 /// The newest reading of one target, for the live progress display.
 #[derive(Debug, Clone, Default)]
-pub struct TargetStatus {
+pub struct WatchedStatus {
     pub name: String,
     pub fds: Option<u64>,
     pub fd_limit: Option<u64>,
@@ -214,14 +92,14 @@ pub struct TargetStatus {
 }
 
 /// Newest readings of every target, shared with the progress display.
-pub type Latest = Arc<Mutex<Vec<TargetStatus>>>;
+pub type Latest = Arc<Mutex<Vec<WatchedStatus>>>;
 
 /// What one target gave in one [`Watcher::sample`].
 #[derive(Debug, Clone)]
-pub struct TargetSample {
+pub struct WatchedSample {
     pub name: String,
     /// `None` when the sample failed or the process is gone.
-    pub point: Option<TargetPoint>,
+    pub point: Option<WatchedPoint>,
     pub error: Option<String>,
 }
 
@@ -229,8 +107,8 @@ pub struct TargetSample {
 #[derive(Debug, Clone)]
 struct Series {
     step: u64,
-    points: Vec<TargetPoint>,
-    open: Option<(TargetPoint, u64)>,
+    points: Vec<WatchedPoint>,
+    open: Option<(WatchedPoint, u64)>,
 }
 
 impl Series {
@@ -242,7 +120,7 @@ impl Series {
         }
     }
 
-    fn push(&mut self, p: TargetPoint) {
+    fn push(&mut self, p: WatchedPoint) {
         let (acc, n) = match self.open.take() {
             None => (p, 1),
             Some((mut acc, n)) => {
@@ -269,7 +147,7 @@ impl Series {
         }
     }
 
-    fn snapshot(&self) -> Vec<TargetPoint> {
+    fn snapshot(&self) -> Vec<WatchedPoint> {
         let mut v = self.points.clone();
         if let Some((p, _)) = &self.open {
             v.push(p.clone());
@@ -299,19 +177,19 @@ enum Source {
 
 #[derive(Debug)]
 struct Target {
-    summary: TargetSummary,
+    summary: WatchedSummary,
     series: Series,
     source: Source,
 }
 
 impl Target {
-    fn new(name: String, kind: TargetKind, source: Source) -> Self {
+    fn new(name: String, kind: WatchedKind, source: Source) -> Self {
         let (pid, url) = match &source {
             Source::Proc { pid, .. } => (Some(*pid), None),
             Source::Endpoint { url, .. } => (None, url.as_ref().ok().map(without_credentials)),
         };
         Target {
-            summary: TargetSummary::empty(name, kind, pid, url),
+            summary: WatchedSummary::empty(name, kind, pid, url),
             series: Series::new(),
             source,
         }
@@ -327,7 +205,7 @@ impl Target {
     }
 
     /// Folds a successful reading into the peaks and the series.
-    fn record(&mut self, p: TargetPoint) {
+    fn record(&mut self, p: WatchedPoint) {
         let s = &mut self.summary;
         s.samples += 1;
         let peak = |a: &mut Option<u64>, b: Option<u64>| {
@@ -354,14 +232,14 @@ impl Target {
         self.summary.last_error = Some(error);
     }
 
-    fn status(&self) -> TargetStatus {
+    fn status(&self) -> WatchedStatus {
         let last = self
             .series
             .open
             .as_ref()
             .map(|(p, _)| p)
             .or(self.series.points.last());
-        TargetStatus {
+        WatchedStatus {
             name: self.summary.name.clone(),
             fds: last.and_then(|p| p.fds),
             fd_limit: self.summary.fd_limit,
@@ -394,14 +272,14 @@ impl Watcher {
         if spec.harness {
             targets.push(Target::new(
                 "harness".into(),
-                TargetKind::Harness,
+                WatchedKind::Harness,
                 proc_source(std::process::id(), true),
             ));
         }
         for (name, pid) in &spec.pids {
             targets.push(Target::new(
                 name.clone(),
-                TargetKind::Process,
+                WatchedKind::Process,
                 proc_source(*pid, false),
             ));
         }
@@ -415,9 +293,9 @@ impl Watcher {
                     Err(_) => u.rsplit('@').next().unwrap_or_default().to_string(),
                 };
                 let kind = if stub {
-                    TargetKind::StubStatus
+                    WatchedKind::StubStatus
                 } else {
-                    TargetKind::Prometheus
+                    WatchedKind::Prometheus
                 };
                 targets.push(Target::new(
                     name,
@@ -452,7 +330,7 @@ impl Watcher {
     }
 
     /// Takes one reading of every target.
-    pub async fn sample(&mut self) -> Vec<TargetSample> {
+    pub async fn sample(&mut self) -> Vec<WatchedSample> {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.started).as_secs_f64();
         let t = elapsed.round() as u64;
@@ -490,7 +368,7 @@ impl Watcher {
             let sample = match result {
                 Ok(Some(p)) => {
                     target.record(p.clone());
-                    TargetSample {
+                    WatchedSample {
                         name: target.summary.name.clone(),
                         point: Some(p),
                         error: None,
@@ -499,7 +377,7 @@ impl Watcher {
                 Ok(None) => continue,
                 Err(e) => {
                     target.fail(e.clone());
-                    TargetSample {
+                    WatchedSample {
                         name: target.summary.name.clone(),
                         point: None,
                         error: Some(e),
@@ -515,8 +393,8 @@ impl Watcher {
     }
 
     /// Summaries with their series, for result.json `targets[]`.
-    pub fn summaries(&self) -> Vec<TargetSummary> {
-        let mut v: Vec<TargetSummary> = self
+    pub fn summaries(&self) -> Vec<WatchedSummary> {
+        let mut v: Vec<WatchedSummary> = self
             .targets
             .iter()
             .map(|t| {
@@ -527,9 +405,9 @@ impl Watcher {
             })
             .collect();
         for name in &self.unmatched {
-            v.push(TargetSummary {
+            v.push(WatchedSummary {
                 last_error: Some(format!("no process named {name:?} was found")),
-                ..TargetSummary::empty(name.clone(), TargetKind::Process, None, None)
+                ..WatchedSummary::empty(name.clone(), WatchedKind::Process, None, None)
             });
         }
         v
@@ -556,7 +434,7 @@ impl Watcher {
                 }
                 self.targets.push(Target::new(
                     format!("{name}[{pid}]"),
-                    TargetKind::Process,
+                    WatchedKind::Process,
                     proc_source(pid, false),
                 ));
             }
@@ -569,7 +447,7 @@ impl Watcher {
         t: u64,
         at_s: f64,
         now: Instant,
-    ) -> Result<Option<TargetPoint>, String> {
+    ) -> Result<Option<WatchedPoint>, String> {
         let (ticks, page) = (self.ticks, self.page);
         let tcp = self.harness_tcp(i);
         let target = &mut self.targets[i];
@@ -635,7 +513,7 @@ impl Watcher {
                 target.summary.last_error = Some(e);
             }
         }
-        Ok(Some(TargetPoint {
+        Ok(Some(WatchedPoint {
             t,
             fds,
             rss: Some(stat.rss_pages * page),
@@ -673,7 +551,7 @@ impl Watcher {
         body: &str,
         t: u64,
         now: Instant,
-    ) -> Result<Option<TargetPoint>, String> {
+    ) -> Result<Option<WatchedPoint>, String> {
         let names = self.spec.metric_names.clone();
         let target = &mut self.targets[i];
         let Source::Endpoint {
@@ -687,7 +565,7 @@ impl Watcher {
         };
         if *stub {
             let values = scrape::parse_stub_status(body).ok_or("not a stub_status page")?;
-            return Ok(Some(TargetPoint {
+            return Ok(Some(WatchedPoint {
                 t,
                 values,
                 ..Default::default()
@@ -719,7 +597,7 @@ impl Watcher {
             let first = *first_cpu.get_or_insert(c);
             target.summary.cpu_seconds = Some(((c - first) * 1000.0).round() / 1000.0);
         }
-        Ok(Some(TargetPoint {
+        Ok(Some(WatchedPoint {
             t,
             fds: as_u(m.remove("process_open_fds")),
             rss: as_u(m.remove("process_resident_memory_bytes")),
@@ -741,7 +619,7 @@ fn proc_source(pid: u32, harness: bool) -> Source {
     }
 }
 
-fn mark_exit(s: &mut TargetSummary, at_s: f64) {
+fn mark_exit(s: &mut WatchedSummary, at_s: f64) {
     if s.exited_at_s.is_none() {
         s.exited_at_s = Some(at_s);
         tracing::warn!(target = %s.name, at_s, "watched process exited");
@@ -768,7 +646,7 @@ fn endpoint_name(url: &Url) -> String {
 /// A watcher running on its own thread, sampling once a second.
 pub struct WatchHandle {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: tokio::sync::oneshot::Receiver<Vec<TargetSummary>>,
+    done: tokio::sync::oneshot::Receiver<Vec<WatchedSummary>>,
     latest: Latest,
 }
 
@@ -779,7 +657,7 @@ impl WatchHandle {
     }
 
     /// Takes a last sample and returns the summaries.
-    pub async fn finish(mut self) -> Vec<TargetSummary> {
+    pub async fn finish(mut self) -> Vec<WatchedSummary> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -835,8 +713,8 @@ pub fn spawn(mut watcher: Watcher) -> WatchHandle {
 mod tests {
     use super::*;
 
-    fn point(t: u64, fds: u64) -> TargetPoint {
-        TargetPoint {
+    fn point(t: u64, fds: u64) -> WatchedPoint {
+        WatchedPoint {
             t,
             fds: Some(fds),
             ..Default::default()
@@ -875,7 +753,7 @@ mod tests {
 
     #[test]
     fn merge_keeps_each_peak() {
-        let mut a = TargetPoint {
+        let mut a = WatchedPoint {
             t: 1,
             fds: Some(5),
             rss: None,
@@ -883,7 +761,7 @@ mod tests {
             cpu_pct: Some(10.0),
             values: [("x".to_string(), 1.0)].into(),
         };
-        a.merge_max(&TargetPoint {
+        a.merge_max(&WatchedPoint {
             t: 2,
             fds: Some(4),
             rss: Some(100),

@@ -3,7 +3,7 @@
 
 use super::fmt;
 use super::html::{esc, fig, table};
-use crate::result::model::{ResultDoc, TargetKind};
+use crate::result::model::{ResultDoc, WatchedKind};
 use std::fmt::Write;
 
 /// Share of a limit from which a figure is flagged: warn, then bad.
@@ -119,7 +119,7 @@ pub fn verdict(doc: &ResultDoc) -> String {
     if doc.stop_reason != "finished" {
         let _ = write!(why, " Stopped by: {}.", esc(&doc.stop_reason));
     }
-    for t in &doc.targets {
+    for t in &doc.watched {
         if let Some(at) = t.exited_at_s {
             let _ = write!(
                 why,
@@ -275,8 +275,12 @@ pub fn cards(doc: &ResultDoc) -> String {
             )
         ),
     );
-    for t in doc.targets.iter().filter(|t| t.kind != TargetKind::Harness) {
-        if t.kind == TargetKind::StubStatus {
+    for t in doc
+        .watched
+        .iter()
+        .filter(|t| t.kind != WatchedKind::Harness)
+    {
+        if t.kind == WatchedKind::StubStatus {
             stub_card(&mut s, t);
             continue;
         }
@@ -330,7 +334,7 @@ pub fn cards(doc: &ResultDoc) -> String {
 }
 
 /// nginx stub_status: connections rather than fds.
-fn stub_card(s: &mut String, t: &crate::result::model::TargetSummary) {
+fn stub_card(s: &mut String, t: &crate::result::model::WatchedSummary) {
     let peak = |k: &str| t.peaks.get(k).map(|v| fmt::num(*v));
     let failing = t.samples == 0 || t.failures == t.samples;
     let mut detail = Vec::new();

@@ -5,7 +5,7 @@
 use super::fmt;
 use super::html::{esc, fig, table};
 use super::timeline::class_color;
-use crate::result::model::{ResultDoc, TargetKind};
+use crate::result::model::{ResultDoc, WatchedKind};
 use std::fmt::Write;
 
 /// Clusters listed in full up to this many; beyond, the worst ones.
@@ -174,12 +174,12 @@ pub fn clusters(doc: &ResultDoc) -> String {
 
 /// Every watched target with its peaks, limits and events.
 pub fn targets(doc: &ResultDoc) -> String {
-    if doc.targets.is_empty() {
+    if doc.watched.is_empty() {
         return "<p>Nothing was watched besides the harness's own counters (see the timeline).</p>"
             .into();
     }
     let rows: Vec<Vec<String>> = doc
-        .targets
+        .watched
         .iter()
         .map(|t| {
             let what = match (t.kind, t.pid, &t.url) {
@@ -210,10 +210,10 @@ pub fn targets(doc: &ResultDoc) -> String {
             vec![
                 format!("{}<br><small>{}</small>", esc(&t.name), esc(&what)),
                 esc(match t.kind {
-                    TargetKind::Harness => "harness",
-                    TargetKind::Process => "process",
-                    TargetKind::Prometheus => "prometheus",
-                    TargetKind::StubStatus => "stub_status",
+                    WatchedKind::Harness => "harness",
+                    WatchedKind::Process => "process",
+                    WatchedKind::Prometheus => "prometheus",
+                    WatchedKind::StubStatus => "stub_status",
                 }),
                 esc(&fds),
                 esc(&t
@@ -358,7 +358,11 @@ pub fn environment(doc: &ResultDoc) -> String {
             )),
         ),
     ];
-    for target in doc.targets.iter().filter(|t| t.kind != TargetKind::Harness) {
+    for target in doc
+        .watched
+        .iter()
+        .filter(|t| t.kind != WatchedKind::Harness)
+    {
         if let Some(l) = target.fd_limit {
             rows.push((
                 "watched nofile limit",

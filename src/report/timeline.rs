@@ -9,7 +9,7 @@ use super::decimate::{Agg, Grid};
 use super::fmt::{self, Unit};
 use super::html::{esc, script_json, table};
 use super::svg::{Limit, Line, Marker, Stack, TimeChart};
-use crate::result::model::{ResultDoc, TargetKind, TargetSummary};
+use crate::result::model::{ResultDoc, WatchedKind, WatchedSummary};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -68,7 +68,7 @@ pub fn bridge(values: &[Option<f64>], max_gap: usize) -> Vec<Option<f64>> {
 pub fn span(doc: &ResultDoc) -> f64 {
     let last_row = doc.timeline.iter().map(|r| r.t).max().unwrap_or(0);
     let last_target = doc
-        .targets
+        .watched
         .iter()
         .flat_map(|t| t.series.last().map(|p| p.t))
         .max()
@@ -162,7 +162,7 @@ pub fn section(doc: &ResultDoc) -> String {
         doc,
         html: String::new(),
         hover: Vec::new(),
-        markers: target_markers(&doc.targets),
+        markers: watched_markers(&doc.watched),
     };
     let rows = &doc.timeline;
     let bucket_note = if grid.width > 1 {
@@ -219,9 +219,9 @@ pub fn section(doc: &ResultDoc) -> String {
     });
     let mut aggs = vec![fds];
     for (i, t) in doc
-        .targets
+        .watched
         .iter()
-        .filter(|t| t.kind != TargetKind::Harness)
+        .filter(|t| t.kind != WatchedKind::Harness)
         .enumerate()
     {
         let color = PALETTE[(i + 1) % PALETTE.len()];
@@ -332,7 +332,7 @@ pub fn section(doc: &ResultDoc) -> String {
         b.push(c, &note, hover);
     }
 
-    target_charts(&mut b);
+    watched_charts(&mut b);
 
     let mut html = String::new();
     html.push_str(&b.html);
@@ -346,11 +346,11 @@ pub fn section(doc: &ResultDoc) -> String {
 }
 
 /// Sockets, memory, CPU and endpoint values of the watched targets.
-fn target_charts(b: &mut Builder) {
+fn watched_charts(b: &mut Builder) {
     let grid = b.grid;
     let doc = b.doc;
     // Harness sockets by TCP state.
-    if let Some(h) = doc.targets.iter().find(|t| t.kind == TargetKind::Harness) {
+    if let Some(h) = doc.watched.iter().find(|t| t.kind == WatchedKind::Harness) {
         let keys = value_keys(h, "tcp_");
         if !keys.is_empty() {
             let mut c = TimeChart::new(b.next_id(), "Harness sockets by TCP state", Unit::Count);
@@ -383,19 +383,19 @@ fn target_charts(b: &mut Builder) {
             "Resident memory (RSS)",
             Unit::Bytes,
             "",
-            (|p: &crate::result::model::TargetPoint| p.rss.map(|v| v as f64))
+            (|p: &crate::result::model::WatchedPoint| p.rss.map(|v| v as f64))
                 as fn(&_) -> Option<f64>,
         ),
         (
             "CPU, percent of one core",
             Unit::Percent,
             "100% is one core fully busy; the machine's total is 100% x cores.",
-            |p: &crate::result::model::TargetPoint| p.cpu_pct,
+            |p: &crate::result::model::WatchedPoint| p.cpu_pct,
         ),
     ] {
         let mut c = TimeChart::new(b.next_id(), title, unit);
         let mut aggs = Vec::new();
-        for (i, t) in doc.targets.iter().enumerate() {
+        for (i, t) in doc.watched.iter().enumerate() {
             let a = Agg::new(&grid, t.series.iter().filter_map(|p| Some((p.t, pick(p)?))));
             if a.peak().is_none() {
                 continue;
@@ -413,10 +413,10 @@ fn target_charts(b: &mut Builder) {
         b.push(c, note, hv);
     }
     // One chart per endpoint with values (stub_status fields, goroutines, extra metrics).
-    for t in doc.targets.iter().filter(|t| {
-        matches!(t.kind, TargetKind::StubStatus | TargetKind::Prometheus) && !t.peaks.is_empty()
+    for t in doc.watched.iter().filter(|t| {
+        matches!(t.kind, WatchedKind::StubStatus | WatchedKind::Prometheus) && !t.peaks.is_empty()
     }) {
-        let keys: Vec<String> = if t.kind == TargetKind::StubStatus {
+        let keys: Vec<String> = if t.kind == WatchedKind::StubStatus {
             ["active", "reading", "writing", "waiting"]
                 .iter()
                 .map(|s| s.to_string())
@@ -429,7 +429,7 @@ fn target_charts(b: &mut Builder) {
             continue;
         }
         let title = match t.kind {
-            TargetKind::StubStatus => format!("nginx connections ({} stub_status)", t.name),
+            WatchedKind::StubStatus => format!("nginx connections ({} stub_status)", t.name),
             _ => format!("{} values", t.name),
         };
         let mut c = TimeChart::new(b.next_id(), &title, Unit::Count);
@@ -449,7 +449,7 @@ fn target_charts(b: &mut Builder) {
         c.min_top = 4.0;
         let refs: Vec<&Agg> = aggs.iter().collect();
         let hv = b.hover_lines(&c, &refs);
-        let note = if t.kind == TargetKind::StubStatus {
+        let note = if t.kind == WatchedKind::StubStatus {
             let dropped = t.peaks.get("dropped").copied().unwrap_or(0.0);
             format!("Connections nginx accepted but dropped (accepts - handled, since nginx started): {}.", fmt::num(dropped))
         } else {
@@ -460,7 +460,7 @@ fn target_charts(b: &mut Builder) {
 }
 
 /// `values` keys of a target starting with `prefix`, always-present TCP states first.
-fn value_keys(t: &TargetSummary, prefix: &str) -> Vec<String> {
+fn value_keys(t: &WatchedSummary, prefix: &str) -> Vec<String> {
     let mut keys: Vec<String> = t
         .peaks
         .iter()
@@ -493,18 +493,18 @@ fn is_main_state(k: &str) -> bool {
 
 /// The colour of target `i` (the harness keeps the first colour everywhere).
 fn target_color(doc: &ResultDoc, i: usize) -> &'static str {
-    if doc.targets[i].kind == TargetKind::Harness {
+    if doc.watched[i].kind == WatchedKind::Harness {
         return PALETTE[0];
     }
-    let nth = doc.targets[..i]
+    let nth = doc.watched[..i]
         .iter()
-        .filter(|t| t.kind != TargetKind::Harness)
+        .filter(|t| t.kind != WatchedKind::Harness)
         .count();
     PALETTE[(nth + 1) % PALETTE.len()]
 }
 
 /// Exits and zombies of watched processes, as vertical markers.
-fn target_markers(targets: &[TargetSummary]) -> Vec<Marker> {
+fn watched_markers(targets: &[WatchedSummary]) -> Vec<Marker> {
     let mut m = Vec::new();
     for t in targets {
         if let Some(at) = t.zombie_at_s {
@@ -604,7 +604,7 @@ fn timeline_table(doc: &ResultDoc) -> String {
     }
     let grid = Grid::with_max(span(doc), TABLE_ROWS);
     let rows = &doc.timeline;
-    let agg = |f: &dyn Fn(&crate::metrics::recorder::TimelineRow) -> f64| {
+    let agg = |f: &dyn Fn(&crate::result::model::TimelineRow) -> f64| {
         Agg::new(&grid, rows.iter().map(|r| (r.t, f(r))))
     };
     let bytes = agg(&|r| r.bytes as f64);
@@ -616,13 +616,13 @@ fn timeline_table(doc: &ResultDoc) -> String {
     let retries = agg(&|r| r.retries as f64);
     let errors = agg(&|r| r.errors as f64);
     // Watched targets' fds, the busiest (relative to their limit) first, at most four.
-    let mut watched: Vec<&TargetSummary> = doc
-        .targets
+    let mut watched: Vec<&WatchedSummary> = doc
+        .watched
         .iter()
-        .filter(|t| t.kind != TargetKind::Harness && t.fd_peak.is_some())
+        .filter(|t| t.kind != WatchedKind::Harness && t.fd_peak.is_some())
         .collect();
     watched.sort_by(|a, b| {
-        let r = |t: &TargetSummary| {
+        let r = |t: &WatchedSummary| {
             t.fd_peak.unwrap_or(0) as f64 / t.fd_limit.unwrap_or(u64::MAX).max(1) as f64
         };
         r(b).total_cmp(&r(a))

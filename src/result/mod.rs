@@ -5,6 +5,7 @@
 pub mod model;
 pub mod summary;
 pub mod thresholds;
+pub mod watched;
 
 pub use model::{ResultDoc, SCHEMA};
 

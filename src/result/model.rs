@@ -1,8 +1,8 @@
 //! The result.json model. Field names are a contract (docs/result-schema.md):
 //! add fields freely, never rename or remove one without a new schema version.
 
-use crate::metrics::recorder::{ClusterStat, Metric, Recorder, TimelineRow};
-pub use crate::metrics::watch::{TargetKind, TargetPoint, TargetSummary};
+pub use super::watched::{WatchedKind, WatchedPoint, WatchedSummary};
+use crate::metrics::recorder::{Metric, Recorder};
 use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
@@ -47,8 +47,8 @@ pub struct ResultDoc {
     pub thresholds: ThresholdReport,
     /// Watched targets (the harness itself, processes, endpoints) with their
     /// peaks, events and per-second series; empty when nothing was watched.
-    #[serde(default)]
-    pub targets: Vec<TargetSummary>,
+    #[serde(default, rename = "targets")]
+    pub watched: Vec<WatchedSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +194,37 @@ pub struct ThresholdCheck {
     pub limit: String,
     pub actual: String,
     pub passed: bool,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TimelineRow {
+    /// Seconds since the run started.
+    pub t: u64,
+    pub active_pulls: i64,
+    pub connections: i64,
+    /// Body bytes received during this second.
+    pub bytes: u64,
+    pub pulls_completed: u64,
+    pub pulls_failed: u64,
+    pub retries: u64,
+    pub errors: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_class: BTreeMap<String, u64>,
+    pub fds: u64,
+}
+
+/// Per-cluster counts for the breakdown.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterStat {
+    pub cluster: u32,
+    pub pulls_started: u64,
+    pub pulls_completed: u64,
+    pub pulls_failed: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    /// Slowest pull of the cluster (from scheduled start), ms.
+    pub pull_max_ms: f64,
 }
 
 /// Percentiles of a microsecond histogram, in milliseconds.
