@@ -10,17 +10,19 @@ use base64::Engine;
 use std::fmt;
 use std::path::PathBuf;
 
-/// A username and password (or registry token) for one registry.
-#[derive(Clone)]
+/// A user name and password (or registry token). The client sends them to the
+/// registry under test; the embedded registry demands them at its token
+/// endpoint. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
-    pub username: String,
+    pub user: String,
     pub password: String,
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
-            .field("username", &self.username)
+            .field("user", &self.user)
             .field("password", &"<redacted>")
             .finish()
     }
@@ -29,7 +31,7 @@ impl fmt::Debug for Credentials {
 impl Credentials {
     /// `Authorization: Basic ...` value.
     pub fn basic_header(&self) -> String {
-        let raw = format!("{}:{}", self.username, self.password);
+        let raw = format!("{}:{}", self.user, self.password);
         format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(raw)
@@ -42,8 +44,8 @@ impl Credentials {
             .ok()
             .filter(|u| !u.is_empty());
         let pass = std::env::var("PULLSTORM_PASSWORD").ok();
-        if let (Some(username), Some(password)) = (user, pass) {
-            return Some(Credentials { username, password });
+        if let (Some(user), Some(password)) = (user, pass) {
+            return Some(Credentials { user, password });
         }
         let path = docker_config_path()?;
         let text = std::fs::read_to_string(path).ok()?;
@@ -87,15 +89,15 @@ pub fn from_docker_config(text: &str, host: &str) -> Option<Credentials> {
             .decode(encoded)
             .ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
-        let (username, password) = decoded.split_once(':')?;
+        let (user, password) = decoded.split_once(':')?;
         return Some(Credentials {
-            username: username.into(),
+            user: user.into(),
             password: password.into(),
         });
     }
-    let username = entry.get("username")?.as_str()?.to_string();
+    let user = entry.get("username")?.as_str()?.to_string();
     let password = entry.get("password")?.as_str()?.to_string();
-    Some(Credentials { username, password })
+    Some(Credentials { user, password })
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -227,11 +229,8 @@ mod tests {
     fn reads_docker_config_auths() {
         let cfg = r#"{"auths":{"https://127.0.0.1:5000":{"auth":"YWxpY2U6czNjcjN0"},"other:1":{"username":"bob","password":"pw"}}}"#;
         let c = from_docker_config(cfg, "127.0.0.1:5000").unwrap();
-        assert_eq!(
-            (c.username.as_str(), c.password.as_str()),
-            ("alice", "s3cr3t")
-        );
-        assert_eq!(from_docker_config(cfg, "other:1").unwrap().username, "bob");
+        assert_eq!((c.user.as_str(), c.password.as_str()), ("alice", "s3cr3t"));
+        assert_eq!(from_docker_config(cfg, "other:1").unwrap().user, "bob");
         assert!(from_docker_config(cfg, "nowhere").is_none());
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }

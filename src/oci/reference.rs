@@ -1,10 +1,13 @@
 //! Image references inside one registry: `name[:tag][@sha256:<hex>]`, with the
 //! OCI distribution spec's grammar.
 //!
-//! The registry host belongs in `target.url`, so a `host:port/` prefix is refused
+//! The grammar itself lives in [`super::name`], shared with the embedded
+//! registry; this module splits a reference and explains what is wrong. The
+//! registry host belongs in `target.url`, so a `host:port/` prefix is refused
 //! with a hint; scenario validation uses the same check so a typo fails before
 //! the fleet starts.
 
+use super::name::{is_path_component, is_sha256_digest, is_tag, NAME_MAX, TAG_MAX};
 use std::fmt;
 
 /// A parsed image reference.
@@ -22,17 +25,8 @@ impl Reference {
     /// Parses `name[:tag][@digest]` per the distribution spec's grammar.
     pub fn parse(text: &str) -> Result<Reference, String> {
         check_reference(text)?;
-        let (rest, digest) = match text.split_once('@') {
-            Some((r, d)) => (r, Some(d.to_string())),
-            None => (text, None),
-        };
-        // A colon after the last slash starts the tag (a colon before it would be a port).
-        let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let (name, tag) = match rest[slash..].find(':') {
-            Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..])),
-            None => (rest, None),
-        };
-        let tag = match (tag, &digest) {
+        let (name, tag, digest) = split(text);
+        let tag = match (tag, digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, None) => Some("latest".to_string()),
             (None, Some(_)) => None,
@@ -40,7 +34,7 @@ impl Reference {
         Ok(Reference {
             name: name.to_string(),
             tag,
-            digest,
+            digest: digest.map(str::to_string),
         })
     }
 
@@ -66,27 +60,35 @@ impl fmt::Display for Reference {
     }
 }
 
-/// Checks `text` against `name[:tag][@sha256:<64 lowercase hex>]`, where `name`
-/// is `/`-separated lowercase components (`[a-z0-9]+` joined by `.`, `_`, `__`
-/// or runs of `-`) of at most 255 characters in all, and `tag` is
-/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub fn check_reference(text: &str) -> Result<(), String> {
-    if text.is_empty() {
-        return Err("empty image reference".into());
-    }
+/// `name[:tag][@digest]` into its three parts, unchecked.
+fn split(text: &str) -> (&str, Option<&str>, Option<&str>) {
     let (rest, digest) = match text.split_once('@') {
         Some((rest, digest)) => (rest, Some(digest)),
         None => (text, None),
     };
+    // A ':' after the last '/' starts the tag; one before it would be a port.
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    match rest[last_slash..].find(':') {
+        Some(i) => (
+            &rest[..last_slash + i],
+            Some(&rest[last_slash + i + 1..]),
+            digest,
+        ),
+        None => (rest, None, digest),
+    }
+}
+
+/// Checks `text` against `name[:tag][@sha256:<64 lowercase hex>]`, with the
+/// grammar of [`super::name`]; only sha256 digests are accepted, as only they
+/// can be verified.
+pub fn check_reference(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("empty image reference".into());
+    }
+    let (name, tag, digest) = split(text);
     if let Some(digest) = digest {
         check_digest(digest)?;
     }
-    // A ':' after the last '/' starts the tag; one before it would be a port.
-    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match rest[last_slash..].find(':') {
-        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-        None => (rest, None),
-    };
     check_name(name)?;
     if let Some(tag) = tag {
         check_tag(tag)?;
@@ -98,9 +100,9 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the repository name is empty".into());
     }
-    if name.len() > 255 {
+    if name.len() > NAME_MAX {
         return Err(format!(
-            "the repository name has {} characters, more than 255",
+            "the repository name has {} characters, more than {NAME_MAX}",
             name.len()
         ));
     }
@@ -110,7 +112,7 @@ fn check_name(name: &str) -> Result<(), String> {
                 "`{component}` looks like a host: put the registry in target.url and only the repository in target.image"
             ));
         }
-        if !path_component(component) {
+        if !is_path_component(component) {
             return Err(format!(
                 "`{component}` is not a valid repository path component (lowercase letters and digits, \
                  separated by `.`, `_`, `__` or `-`)"
@@ -120,82 +122,28 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn path_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let mut i = 0;
-    loop {
-        // One alphanumeric run.
-        let start = i;
-        while i < bytes.len() && alnum(bytes[i]) {
-            i += 1;
-        }
-        if i == start {
-            return false;
-        }
-        if i == bytes.len() {
-            return true;
-        }
-        // One separator, then another run must follow.
-        match bytes[i] {
-            b'.' => i += 1,
-            b'_' if bytes.get(i + 1) == Some(&b'_') => i += 2,
-            b'_' => i += 1,
-            b'-' => {
-                while i < bytes.len() && bytes[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-    }
-}
-
 fn check_tag(tag: &str) -> Result<(), String> {
-    let ok_first = tag
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    let ok_rest = tag
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok_first && ok_rest && tag.len() <= 128 {
+    if is_tag(tag) {
         Ok(())
     } else {
         Err(format!(
-            "`{tag}` is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)"
+            "`{tag}` is not a valid tag (letters, digits, `_`, `.`, `-`; at most {TAG_MAX}; not starting with `.` or `-`)"
         ))
     }
 }
 
 fn check_digest(digest: &str) -> Result<(), String> {
-    let hex = digest.strip_prefix("sha256:").ok_or_else(|| {
-        format!("`{digest}` is not a supported digest (expected sha256:<64 hex digits>)")
-    })?;
-    if hex.len() == 64
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if !digest.starts_with("sha256:") {
+        return Err(format!(
+            "`{digest}` is not a supported digest (expected sha256:<64 hex digits>)"
+        ));
+    }
+    if is_sha256_digest(digest) {
         Ok(())
     } else {
         Err(format!(
             "`{digest}` is not a valid digest (expected sha256: and 64 lowercase hex digits)"
         ))
-    }
-}
-
-/// `sha256:<64 lowercase hex>` (the only algorithm pullstorm verifies).
-pub fn is_digest(d: &str) -> bool {
-    match d.strip_prefix("sha256:") {
-        Some(hex) => {
-            hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        }
-        None => false,
     }
 }
 

@@ -98,7 +98,7 @@ impl Session {
 
     /// Resolves `reference` (tag or digest) to an image manifest, through an index if need be.
     pub async fn resolve(&self, reference: &str, platform: &str) -> Result<Resolved, Fault> {
-        let digest = if super::reference::is_digest(reference) {
+        let digest = if super::name::is_sha256_digest(reference) {
             reference.to_string()
         } else {
             self.head_manifest(reference).await?
@@ -145,7 +145,7 @@ impl Session {
         let digest = header_str(&ex.headers, "docker-content-digest");
         drop(ex.body);
         match digest {
-            Some(d) if status.is_success() && super::reference::is_digest(&d) => Ok(d),
+            Some(d) if status.is_success() && super::name::is_sha256_digest(&d) => Ok(d),
             // No usable digest, or an error a HEAD cannot explain (no body): GET the tag.
             _ => Ok(sha256_digest(&self.fetch_manifest(tag).await?.0)),
         }

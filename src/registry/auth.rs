@@ -8,8 +8,8 @@
 //! token is only good on the server that issued it, for [`TOKEN_LIFETIME`].
 //! Tokens grant pull on every repository (the scope is not checked).
 
-use super::Credentials;
 use crate::digest::hex;
+use crate::oci::auth::Credentials;
 use base64::Engine;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};

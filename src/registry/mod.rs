@@ -18,12 +18,13 @@ pub mod routes;
 pub mod serve;
 pub mod server;
 
+/// The Basic credentials the token endpoint demands: the client's own type.
+pub use crate::oci::auth::Credentials;
 pub use serve::{serve_main, ServeArgs};
 pub use server::{start, start_with_image, EmbeddedRegistry};
 
 use crate::scenario::{EmbeddedAuth, EmbeddedSection, Faults};
 use crate::synth::SyntheticImage;
-use std::fmt;
 
 /// Everything the embedded registry needs to start.
 #[derive(Debug, Clone)]
@@ -65,22 +66,6 @@ impl EmbeddedConfig {
 impl Default for EmbeddedConfig {
     fn default() -> Self {
         EmbeddedConfig::from_section(&EmbeddedSection::default())
-    }
-}
-
-/// A user name and password. `Debug` never shows the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
     }
 }
 

@@ -5,12 +5,15 @@
 //! synchronous and allocation-light (blob bytes are produced later, by the
 //! body), and nothing a client sends can panic it: malformed names, references
 //! and ranges get the 4xx and error code the distribution registry would give.
+//! Names, tags and digests are checked with the client's own grammar
+//! ([`crate::oci::name`]), so the two sides agree on what is valid.
 
 use super::auth::{TokenAuth, SERVICE};
 use super::blob_body::{BlobBody, Cut, ResponseBody, Source};
 use super::range::{self, RangeRequest};
 use super::server::ConnCtl;
 use super::EmbeddedConfig;
+use crate::oci::name::{is_digest, is_repository_name, is_tag};
 use crate::scenario::{EmbeddedAuth, Faults};
 use crate::synth::{
     BlobRef, SynthDoc, SyntheticImage, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
@@ -115,7 +118,7 @@ impl Registry {
         if !(upload || kind == "manifests" || kind == "blobs") {
             return not_found();
         }
-        if !valid_name(name) {
+        if !is_repository_name(name) {
             return error(
                 StatusCode::BAD_REQUEST,
                 "NAME_INVALID",
@@ -144,7 +147,7 @@ impl Registry {
 
     fn manifest(&self, headers: &HeaderMap, reference: &str) -> Resp {
         let doc = if reference.contains(':') {
-            if !valid_digest(reference) {
+            if !is_digest(reference) {
                 return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "invalid digest");
             }
             match self.image.manifest_by_digest(reference) {
@@ -158,7 +161,7 @@ impl Registry {
                 }
             }
         } else {
-            if !valid_tag(reference) {
+            if !is_tag(reference) {
                 return error(StatusCode::BAD_REQUEST, "TAG_INVALID", "invalid tag");
             }
             self.for_tag(headers)
@@ -205,7 +208,7 @@ impl Registry {
     }
 
     fn blob<B>(&self, req: &Request<B>, digest: &str, conn: &Arc<ConnCtl>) -> Resp {
-        if !valid_digest(digest) {
+        if !is_digest(digest) {
             return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "invalid digest");
         }
         let image = &self.image;
@@ -417,70 +420,6 @@ fn method_not_allowed() -> Resp {
     resp
 }
 
-/// A repository name per the distribution spec:
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`, at most 255 bytes.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 255 && name.split('/').all(valid_component)
-}
-
-fn valid_component(component: &str) -> bool {
-    let b = component.as_bytes();
-    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &b[start..i];
-        if !(sep == b"." || sep == b"_" || sep == b"__" || sep.iter().all(|&c| c == b'-')) {
-            return false;
-        }
-    }
-    true
-}
-
-/// A tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-pub fn valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    !b.is_empty()
-        && b.len() <= 128
-        && word(b[0])
-        && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
-}
-
-/// A digest: `algorithm:encoded` per the OCI grammar; `sha256` must be 64 lowercase hex.
-pub fn valid_digest(digest: &str) -> bool {
-    let Some((algorithm, encoded)) = digest.split_once(':') else {
-        return false;
-    };
-    let alg_ok = !algorithm.is_empty()
-        && algorithm.split(['+', '.', '_', '-']).all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        });
-    let enc_ok = !encoded.is_empty()
-        && encoded
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'));
-    if algorithm == "sha256" {
-        return encoded.len() == 64
-            && encoded
-                .bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-    }
-    alg_ok && enc_ok
-}
-
 /// A Host header fit to echo into the auth realm (no quotes, spaces or controls).
 fn valid_host(host: &str) -> bool {
     !host.is_empty()
@@ -488,52 +427,4 @@ fn valid_host(host: &str) -> bool {
         && host.bytes().all(|c| {
             c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']' | b'_')
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        for ok in [
-            "a",
-            "synthetic/app",
-            "a/b/c",
-            "a.b_c__d--e",
-            "x0/y-1",
-            "library/ubuntu",
-        ] {
-            assert!(valid_name(ok), "{ok}");
-        }
-        for bad in [
-            "", "A", "a/", "/a", "a//b", "-a", "a.", "a..b", "a___b", "a b", "%61", "a/../b",
-        ] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-        assert!(!valid_name(&"a".repeat(256)));
-    }
-
-    #[test]
-    fn tags_and_digests() {
-        assert!(
-            valid_tag("v1")
-                && valid_tag("latest")
-                && valid_tag("_x.y-z")
-                && valid_tag(&"a".repeat(128))
-        );
-        assert!(
-            !valid_tag("") && !valid_tag(".x") && !valid_tag("-x") && !valid_tag(&"a".repeat(129))
-        );
-        assert!(!valid_tag("a/b") && !valid_tag("ä"));
-        let hex = "a".repeat(64);
-        assert!(valid_digest(&format!("sha256:{hex}")));
-        assert!(valid_digest("sha512:abc"));
-        assert!(!valid_digest(&format!("sha256:{}", "A".repeat(64))));
-        assert!(!valid_digest("sha256:abc"));
-        assert!(!valid_digest("sha256:"));
-        assert!(!valid_digest(":abc"));
-        assert!(!valid_digest("SHA256:abc"));
-        assert!(!valid_digest("sha256"));
-    }
 }
