@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod name;
 pub mod push;
 pub mod reference;
+pub mod request;
 pub mod session;
 
 pub use reference::Reference;

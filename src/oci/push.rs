@@ -8,6 +8,7 @@
 //! memory or disk, and the same seed and sizes give the same digests as the
 //! embedded registry serves.
 
+use super::request;
 use super::session::{header_str, http_fault};
 use super::Session;
 use crate::metrics::ExchangeKind;
@@ -157,7 +158,7 @@ async fn push_blob(
     source: Source,
     opts: &PushOptions,
 ) -> Result<BlobOutcome, Fault> {
-    let blob_url = session.url(&format!("/v2/{}/blobs/{}", session.repo(), digest))?;
+    let blob_url = session.url(&request::blob_path(session.repo(), digest))?;
     let ex = session
         .authorized(
             ExchangeKind::Upload,
@@ -172,7 +173,7 @@ async fn push_blob(
         return Ok(BlobOutcome::Present);
     }
 
-    let mut start = format!("/v2/{}/blobs/uploads/", session.repo());
+    let mut start = request::upload_path(session.repo());
     if let Some(from) = &opts.mount_from {
         start.push_str(&format!("?mount={digest}&from={from}"));
     }
@@ -334,7 +335,7 @@ async fn upload_status(session: &Session, location: &Url) -> Result<(Url, u64), 
 }
 
 async fn put_manifest(session: &Session, reference: &str, doc: &SynthDoc) -> Result<String, Fault> {
-    let url = session.url(&format!("/v2/{}/manifests/{}", session.repo(), reference))?;
+    let url = session.url(&request::manifest_path(session.repo(), reference))?;
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,

@@ -2,10 +2,13 @@
 //! manifest GETs and blob GETs (with Range and redirects).
 //!
 //! Each node has its own session, so each node fetches its own token, as
-//! each real daemon does: token-service load scales with the fleet.
+//! each real daemon does: token-service load scales with the fleet. What each
+//! request carries (paths, Accept, Range, Authorization, redirects) is decided
+//! in [`super::request`]; this module sends it and keeps the auth state.
 
 use super::auth::{Challenge, Credentials, TokenResponse};
 use super::manifest::{self, Document};
+use super::request::{self, AuthStep};
 use crate::digest::sha256_digest;
 use crate::metrics::{Event, ExchangeKind, Sink};
 use crate::net::{self, Exchange, Fault, FaultClass, Phase, RequestBody, Timeouts, Transport};
@@ -137,9 +140,14 @@ impl Session {
 
     /// HEAD the tag with the four Accept types; falls back to GET without Docker-Content-Digest.
     async fn head_manifest(&self, tag: &str) -> Result<String, Fault> {
-        let url = self.url(&format!("/v2/{}/manifests/{}", self.repo, tag))?;
+        let url = self.url(&request::manifest_path(&self.repo, tag))?;
         let ex = self
-            .authorized(ExchangeKind::Manifest, Method::HEAD, &url, accept_headers())
+            .authorized(
+                ExchangeKind::Manifest,
+                Method::HEAD,
+                &url,
+                request::manifest_accept_headers(),
+            )
             .await?;
         let status = ex.status;
         let digest = header_str(&ex.headers, "docker-content-digest");
@@ -156,9 +164,14 @@ impl Session {
         &self,
         reference: &str,
     ) -> Result<(bytes::Bytes, Option<String>), Fault> {
-        let url = self.url(&format!("/v2/{}/manifests/{}", self.repo, reference))?;
+        let url = self.url(&request::manifest_path(&self.repo, reference))?;
         let ex = self
-            .authorized(ExchangeKind::Manifest, Method::GET, &url, accept_headers())
+            .authorized(
+                ExchangeKind::Manifest,
+                Method::GET,
+                &url,
+                request::manifest_accept_headers(),
+            )
             .await?;
         let status = ex.status;
         let content_type = header_str(&ex.headers, "content-type");
@@ -199,16 +212,8 @@ impl Session {
         media_type: &str,
         offset: u64,
     ) -> Result<Exchange, Fault> {
-        let mut url = self.url(&format!("/v2/{}/blobs/{}", self.repo, digest))?;
-        let mut headers = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_str(&format!("{media_type}, */*")) {
-            headers.insert(http::header::ACCEPT, v);
-        }
-        if offset > 0 {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes={offset}-")) {
-                headers.insert(http::header::RANGE, v);
-            }
-        }
+        let mut url = self.url(&request::blob_path(&self.repo, digest))?;
+        let headers = request::blob_headers(media_type, offset);
         let mut ex = self
             .authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone())
             .await?;
@@ -220,17 +225,9 @@ impl Session {
                 return Ok(ex);
             };
             drop(ex.body);
-            let next = url.join(&location).map_err(|e| {
-                Fault::new(
-                    FaultClass::Other,
-                    Phase::Request,
-                    format!("bad redirect Location {location:?}: {e}"),
-                )
-            })?;
-            let same_origin = next.host_str() == url.host_str()
-                && next.port_or_known_default() == url.port_or_known_default();
-            url = next;
-            ex = if same_origin {
+            let next = request::redirect(&url, &location)?;
+            url = next.url;
+            ex = if next.keep_authorization {
                 self.authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone())
                     .await?
             } else {
@@ -299,21 +296,16 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match challenge {
-            None => Ok(None),
-            Some(Challenge::Basic) => Ok(self
-                .credentials
-                .as_ref()
-                .and_then(|c| HeaderValue::from_str(&c.basic_header()).ok())
-                .map(sensitive)),
-            Some(Challenge::Bearer { realm, service, .. }) => {
+        match request::auth_step(challenge.as_ref(), self.credentials.as_deref()) {
+            AuthStep::Nothing => Ok(None),
+            AuthStep::Send(value) => Ok(Some(value)),
+            AuthStep::Token { realm, service } => {
                 let mut cached = self.token.lock().await;
-                if let Some((token, expires)) = cached.as_ref() {
-                    if !refresh && Instant::now() < *expires {
-                        return Ok(Some(token.clone()));
-                    }
+                if let Some(token) = request::fresh_token(cached.as_ref(), refresh, Instant::now())
+                {
+                    return Ok(Some(token));
                 }
-                let (token, expires) = self.fetch_token(&realm, service.as_deref()).await?;
+                let (token, expires) = self.fetch_token(realm, service).await?;
                 *cached = Some((token.clone(), expires));
                 Ok(Some(token))
             }
@@ -329,30 +321,14 @@ impl Session {
         realm: &str,
         service: Option<&str>,
     ) -> Result<(HeaderValue, Instant), Fault> {
-        let mut url = Url::parse(realm)
-            .or_else(|_| self.base.join(realm))
-            .map_err(|e| {
-                Fault::new(
-                    FaultClass::Other,
-                    Phase::Request,
-                    format!("bad token realm {realm:?}: {e}"),
-                )
-            })?;
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = service {
-                q.append_pair("service", s);
-            }
-            q.append_pair(
-                "scope",
-                &format!("repository:{}:{}", self.repo, self.actions),
-            );
-        }
+        let url = request::token_url(&self.base, realm, service, &self.repo, self.actions)?;
         let mut headers = HeaderMap::new();
-        if let Some(c) = &self.credentials {
-            if let Ok(v) = HeaderValue::from_str(&c.basic_header()) {
-                headers.insert(http::header::AUTHORIZATION, sensitive(v));
-            }
+        if let Some(v) = self
+            .credentials
+            .as_deref()
+            .and_then(request::basic_authorization)
+        {
+            headers.insert(http::header::AUTHORIZATION, v);
         }
         let ex = self
             .send(ExchangeKind::Token, Method::GET, &url, headers)
@@ -377,14 +353,7 @@ impl Session {
                 "token response without a token",
             )
         })?;
-        let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            Fault::new(
-                FaultClass::Other,
-                Phase::Body,
-                "token is not a valid header value",
-            )
-        })?;
-        let value = sensitive(value);
+        let value = request::bearer_authorization(token)?;
         // Renew a little early so a token never expires mid-request.
         let life =
             Duration::from_secs(parsed.lifetime_secs()).saturating_sub(Duration::from_secs(5));
@@ -427,27 +396,8 @@ impl Session {
     }
 
     pub(crate) fn url(&self, path: &str) -> Result<Url, Fault> {
-        self.base.join(path).map_err(|e| {
-            Fault::new(
-                FaultClass::Other,
-                Phase::Request,
-                format!("cannot build URL for {path}: {e}"),
-            )
-        })
+        request::endpoint(&self.base, path)
     }
-}
-
-fn accept_headers() -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for t in manifest::ACCEPTED {
-        h.append(http::header::ACCEPT, HeaderValue::from_static(t));
-    }
-    h
-}
-
-fn sensitive(mut v: HeaderValue) -> HeaderValue {
-    v.set_sensitive(true);
-    v
 }
 
 pub(crate) fn header_str(h: &HeaderMap, name: &str) -> Option<String> {

@@ -1,0 +1,355 @@
+//! What the session's requests look like, apart from sending them: endpoint
+//! URLs, the `Accept` set of a tag resolve, the `Range` of a resume, the
+//! `Authorization` a challenge calls for, the token request, and where a
+//! redirect leads (and whether the credentials may follow it).
+//!
+//! Kept free of I/O and of the session's state so each rule is unit-tested
+//! with synthetic input, without a registry.
+
+use super::auth::{Challenge, Credentials};
+use super::manifest;
+use crate::net::{Fault, FaultClass, Phase};
+use http::{HeaderMap, HeaderValue};
+use tokio::time::Instant;
+use url::Url;
+
+/// `path` (absolute, `/v2/...`) on the registry at `base`.
+pub fn endpoint(base: &Url, path: &str) -> Result<Url, Fault> {
+    base.join(path).map_err(|e| {
+        Fault::new(
+            FaultClass::Other,
+            Phase::Request,
+            format!("cannot build URL for {path}: {e}"),
+        )
+    })
+}
+
+/// `/v2/<repo>/manifests/<tag or digest>`.
+pub fn manifest_path(repo: &str, reference: &str) -> String {
+    format!("/v2/{repo}/manifests/{reference}")
+}
+
+/// `/v2/<repo>/blobs/<digest>`.
+pub fn blob_path(repo: &str, digest: &str) -> String {
+    format!("/v2/{repo}/blobs/{digest}")
+}
+
+/// `/v2/<repo>/blobs/uploads/`: where an upload starts.
+pub fn upload_path(repo: &str) -> String {
+    format!("/v2/{repo}/blobs/uploads/")
+}
+
+/// The `Accept` values of a manifest request, one header each, as dockerd sends
+/// them: both manifest types and both index types, so the registry may answer
+/// a tag with whatever it holds.
+pub fn manifest_accept_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for t in manifest::ACCEPTED {
+        h.append(http::header::ACCEPT, HeaderValue::from_static(t));
+    }
+    h
+}
+
+/// The headers of a blob GET: its media type (or anything), and, when resuming
+/// from `offset` > 0, `Range: bytes=<offset>-`.
+pub fn blob_headers(media_type: &str, offset: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("{media_type}, */*")) {
+        headers.insert(http::header::ACCEPT, v);
+    }
+    if offset > 0 {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes={offset}-")) {
+            headers.insert(http::header::RANGE, v);
+        }
+    }
+    headers
+}
+
+/// What a request sends for the registry's current challenge.
+#[derive(Debug, PartialEq)]
+pub enum AuthStep<'a> {
+    /// No challenge yet, or Basic without credentials: no `Authorization`.
+    Nothing,
+    /// Basic credentials, ready to send.
+    Send(HeaderValue),
+    /// A Bearer token from this realm (cached or fetched).
+    Token {
+        realm: &'a str,
+        service: Option<&'a str>,
+    },
+}
+
+/// The [`AuthStep`] for `challenge`: Basic sends the credentials on every
+/// request, Bearer needs a token whether or not there are credentials (an
+/// anonymous token is the common case for pulls).
+pub fn auth_step<'a>(
+    challenge: Option<&'a Challenge>,
+    credentials: Option<&Credentials>,
+) -> AuthStep<'a> {
+    match challenge {
+        None => AuthStep::Nothing,
+        Some(Challenge::Basic) => credentials
+            .and_then(basic_authorization)
+            .map_or(AuthStep::Nothing, AuthStep::Send),
+        Some(Challenge::Bearer { realm, service, .. }) => AuthStep::Token {
+            realm,
+            service: service.as_deref(),
+        },
+    }
+}
+
+/// `Basic <base64(user:password)>`, marked sensitive so it never shows in logs.
+pub fn basic_authorization(credentials: &Credentials) -> Option<HeaderValue> {
+    HeaderValue::from_str(&credentials.basic_header())
+        .ok()
+        .map(sensitive)
+}
+
+/// `Bearer <token>`, marked sensitive.
+pub fn bearer_authorization(token: &str) -> Result<HeaderValue, Fault> {
+    HeaderValue::from_str(&format!("Bearer {token}"))
+        .map(sensitive)
+        .map_err(|_| {
+            Fault::new(
+                FaultClass::Other,
+                Phase::Body,
+                "token is not a valid header value",
+            )
+        })
+}
+
+/// The cached token, unless a refresh is asked for or it has expired by `now`.
+pub fn fresh_token(
+    cached: Option<&(HeaderValue, Instant)>,
+    refresh: bool,
+    now: Instant,
+) -> Option<HeaderValue> {
+    match cached {
+        Some((token, expires)) if !refresh && now < *expires => Some(token.clone()),
+        _ => None,
+    }
+}
+
+/// The token request: `realm` (absolute, or relative to the registry at `base`)
+/// with `service` when the challenge named one and `scope=repository:<repo>:<actions>`.
+pub fn token_url(
+    base: &Url,
+    realm: &str,
+    service: Option<&str>,
+    repo: &str,
+    actions: &str,
+) -> Result<Url, Fault> {
+    let mut url = Url::parse(realm)
+        .or_else(|_| base.join(realm))
+        .map_err(|e| {
+            Fault::new(
+                FaultClass::Other,
+                Phase::Request,
+                format!("bad token realm {realm:?}: {e}"),
+            )
+        })?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(s) = service {
+            q.append_pair("service", s);
+        }
+        q.append_pair("scope", &format!("repository:{repo}:{actions}"));
+    }
+    Ok(url)
+}
+
+/// Where a redirect leads.
+#[derive(Debug, PartialEq)]
+pub struct Redirect {
+    pub url: Url,
+    /// Whether `Authorization` goes along: only to the same host and port, so a
+    /// registry token never reaches a CDN or another server.
+    pub keep_authorization: bool,
+}
+
+/// Follows `location` (absolute or relative) from the request to `from`.
+pub fn redirect(from: &Url, location: &str) -> Result<Redirect, Fault> {
+    let url = from.join(location).map_err(|e| {
+        Fault::new(
+            FaultClass::Other,
+            Phase::Request,
+            format!("bad redirect Location {location:?}: {e}"),
+        )
+    })?;
+    let keep_authorization = url.host_str() == from.host_str()
+        && url.port_or_known_default() == from.port_or_known_default();
+    Ok(Redirect {
+        url,
+        keep_authorization,
+    })
+}
+
+/// Marks a header value as a secret (hidden from `Debug`, kept out of HPACK tables).
+pub fn sensitive(mut v: HeaderValue) -> HeaderValue {
+    v.set_sensitive(true);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    fn creds() -> Credentials {
+        Credentials {
+            user: "alice".into(),
+            password: "s3cr3t".into(),
+        }
+    }
+
+    #[test]
+    fn blob_and_manifest_urls() {
+        let base = url("http://127.0.0.1:5000");
+        let blob = endpoint(&base, &blob_path("lab/big", DIGEST)).unwrap();
+        assert_eq!(
+            blob.as_str(),
+            format!("http://127.0.0.1:5000/v2/lab/big/blobs/{DIGEST}")
+        );
+        let tag = endpoint(&base, &manifest_path("lab/big", "v1")).unwrap();
+        assert_eq!(
+            tag.as_str(),
+            "http://127.0.0.1:5000/v2/lab/big/manifests/v1"
+        );
+        let by_digest = endpoint(&base, &manifest_path("a/b/c", DIGEST)).unwrap();
+        assert_eq!(by_digest.path(), format!("/v2/a/b/c/manifests/{DIGEST}"));
+        let upload = endpoint(&url("https://harbor.example"), &upload_path("lib/app")).unwrap();
+        assert_eq!(
+            upload.as_str(),
+            "https://harbor.example/v2/lib/app/blobs/uploads/"
+        );
+    }
+
+    #[test]
+    fn tag_resolve_accepts_manifests_and_indexes() {
+        let h = manifest_accept_headers();
+        let accepts: Vec<&str> = h
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            accepts,
+            [
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.oci.image.index.v1+json",
+            ]
+        );
+        assert_eq!(h.len(), 4);
+    }
+
+    #[test]
+    fn a_resume_asks_for_the_rest() {
+        let layer = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let first = blob_headers(layer, 0);
+        assert_eq!(
+            first.get(http::header::ACCEPT).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+gzip, */*"
+        );
+        assert!(first.get(http::header::RANGE).is_none());
+        let resume = blob_headers(layer, 1_048_576);
+        assert_eq!(resume.get(http::header::RANGE).unwrap(), "bytes=1048576-");
+        assert_eq!(
+            resume.get(http::header::ACCEPT),
+            first.get(http::header::ACCEPT)
+        );
+    }
+
+    #[test]
+    fn basic_sends_credentials_bearer_asks_for_a_token() {
+        let c = creds();
+        assert_eq!(auth_step(None, Some(&c)), AuthStep::Nothing);
+        assert_eq!(auth_step(Some(&Challenge::Basic), None), AuthStep::Nothing);
+        let AuthStep::Send(basic) = auth_step(Some(&Challenge::Basic), Some(&c)) else {
+            panic!("Basic with credentials sends them");
+        };
+        // base64("alice:s3cr3t")
+        assert_eq!(basic, "Basic YWxpY2U6czNjcjN0");
+        assert!(basic.is_sensitive());
+        let bearer = Challenge::Bearer {
+            realm: "https://auth.example/token".into(),
+            service: Some("registry".into()),
+            scope: Some("repository:lib/app:pull".into()),
+        };
+        let want = AuthStep::Token {
+            realm: "https://auth.example/token",
+            service: Some("registry"),
+        };
+        assert_eq!(auth_step(Some(&bearer), Some(&c)), want);
+        assert_eq!(auth_step(Some(&bearer), None), want);
+        let token = bearer_authorization("abc.def").unwrap();
+        assert_eq!(token, "Bearer abc.def");
+        assert!(token.is_sensitive());
+        assert!(bearer_authorization("bad\ntoken").is_err());
+    }
+
+    #[test]
+    fn a_cached_token_is_used_until_it_expires_or_is_refused() {
+        let now = Instant::now();
+        let token = HeaderValue::from_static("Bearer t");
+        let live = (token.clone(), now + Duration::from_secs(30));
+        assert_eq!(fresh_token(Some(&live), false, now), Some(token));
+        assert_eq!(fresh_token(Some(&live), true, now), None);
+        let expired = (HeaderValue::from_static("Bearer t"), now);
+        assert_eq!(fresh_token(Some(&expired), false, now), None);
+        assert_eq!(fresh_token(None, false, now), None);
+    }
+
+    #[test]
+    fn token_requests_name_service_and_scope() {
+        let base = url("http://127.0.0.1:5000");
+        let t = token_url(
+            &base,
+            "https://auth.example/token?x=1",
+            Some("my registry"),
+            "lib/app",
+            "pull",
+        )
+        .unwrap();
+        assert_eq!(
+            t.as_str(),
+            "https://auth.example/token?x=1&service=my+registry&scope=repository%3Alib%2Fapp%3Apull"
+        );
+        let relative = token_url(&base, "/token", None, "lab/big", "pull,push").unwrap();
+        assert_eq!(
+            relative.as_str(),
+            "http://127.0.0.1:5000/token?scope=repository%3Alab%2Fbig%3Apull%2Cpush"
+        );
+        assert!(token_url(&base, "http://[", None, "a", "pull").is_err());
+    }
+
+    #[test]
+    fn authorization_follows_a_redirect_only_to_the_same_host_and_port() {
+        let from = url(&format!("http://registry.example/v2/a/blobs/{DIGEST}"));
+        let same = redirect(&from, "/storage/blob?sig=1").unwrap();
+        assert_eq!(
+            same.url.as_str(),
+            "http://registry.example/storage/blob?sig=1"
+        );
+        assert!(same.keep_authorization);
+        let explicit_port = redirect(&from, "http://registry.example:80/x").unwrap();
+        assert!(explicit_port.keep_authorization);
+        for elsewhere in [
+            "https://cdn.example/blob",
+            "http://registry.example:8080/x",
+            "https://registry.example/x",
+        ] {
+            let r = redirect(&from, elsewhere).unwrap();
+            assert_eq!(r.url.as_str(), url(elsewhere).as_str());
+            assert!(!r.keep_authorization, "{elsewhere}");
+        }
+        assert!(redirect(&from, "http://[").is_err());
+    }
+}
