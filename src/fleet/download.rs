@@ -4,16 +4,19 @@
 //! The per-chunk path is the digest update, one atomic add and (when the
 //! node's bandwidth is capped) the link booking; nothing else.
 
-use super::profile::RangeIgnored;
+use super::profile::{Profile, RangeIgnored};
 use super::FleetContext;
 use crate::metrics::{Event, ExchangeKind, Sink};
 use crate::net::{self, Bandwidth, Fault, FaultClass, Phase};
 use crate::oci::manifest::Descriptor;
 use crate::oci::session::{header_str, http_fault};
 use crate::oci::Session;
+use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// How a layer ended and what it cost.
@@ -37,11 +40,61 @@ struct Progress {
 }
 
 impl Progress {
+    fn new() -> Progress {
+        Progress {
+            offset: 0,
+            hasher: Sha256::new(),
+            received: 0,
+            wasted: 0,
+        }
+    }
+
     /// Throws away what was held, as a client truncating its partial file.
     fn restart(&mut self) {
         self.wasted += self.offset;
         self.offset = 0;
         self.hasher = Sha256::new();
+    }
+
+    /// Share of the blob held, 0 to 1 (0 for an empty blob).
+    fn fraction(&self, size: u64) -> f64 {
+        if size == 0 {
+            0.0
+        } else {
+            self.offset as f64 / size as f64
+        }
+    }
+}
+
+/// containerd reopens at the offset after a short body without using up an
+/// attempt, as long as each reopen makes progress (at most `eof_reopens` in a
+/// row without). This tracks the reopens in a row.
+#[derive(Default)]
+struct Reopens {
+    /// Reopens since the last one that made progress.
+    without_progress: u32,
+    /// The offset of the last reopen, while the next GET is one.
+    at: Option<u64>,
+}
+
+impl Reopens {
+    /// Whether the next GET reopens (and so costs no attempt).
+    fn pending(&self) -> bool {
+        self.at.is_some()
+    }
+
+    /// Whether a short body that stopped at `offset` may be reopened, counting it if so.
+    fn allow(&mut self, offset: u64, limit: u32) -> bool {
+        if self.at.is_some_and(|at| offset > at) {
+            self.without_progress = 0;
+        }
+        if self.without_progress < limit {
+            self.without_progress += 1;
+            self.at = Some(offset);
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -57,20 +110,12 @@ pub async fn layer(
     let profile = &ctx.profile;
     let started = Instant::now();
     let mut first_failure: Option<Instant> = None;
-    let mut p = Progress {
-        offset: 0,
-        hasher: Sha256::new(),
-        received: 0,
-        wasted: 0,
-    };
+    let mut p = Progress::new();
     let mut attempts = 0;
     let mut ok = false;
-    // containerd reopens at the offset after a short body without using up an attempt,
-    // as long as each reopen makes progress (at most `eof_reopens` in a row without).
-    let mut reopens_without_progress = 0;
-    let mut reopened_at = None;
+    let mut reopens = Reopens::default();
     while attempts < profile.max_attempts {
-        if reopened_at.is_none() {
+        if !reopens.pending() {
             attempts += 1;
         }
         let resumed = p.offset > 0;
@@ -86,36 +131,20 @@ pub async fn layer(
             Err(f) => f,
         };
         first_failure.get_or_insert_with(Instant::now);
-        let progress = if blob.size == 0 {
-            0.0
-        } else {
-            p.offset as f64 / blob.size as f64
-        };
-        if fault.class == FaultClass::UnexpectedEof && profile.eof_reopens > 0 {
-            if reopened_at.is_some_and(|at| p.offset > at) {
-                reopens_without_progress = 0;
-            }
-            if reopens_without_progress < profile.eof_reopens {
-                reopens_without_progress += 1;
-                reopened_at = Some(p.offset);
-                blob_fault(events, fault, cluster).await;
-                let _ = events
-                    .send(Event::Retry {
-                        class: FaultClass::UnexpectedEof,
-                        progress,
-                    })
-                    .await;
-                continue;
-            }
+        let progress = p.fraction(blob.size);
+        if fault.class == FaultClass::UnexpectedEof && reopens.allow(p.offset, profile.eof_reopens)
+        {
+            blob_fault(events, fault, cluster).await;
+            let _ = events
+                .send(Event::Retry {
+                    class: FaultClass::UnexpectedEof,
+                    progress,
+                })
+                .await;
+            continue;
         }
-        reopened_at = None;
-        reopens_without_progress = 0;
-        let retry = match fault.class {
-            // dockerd retries a bad digest only when the attempt had resumed (the resume may
-            // have stitched two different bodies); the retry starts from zero.
-            FaultClass::DigestMismatch => profile.digest_retry_only_after_resume && resumed,
-            class => profile.retries(class),
-        };
+        reopens = Reopens::default();
+        let retry = retries(profile, fault.class, resumed);
         let class = fault.class;
         blob_fault(events, fault, cluster).await;
         if !retry || attempts >= profile.max_attempts {
@@ -142,6 +171,16 @@ pub async fn layer(
     }
 }
 
+/// Whether a layer whose attempt failed with `class` is tried again.
+fn retries(profile: &Profile, class: FaultClass, resumed: bool) -> bool {
+    match class {
+        // dockerd retries a bad digest only when the attempt had resumed (the resume may
+        // have stitched two different bodies); the retry starts from zero.
+        FaultClass::DigestMismatch => profile.digest_retry_only_after_resume && resumed,
+        class => profile.retries(class),
+    }
+}
+
 /// One GET of the blob from `p.offset`, read to its end into the hasher.
 async fn attempt(
     ctx: &FleetContext,
@@ -152,49 +191,15 @@ async fn attempt(
     events: &Sink,
     cluster: u32,
 ) -> Result<(), Fault> {
-    let profile = &ctx.profile;
-    let asked_from = p.offset;
     let ex = session
-        .open_blob(&blob.digest, &blob.media_type, asked_from)
+        .open_blob(&blob.digest, &blob.media_type, p.offset)
         .await?;
-    let mut skip = 0u64;
-    match ex.status {
-        StatusCode::PARTIAL_CONTENT => {
-            let range = header_str(&ex.headers, "content-range");
-            if !content_range_starts_at(range.as_deref(), asked_from, blob.size) {
-                p.restart();
-                return Err(Fault::new(
-                    FaultClass::RangeNotHonoured,
-                    Phase::Request,
-                    format!("asked bytes={asked_from}-, got Content-Range {range:?}"),
-                ));
-            }
-        }
-        StatusCode::OK if asked_from > 0 => {
-            match profile.range_ignored {
-                RangeIgnored::RestartAttempt => {
-                    p.restart();
-                    return Err(Fault::new(
-                    FaultClass::RangeNotHonoured,
-                    Phase::Request,
-                    format!("expected HTTP 206 from byte range request bytes={asked_from}-, got 200"),
-                ));
-                }
-                RangeIgnored::DiscardPrefix => {
-                    // The body restarts at byte 0: read past what is already held.
-                    let fault = Fault::new(
-                    FaultClass::RangeNotHonoured,
-                    Phase::Request,
-                    format!("range bytes={asked_from}- answered with 200; discarding {asked_from} bytes"),
-                );
-                    blob_fault(events, fault, cluster).await;
-                    skip = asked_from;
-                }
-            }
-        }
-        StatusCode::OK => {}
-        status => {
-            let body = net::read_small(ex.body, 64 << 10, profile.timeouts.stall)
+    let skip = check_response(ctx, blob, ex.status, &ex.headers, p, events, cluster).await;
+    let skip = match skip {
+        Ok(skip) => skip,
+        Err(Refused::Fault(fault)) => return Err(fault),
+        Err(Refused::Status(status)) => {
+            let body = net::read_small(ex.body, 64 << 10, ctx.profile.timeouts.stall)
                 .await
                 .unwrap_or_default();
             return Err(http_fault(
@@ -204,36 +209,93 @@ async fn attempt(
                 &format!("GET blob {}", blob.digest),
             ));
         }
+    };
+    read_body(ctx, blob, ex.body, skip, bandwidth, p).await?;
+    if p.offset < blob.size {
+        // A body without Content-Length that ended early.
+        return Err(Fault::new(
+            FaultClass::UnexpectedEof,
+            Phase::Body,
+            format!("body ended at byte {} of {}", p.offset, blob.size),
+        ));
     }
+    Ok(())
+}
 
-    let mut body = ex.body;
-    let verify = profile.verify_digest;
-    loop {
-        let frame = match profile.timeouts.stall {
-            None => body.frame().await,
-            Some(limit) => match tokio::time::timeout(limit, body.frame()).await {
-                Ok(f) => f,
-                Err(_) => {
-                    return Err(Fault::new(
-                        FaultClass::ReadTimeout,
-                        Phase::Body,
-                        format!("no body byte for {limit:?} at offset {}", p.offset),
-                    ))
-                }
-            },
-        };
-        let frame = match frame {
-            None => break,
-            Some(Ok(f)) => f,
-            Some(Err(e)) => {
-                let mut fault = net::classify::from_error(&e, Phase::Body);
-                fault.detail = format!("at byte {} of {}: {}", p.offset, blob.size, fault.detail);
-                return Err(fault);
+/// Why a blob response is not read.
+enum Refused {
+    /// An error status: its body tells why.
+    Status(StatusCode),
+    /// A response the profile will not use (a Range not honoured).
+    Fault(Fault),
+}
+
+/// Checks the response to a GET from `p.offset`; returns how many leading body
+/// bytes to discard (a 200 to a Range request, when the profile reads past them).
+async fn check_response(
+    ctx: &FleetContext,
+    blob: &Descriptor,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    p: &mut Progress,
+    events: &Sink,
+    cluster: u32,
+) -> Result<u64, Refused> {
+    let asked_from = p.offset;
+    match status {
+        StatusCode::PARTIAL_CONTENT => {
+            let range = header_str(headers, "content-range");
+            if content_range_starts_at(range.as_deref(), asked_from, blob.size) {
+                return Ok(0);
             }
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
+            p.restart();
+            Err(Refused::Fault(Fault::new(
+                FaultClass::RangeNotHonoured,
+                Phase::Request,
+                format!("asked bytes={asked_from}-, got Content-Range {range:?}"),
+            )))
+        }
+        StatusCode::OK if asked_from > 0 => match ctx.profile.range_ignored {
+            RangeIgnored::RestartAttempt => {
+                p.restart();
+                Err(Refused::Fault(Fault::new(
+                    FaultClass::RangeNotHonoured,
+                    Phase::Request,
+                    format!(
+                        "expected HTTP 206 from byte range request bytes={asked_from}-, got 200"
+                    ),
+                )))
+            }
+            RangeIgnored::DiscardPrefix => {
+                // The body restarts at byte 0: read past what is already held.
+                let fault = Fault::new(
+                    FaultClass::RangeNotHonoured,
+                    Phase::Request,
+                    format!(
+                        "range bytes={asked_from}- answered with 200; discarding {asked_from} bytes"
+                    ),
+                );
+                blob_fault(events, fault, cluster).await;
+                Ok(asked_from)
+            }
+        },
+        StatusCode::OK => Ok(0),
+        status => Err(Refused::Status(status)),
+    }
+}
+
+/// Reads `body` to its end: the first `skip` bytes are counted as wasted, the
+/// rest hashed and held; a capped node waits for its link after each chunk.
+async fn read_body(
+    ctx: &FleetContext,
+    blob: &Descriptor,
+    mut body: Incoming,
+    mut skip: u64,
+    bandwidth: Option<&Bandwidth>,
+    p: &mut Progress,
+) -> Result<(), Fault> {
+    let verify = ctx.profile.verify_digest;
+    while let Some(data) = next_chunk(&mut body, ctx.profile.timeouts.stall, blob, p).await? {
         let len = data.len();
         ctx.gauges.add_bytes(len);
         p.received += len as u64;
@@ -254,15 +316,45 @@ async fn attempt(
             link.take(len).await;
         }
     }
-    if p.offset < blob.size {
-        // A body without Content-Length that ended early.
-        return Err(Fault::new(
-            FaultClass::UnexpectedEof,
-            Phase::Body,
-            format!("body ended at byte {} of {}", p.offset, blob.size),
-        ));
-    }
     Ok(())
+}
+
+/// The next data chunk of `body` (`None` at its end), waiting at most `stall`
+/// for it; frames without data (trailers) are skipped.
+async fn next_chunk(
+    body: &mut Incoming,
+    stall: Option<Duration>,
+    blob: &Descriptor,
+    p: &Progress,
+) -> Result<Option<Bytes>, Fault> {
+    loop {
+        let frame = match stall {
+            None => body.frame().await,
+            Some(limit) => match tokio::time::timeout(limit, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => {
+                    return Err(Fault::new(
+                        FaultClass::ReadTimeout,
+                        Phase::Body,
+                        format!("no body byte for {limit:?} at offset {}", p.offset),
+                    ))
+                }
+            },
+        };
+        match frame {
+            None => return Ok(None),
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    return Ok(Some(data));
+                }
+            }
+            Some(Err(e)) => {
+                let mut fault = net::classify::from_error(&e, Phase::Body);
+                fault.detail = format!("at byte {} of {}: {}", p.offset, blob.size, fault.detail);
+                return Err(fault);
+            }
+        }
+    }
 }
 
 /// Checks the held bytes against the descriptor's size and digest.

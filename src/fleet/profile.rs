@@ -1,5 +1,5 @@
 //! Client profiles: the numbers and rules that make a simulated node behave
-//! like dockerd or containerd (see CLIENT-MODEL.md), with scenario overrides.
+//! like dockerd or containerd (see docs/clients.md), with scenario overrides.
 
 use crate::net::{FaultClass, Timeouts};
 use crate::scenario::{ClientKind, ClientOverrides};
@@ -113,7 +113,7 @@ impl Profile {
         p
     }
 
-    /// Whether a layer that failed with `class` is tried again (CLIENT-MODEL.md's lists).
+    /// Whether a layer that failed with `class` is tried again (docs/clients.md, "The rules").
     pub fn retries(&self, class: FaultClass) -> bool {
         match self.client {
             // dockerd: 401/403, 429, 404 (BLOB_UNKNOWN, NAME_UNKNOWN) and every other unexpected

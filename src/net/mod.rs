@@ -127,6 +127,27 @@ pub async fn send_with_body(
     body: RequestBody,
     transport: &Transport,
 ) -> Result<Exchange, Fault> {
+    let started = Instant::now();
+    let io = open(url, transport, started).await?;
+    let connect = started.elapsed();
+    let mut sender = start_http1(io, transport.read_buffer).await?;
+    let request = build_request(method, url, headers, body)?;
+    let asked = Instant::now();
+    let response = await_head(&mut sender, request, transport.timeouts.response).await?;
+    let ttfb = asked.elapsed();
+    let (parts, body) = response.into_parts();
+    Ok(Exchange {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        connect,
+        ttfb,
+    })
+}
+
+/// A connection to the URL's host, TLS-wrapped for `https`. The connect
+/// timeout, counted from `started`, bounds TCP and TLS together.
+async fn open(url: &Url, transport: &Transport, started: Instant) -> Result<Box<dyn Io>, Fault> {
     let timeouts = &transport.timeouts;
     let host = url.host_str().ok_or_else(|| {
         Fault::new(
@@ -136,62 +157,39 @@ pub async fn send_with_body(
         )
     })?;
     let port = url.port_or_known_default().unwrap_or(80);
-    let started = Instant::now();
     let stream = Counted::new(
         connect(host, port, timeouts.connect, transport.loopback_source).await?,
         transport.gauge.clone(),
     );
-    let io: Box<dyn Io> = match url.scheme() {
-        "http" => Box::new(stream),
+    match url.scheme() {
+        "http" => Ok(Box::new(stream)),
         "https" => {
-            let tls = transport.tls.as_ref().ok_or_else(|| {
+            let connector = transport.tls.as_ref().ok_or_else(|| {
                 Fault::new(
                     FaultClass::Tls,
                     Phase::Connect,
                     "https target but TLS is not configured",
                 )
             })?;
-            let name = tls::server_name(host)
-                .map_err(|e| Fault::new(FaultClass::Tls, Phase::Connect, e))?;
             let left = timeouts.connect.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, tls.connect(name, stream)).await {
-                Ok(Ok(s)) => Box::new(s),
-                // A reset or EOF mid-handshake keeps its own class; anything else is TLS.
-                Ok(Err(e)) => {
-                    let mut f = classify::from_io(
-                        &e,
-                        Phase::Connect,
-                        &format!("TLS handshake with {host}:{port}"),
-                    );
-                    if f.class == FaultClass::Other {
-                        f.class = FaultClass::Tls;
-                    }
-                    return Err(f);
-                }
-                Err(_) => {
-                    return Err(Fault::new(
-                        FaultClass::Tls,
-                        Phase::Connect,
-                        format!(
-                            "TLS handshake with {host}:{port} took longer than {:?}",
-                            timeouts.connect
-                        ),
-                    ))
-                }
-            }
+            let tls = tls::handshake(connector, host, port, stream, left, timeouts.connect).await?;
+            Ok(Box::new(tls))
         }
-        other => {
-            return Err(Fault::new(
-                FaultClass::Other,
-                Phase::Connect,
-                format!("unsupported URL scheme {other}"),
-            ))
-        }
-    };
-    let connect = started.elapsed();
+        other => Err(Fault::new(
+            FaultClass::Other,
+            Phase::Connect,
+            format!("unsupported URL scheme {other}"),
+        )),
+    }
+}
 
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(transport.read_buffer)
+/// The HTTP/1.1 handshake on `io`, with the connection driven by its own task.
+async fn start_http1(
+    io: Box<dyn Io>,
+    read_buffer: usize,
+) -> Result<hyper::client::conn::http1::SendRequest<RequestBody>, Fault> {
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(read_buffer)
         .handshake(hyper_util::rt::TokioIo::new(io))
         .await
         .map_err(|e| classify::from_error(&e, Phase::Connect))?;
@@ -200,7 +198,17 @@ pub async fn send_with_body(
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    Ok(sender)
+}
 
+/// The request as sent: origin-form target, `Host` from the URL, and a
+/// `User-Agent` unless the caller set one.
+fn build_request(
+    method: Method,
+    url: &Url,
+    headers: HeaderMap,
+    body: RequestBody,
+) -> Result<Request<RequestBody>, Fault> {
     let mut request = Request::builder()
         .method(method)
         .uri(request_target(url))
@@ -219,29 +227,24 @@ pub async fn send_with_body(
             "pullstorm/",
             env!("CARGO_PKG_VERSION")
         )));
+    Ok(request)
+}
 
-    let asked = Instant::now();
-    let response: Response<Incoming> =
-        match tokio::time::timeout(timeouts.response, sender.send_request(request)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(classify::from_error(&e, Phase::Request)),
-            Err(_) => {
-                return Err(Fault::new(
-                    FaultClass::ReadTimeout,
-                    Phase::Request,
-                    format!("no response head within {:?}", timeouts.response),
-                ))
-            }
-        };
-    let ttfb = asked.elapsed();
-    let (parts, body) = response.into_parts();
-    Ok(Exchange {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-        connect,
-        ttfb,
-    })
+/// Sends `request` and waits at most `limit` for the response head.
+async fn await_head(
+    sender: &mut hyper::client::conn::http1::SendRequest<RequestBody>,
+    request: Request<RequestBody>,
+    limit: Duration,
+) -> Result<Response<Incoming>, Fault> {
+    match tokio::time::timeout(limit, sender.send_request(request)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(classify::from_error(&e, Phase::Request)),
+        Err(_) => Err(Fault::new(
+            FaultClass::ReadTimeout,
+            Phase::Request,
+            format!("no response head within {limit:?}"),
+        )),
+    }
 }
 
 /// Reads a small body (manifest, token, error document) whole, up to `limit` bytes.

@@ -2,6 +2,7 @@
 //! roots plus an optional CA file (the lab's test CA), or no verification at
 //! all when the scenario says `insecure_tls` (like `--tls-verify=false`).
 
+use super::classify::{self, Fault, FaultClass, Phase};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
@@ -9,6 +10,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Builds the TLS connector for a run.
 pub fn connector(
@@ -54,6 +57,42 @@ pub fn connector(
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host} is not a valid TLS server name: {e}"))
+}
+
+/// The TLS handshake with `host:port` over a connected `stream`, within `left`
+/// (what the connect timeout `budget` has not used yet). A reset or EOF
+/// mid-handshake keeps its own fault class; anything else is a TLS fault.
+pub async fn handshake<S>(
+    connector: &tokio_rustls::TlsConnector,
+    host: &str,
+    port: u16,
+    stream: S,
+    left: Duration,
+    budget: Duration,
+) -> Result<tokio_rustls::client::TlsStream<S>, Fault>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = server_name(host).map_err(|e| Fault::new(FaultClass::Tls, Phase::Connect, e))?;
+    match tokio::time::timeout(left, connector.connect(name, stream)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => {
+            let mut f = classify::from_io(
+                &e,
+                Phase::Connect,
+                &format!("TLS handshake with {host}:{port}"),
+            );
+            if f.class == FaultClass::Other {
+                f.class = FaultClass::Tls;
+            }
+            Err(f)
+        }
+        Err(_) => Err(Fault::new(
+            FaultClass::Tls,
+            Phase::Connect,
+            format!("TLS handshake with {host}:{port} took longer than {budget:?}"),
+        )),
+    }
 }
 
 /// Verifies signatures (so the handshake is real) but trusts any certificate.

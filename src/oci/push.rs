@@ -150,6 +150,8 @@ enum BlobOutcome {
     Uploaded { bytes: u64, resumes: u64 },
 }
 
+/// One blob: nothing if the registry has it, a mount if asked and granted,
+/// else an upload in chunks.
 async fn push_blob(
     session: &Session,
     image: &Arc<SyntheticImage>,
@@ -158,6 +160,23 @@ async fn push_blob(
     source: Source,
     opts: &PushOptions,
 ) -> Result<BlobOutcome, Fault> {
+    if blob_present(session, digest).await? {
+        return Ok(BlobOutcome::Present);
+    }
+    let location = match start_upload(session, digest, opts.mount_from.as_deref()).await? {
+        Started::Mounted => return Ok(BlobOutcome::Mounted),
+        Started::Upload(location) => location,
+    };
+    let (location, resumes) = upload_chunks(session, image, &source, size, location, opts).await?;
+    finish_upload(session, &location, digest).await?;
+    Ok(BlobOutcome::Uploaded {
+        bytes: size,
+        resumes,
+    })
+}
+
+/// `HEAD` the blob: 200 means the registry already holds it.
+async fn blob_present(session: &Session, digest: &str) -> Result<bool, Fault> {
     let blob_url = session.url(&request::blob_path(session.repo(), digest))?;
     let ex = session
         .authorized(
@@ -167,26 +186,40 @@ async fn push_blob(
             HeaderMap::new(),
         )
         .await?;
-    let status = ex.status;
-    drop(ex.body);
-    if status == StatusCode::OK {
-        return Ok(BlobOutcome::Present);
-    }
+    Ok(ex.status == StatusCode::OK)
+}
 
+/// How a `POST` to the upload endpoint went.
+enum Started {
+    /// The cross-repository mount worked: nothing to upload.
+    Mounted,
+    /// An upload session, at this Location.
+    Upload(Url),
+}
+
+/// `POST /v2/<repo>/blobs/uploads/`, with `?mount=&from=` when a mount is asked.
+async fn start_upload(
+    session: &Session,
+    digest: &str,
+    mount_from: Option<&str>,
+) -> Result<Started, Fault> {
     let mut start = request::upload_path(session.repo());
-    if let Some(from) = &opts.mount_from {
+    if let Some(from) = mount_from {
         start.push_str(&format!("?mount={digest}&from={from}"));
     }
     let start_url = session.url(&start)?;
-    let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     let ex = session
-        .authorized(ExchangeKind::Upload, Method::POST, &start_url, headers)
+        .authorized(
+            ExchangeKind::Upload,
+            Method::POST,
+            &start_url,
+            empty_content(),
+        )
         .await?;
     let (status, location) = (ex.status, header_str(&ex.headers, "location"));
     let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
-    if status == StatusCode::CREATED && opts.mount_from.is_some() {
-        return Ok(BlobOutcome::Mounted);
+    if status == StatusCode::CREATED && mount_from.is_some() {
+        return Ok(Started::Mounted);
     }
     if status != StatusCode::ACCEPTED {
         return Err(http_fault(
@@ -196,14 +229,26 @@ async fn push_blob(
             &format!("POST upload for {digest}"),
         ));
     }
-    let mut location = resolve_location(&start_url, location)?;
+    Ok(Started::Upload(resolve_location(&start_url, location)?))
+}
 
+/// `PATCH`es `[0, size)` in chunks, each to the newest Location; after a cut,
+/// asks the registry where the upload stands and goes on from there. Returns
+/// the last Location and the number of resumes.
+async fn upload_chunks(
+    session: &Session,
+    image: &Arc<SyntheticImage>,
+    source: &Source,
+    size: u64,
+    mut location: Url,
+    opts: &PushOptions,
+) -> Result<(Url, u64), Fault> {
     let mut offset = 0u64;
     let mut resumes = 0u64;
     let mut attempt = 1;
     while offset < size {
         let end = (offset + opts.chunk_size.max(1)).min(size);
-        match patch(session, &location, image, &source, offset, end).await {
+        match patch(session, &location, image, source, offset, end).await {
             Ok(next) => {
                 location = next;
                 offset = end;
@@ -219,13 +264,15 @@ async fn push_blob(
             Err(fault) => return Err(fault),
         }
     }
+    Ok((location, resumes))
+}
 
+/// `PUT <location>?digest=`: closes the upload; the registry checks the digest.
+async fn finish_upload(session: &Session, location: &Url, digest: &str) -> Result<(), Fault> {
     let mut put_url = location.clone();
     put_url.query_pairs_mut().append_pair("digest", digest);
-    let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     let ex = session
-        .authorized(ExchangeKind::Upload, Method::PUT, &put_url, headers)
+        .authorized(ExchangeKind::Upload, Method::PUT, &put_url, empty_content())
         .await?;
     let status = ex.status;
     let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
@@ -237,10 +284,14 @@ async fn push_blob(
             &format!("PUT upload for {digest}"),
         ));
     }
-    Ok(BlobOutcome::Uploaded {
-        bytes: size,
-        resumes,
-    })
+    Ok(())
+}
+
+/// `Content-Length: 0`, for the bodiless POST and PUT of an upload.
+fn empty_content() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    headers
 }
 
 fn retryable(f: &Fault) -> bool {

@@ -245,44 +245,9 @@ impl ProxyConfig {
             Some(u) => normalize_upstream(u).map_err(|e| format!("upstream: {e}"))?,
             None => return Err("upstream: required (host:port of the registry or LB)".into()),
         };
-        let cut_select = select("cut", s.cut_every, s.cut_first, s.cut_probability)?;
-        let cut = if s.cut_after_time.is_some() || s.cut_after_bytes.is_some() {
-            Some(CutFault {
-                after_time: s.cut_after_time.map(|t| t.0),
-                after_bytes: s.cut_after_bytes.map(|b| b.0),
-                with: s.cut_with,
-                select: cut_select.unwrap_or(Select::Every(1)),
-            })
-        } else if cut_select.is_some() {
-            return Err(
-                "cut_every/cut_first/cut_probability: need cut_after_time or cut_after_bytes"
-                    .into(),
-            );
-        } else {
-            None
-        };
-        let stall_select = select("stall", s.stall_every, s.stall_first, s.stall_probability)?;
-        let stall =
-            match s.stall_after_bytes {
-                Some(after) => Some(StallFault {
-                    after_bytes: after.0,
-                    duration: s.stall_for.map(|d| d.0),
-                    select: stall_select.unwrap_or(Select::Every(1)),
-                }),
-                None if stall_select.is_some() || s.stall_for.is_some() => return Err(
-                    "stall_for/stall_every/stall_first/stall_probability: need stall_after_bytes"
-                        .into(),
-                ),
-                None => None,
-            };
-        let limit = match (s.max_connections, s.over_limit) {
-            (Some(max), over) => Some(ConnLimit {
-                max,
-                over: over.unwrap_or_default(),
-            }),
-            (None, Some(_)) => return Err("over_limit: needs max_connections".into()),
-            (None, None) => None,
-        };
+        let cut = cut_fault(s)?;
+        let stall = stall_fault(s)?;
+        let limit = conn_limit(s)?;
         for (key, rate) in [
             ("bandwidth", s.bandwidth),
             ("bandwidth_total", s.bandwidth_total),
@@ -291,38 +256,8 @@ impl ProxyConfig {
                 return Err(format!("{key}: must be above 0 (leave it out for no cap)"));
             }
         }
-        let latency = Latency {
-            first_byte: s.latency.map_or(Duration::ZERO, |d| d.0),
-            per_chunk: s.latency_per_chunk.map_or(Duration::ZERO, |d| d.0),
-            jitter: s.latency_jitter.map_or(Duration::ZERO, |d| d.0),
-        };
-        if !latency.jitter.is_zero() && latency.first_byte.is_zero() && latency.per_chunk.is_zero()
-        {
-            return Err("latency_jitter: needs latency or latency_per_chunk".into());
-        }
-        let status_select = select(
-            "status",
-            s.status_every,
-            s.status_first,
-            s.status_probability,
-        )?;
-        let status = match s.status {
-            Some(code) if !(200..=599).contains(&code) => {
-                return Err(format!(
-                    "status: {code} is not an HTTP status from 200 to 599"
-                ))
-            }
-            Some(code) => Some(StatusFault {
-                code,
-                select: status_select.unwrap_or(Select::Every(1)),
-                path_contains: s.status_path_contains.clone().filter(|p| !p.is_empty()),
-            }),
-            None if status_select.is_some() || s.status_path_contains.is_some() => return Err(
-                "status_every/status_first/status_probability/status_path_contains: need status"
-                    .into(),
-            ),
-            None => None,
-        };
+        let latency = latency(s)?;
+        let status = status_fault(s)?;
         Ok(ProxyConfig {
             upstream,
             connect_timeout: s.connect_timeout.0,
@@ -341,6 +276,88 @@ impl ProxyConfig {
     /// Whether request heads must be parsed (Range stripping, status injection).
     pub fn http_aware(&self) -> bool {
         self.strip_range || self.status.is_some()
+    }
+}
+
+/// The cut, when a trigger (`cut_after_time`, `cut_after_bytes`) is given.
+fn cut_fault(s: &ProxySection) -> Result<Option<CutFault>, String> {
+    let select = select("cut", s.cut_every, s.cut_first, s.cut_probability)?;
+    if s.cut_after_time.is_some() || s.cut_after_bytes.is_some() {
+        Ok(Some(CutFault {
+            after_time: s.cut_after_time.map(|t| t.0),
+            after_bytes: s.cut_after_bytes.map(|b| b.0),
+            with: s.cut_with,
+            select: select.unwrap_or(Select::Every(1)),
+        }))
+    } else if select.is_some() {
+        Err("cut_every/cut_first/cut_probability: need cut_after_time or cut_after_bytes".into())
+    } else {
+        Ok(None)
+    }
+}
+
+/// The stall, when `stall_after_bytes` is given.
+fn stall_fault(s: &ProxySection) -> Result<Option<StallFault>, String> {
+    let select = select("stall", s.stall_every, s.stall_first, s.stall_probability)?;
+    match s.stall_after_bytes {
+        Some(after) => Ok(Some(StallFault {
+            after_bytes: after.0,
+            duration: s.stall_for.map(|d| d.0),
+            select: select.unwrap_or(Select::Every(1)),
+        })),
+        None if select.is_some() || s.stall_for.is_some() => Err(
+            "stall_for/stall_every/stall_first/stall_probability: need stall_after_bytes".into(),
+        ),
+        None => Ok(None),
+    }
+}
+
+/// The connection cap, when `max_connections` is given.
+fn conn_limit(s: &ProxySection) -> Result<Option<ConnLimit>, String> {
+    match (s.max_connections, s.over_limit) {
+        (Some(max), over) => Ok(Some(ConnLimit {
+            max,
+            over: over.unwrap_or_default(),
+        })),
+        (None, Some(_)) => Err("over_limit: needs max_connections".into()),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The delays; jitter alone would delay nothing.
+fn latency(s: &ProxySection) -> Result<Latency, String> {
+    let latency = Latency {
+        first_byte: s.latency.map_or(Duration::ZERO, |d| d.0),
+        per_chunk: s.latency_per_chunk.map_or(Duration::ZERO, |d| d.0),
+        jitter: s.latency_jitter.map_or(Duration::ZERO, |d| d.0),
+    };
+    if !latency.jitter.is_zero() && latency.first_byte.is_zero() && latency.per_chunk.is_zero() {
+        return Err("latency_jitter: needs latency or latency_per_chunk".into());
+    }
+    Ok(latency)
+}
+
+/// The injected status, when `status` is given.
+fn status_fault(s: &ProxySection) -> Result<Option<StatusFault>, String> {
+    let select = select(
+        "status",
+        s.status_every,
+        s.status_first,
+        s.status_probability,
+    )?;
+    match s.status {
+        Some(code) if !(200..=599).contains(&code) => Err(format!(
+            "status: {code} is not an HTTP status from 200 to 599"
+        )),
+        Some(code) => Ok(Some(StatusFault {
+            code,
+            select: select.unwrap_or(Select::Every(1)),
+            path_contains: s.status_path_contains.clone().filter(|p| !p.is_empty()),
+        })),
+        None if select.is_some() || s.status_path_contains.is_some() => Err(
+            "status_every/status_first/status_probability/status_path_contains: need status".into(),
+        ),
+        None => Ok(None),
     }
 }
 

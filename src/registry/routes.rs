@@ -211,31 +211,12 @@ impl Registry {
         if !is_digest(digest) {
             return error(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "invalid digest");
         }
-        let image = &self.image;
-        let (slot, source, total) = match image.blob(digest) {
-            Some(BlobRef::Layer(i)) => {
-                let size = image.layers[i].size;
-                (
-                    i,
-                    Source::Layer {
-                        seed: image.seed,
-                        index: i,
-                        size,
-                    },
-                    size,
-                )
-            }
-            Some(BlobRef::Config(doc)) => {
-                let slot = image.layers.len() + usize::from(doc.digest != image.config.digest);
-                (slot, Source::Memory(doc.bytes.clone()), doc.size())
-            }
-            None => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "BLOB_UNKNOWN",
-                    "blob unknown to registry",
-                )
-            }
+        let Some((slot, source, total)) = self.blob_source(digest) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "BLOB_UNKNOWN",
+                "blob unknown to registry",
+            );
         };
         let wanted = if self.faults.ignore_range {
             RangeRequest::Whole
@@ -285,6 +266,26 @@ impl Registry {
             );
         }
         resp
+    }
+
+    /// Where the blob's bytes come from: its cut-counter slot, its source and its size.
+    fn blob_source(&self, digest: &str) -> Option<(usize, Source, u64)> {
+        let image = &self.image;
+        match image.blob(digest)? {
+            BlobRef::Layer(i) => {
+                let size = image.layers[i].size;
+                let source = Source::Layer {
+                    seed: image.seed,
+                    index: i,
+                    size,
+                };
+                Some((i, source, size))
+            }
+            BlobRef::Config(doc) => {
+                let slot = image.layers.len() + usize::from(doc.digest != image.config.digest);
+                Some((slot, Source::Memory(doc.bytes.clone()), doc.size()))
+            }
+        }
     }
 
     /// The cut this response gets, if any, counting it against `cut_times`.

@@ -5,7 +5,10 @@
 //! `file:line:col` or the `--set` that introduced it.
 
 use super::locate::KeyPath;
-use super::model::{Pattern, Scenario};
+use super::model::{
+    ArrivalSection, ClientOverrides, EmbeddedSection, FleetSection, Pattern, RunSection, Scenario,
+    TargetSection,
+};
 use crate::oci::reference::check_reference;
 
 /// Most nodes one run may simulate (each is a task with its own connections).
@@ -54,14 +57,30 @@ impl Issues {
 /// Every semantic problem in `s`, in file order of sections.
 pub fn check(s: &Scenario) -> Vec<Issue> {
     let mut out = Issues(Vec::new());
-
     if let Some(name) = &s.name {
         if let Err(e) = check_name(name) {
             out.add("name", e);
         }
     }
+    check_target(&s.target, &mut out);
+    check_embedded(&s.embedded, &mut out);
+    check_fleet(&s.fleet, &mut out);
+    check_client(&s.client, &mut out);
+    check_arrival(&s.arrival, &mut out);
+    check_run(&s.run, &mut out);
+    if let Some(rate) = s.thresholds.max_failure_rate {
+        if !(0.0..=1.0).contains(&rate) {
+            out.add(
+                "thresholds.max_failure_rate",
+                format!("{rate} is not a fraction between 0 and 1 (0.01 = 1%)"),
+            );
+        }
+    }
+    out.0
+}
 
-    let t = &s.target;
+/// `[target]`: the URL, the image reference and the platform.
+fn check_target(t: &TargetSection, out: &mut Issues) {
     if let Some(url) = &t.url {
         if let Err(e) = check_url(url) {
             out.add("target.url", e);
@@ -88,8 +107,10 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
             ),
         );
     }
+}
 
-    let e = &s.embedded;
+/// `[embedded]`: at least one layer, none empty.
+fn check_embedded(e: &EmbeddedSection, out: &mut Issues) {
     if e.layers.is_empty() {
         out.add("embedded.layers", "needs at least one layer size");
     }
@@ -101,8 +122,10 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
             );
         }
     }
+}
 
-    let f = &s.fleet;
+/// `[fleet]`: sizes, the node cap of one run, and the bandwidth.
+fn check_fleet(f: &FleetSection, out: &mut Issues) {
     if f.clusters < 1 {
         out.add("fleet.clusters", "must be at least 1");
     }
@@ -128,8 +151,10 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
             "must be more than 0 (leave it out for no cap)",
         );
     }
+}
 
-    let c = &s.client;
+/// `[client]`: overrides that would stop a pull before it starts.
+fn check_client(c: &ClientOverrides, out: &mut Issues) {
     if c.max_concurrent_downloads == Some(0) {
         out.add("client.max_concurrent_downloads", "must be at least 1");
     }
@@ -145,43 +170,37 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
     if c.response_timeout.is_some_and(|d| d.0.is_zero()) {
         out.add("client.response_timeout", "must be more than 0");
     }
+}
 
-    let a = &s.arrival;
-    if a.pattern == Pattern::Waves {
-        if a.wave_size < 1 {
-            out.add_with(
-                "arrival.wave_size",
-                &["arrival.pattern"],
-                "must be at least 1 when arrival.pattern = \"waves\"",
-            );
-        }
-        if a.wave_interval.0.is_zero() {
-            out.add_with(
-                "arrival.wave_interval",
-                &["arrival.pattern"],
-                "must be more than 0 when arrival.pattern = \"waves\"",
-            );
-        }
+/// `[arrival]`: waves need a size and an interval.
+fn check_arrival(a: &ArrivalSection, out: &mut Issues) {
+    if a.pattern != Pattern::Waves {
+        return;
     }
+    if a.wave_size < 1 {
+        out.add_with(
+            "arrival.wave_size",
+            &["arrival.pattern"],
+            "must be at least 1 when arrival.pattern = \"waves\"",
+        );
+    }
+    if a.wave_interval.0.is_zero() {
+        out.add_with(
+            "arrival.wave_interval",
+            &["arrival.pattern"],
+            "must be more than 0 when arrival.pattern = \"waves\"",
+        );
+    }
+}
 
-    let r = &s.run;
+/// `[run]`: a duration and at least one pull.
+fn check_run(r: &RunSection, out: &mut Issues) {
     if r.duration.0.is_zero() {
         out.add("run.duration", "must be more than 0");
     }
     if r.pulls_per_node < 1 {
         out.add("run.pulls_per_node", "must be at least 1");
     }
-
-    if let Some(rate) = s.thresholds.max_failure_rate {
-        if !(0.0..=1.0).contains(&rate) {
-            out.add(
-                "thresholds.max_failure_rate",
-                format!("{rate} is not a fraction between 0 and 1 (0.01 = 1%)"),
-            );
-        }
-    }
-
-    out.0
 }
 
 /// `1000000` -> `1,000,000`.
