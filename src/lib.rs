@@ -7,6 +7,7 @@
 pub mod digest;
 pub mod exit;
 pub mod fleet;
+pub mod human;
 pub mod load;
 pub mod metrics;
 pub mod net;

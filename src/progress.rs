@@ -9,9 +9,9 @@
 //! only reads atomics, so it costs the fleet nothing and still ticks when the
 //! runtime is saturated.
 
+use crate::human;
 use crate::metrics::watch::Latest;
 use crate::metrics::{fds, Gauges};
-use crate::result::summary::bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
@@ -204,8 +204,8 @@ impl Snapshot {
     /// Throughput, connections, fds, errors and targets: the bar's second line.
     pub fn details(&self) -> String {
         let mut s = format!(
-            "{}/s  active {}  conns {}  fds {}/{}",
-            bytes(self.bytes_per_sec),
+            "{}  active {}  conns {}  fds {}/{}",
+            human::rate(self.bytes_per_sec),
             self.active,
             self.connections,
             self.fds,
@@ -247,8 +247,8 @@ impl Snapshot {
             String::new()
         };
         format!(
-            "  {:>5.0}s  pulls {}{total} done  {}",
-            self.elapsed.as_secs_f64(),
+            "  {:>6}  pulls {}{total} done  {}",
+            human::secs_short(self.elapsed.as_secs_f64(), 0),
             self.done,
             self.details()
         )

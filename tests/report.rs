@@ -166,7 +166,7 @@ fn report_figures_match_the_result() {
             let got: f64 = raw(&figs, &key).parse().unwrap();
             assert_eq!(got, want, "{key}");
             let text = &figs[&key][0].1;
-            assert_eq!(text, &pullstorm::report::fmt::millis(want), "{key}");
+            assert_eq!(text, &pullstorm::human::millis(want), "{key}");
         }
     }
     // Charts: timeline (throughput, pulls, fds, errors, retries, ...) and percentiles.

@@ -141,7 +141,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
             s.fleet.nodes_per_cluster,
             plan.pulls_per_node,
             image,
-            summary::bytes(target.image_bytes as f64),
+            crate::human::bytes(target.image_bytes as f64),
             base,
             if embedded { " (embedded registry)" } else { "" }
         );

@@ -2,10 +2,10 @@
 //! a log axis, as HdrHistogram's own plots draw them) decoded from the
 //! result's serialized histograms, and the percentile table.
 
-use super::fmt;
+use super::colors::PALETTE;
 use super::html::{esc, fig, table};
 use super::svg::{percentile_chart, Curve};
-use super::timeline::PALETTE;
+use crate::human;
 use crate::result::model::{decode_histogram, ResultDoc};
 use hdrhistogram::Histogram;
 use std::fmt::Write;
@@ -64,31 +64,20 @@ pub fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     pts
 }
 
-/// The section's HTML.
+/// The section's HTML: the percentile charts, then the percentile table.
 pub fn section(doc: &ResultDoc) -> String {
+    let mut s = charts(doc);
+    s.push_str(&percentile_table(doc));
+    s
+}
+
+/// One percentile chart per entry of [`CHARTS`] that has samples.
+fn charts(doc: &ResultDoc) -> String {
     let mut s = String::new();
     s.push_str("<div class=\"lat\">");
     let mut drawn = 0;
     for (title, metrics, what) in CHARTS {
-        let mut curves = Vec::new();
-        for (i, m) in metrics.iter().enumerate() {
-            let Some(text) = doc.histograms.get(*m) else {
-                continue;
-            };
-            let Ok(h) = decode_histogram(text) else {
-                continue;
-            };
-            let points = curve(&h);
-            if points.is_empty() {
-                continue;
-            }
-            curves.push(Curve {
-                name: format!("{m} ({} samples)", fmt::count(h.len())),
-                color: PALETTE[i % PALETTE.len()],
-                points,
-                dashed: i > 0,
-            });
-        }
+        let curves = curves(doc, metrics);
         if curves.is_empty() {
             continue;
         }
@@ -105,6 +94,37 @@ pub fn section(doc: &ResultDoc) -> String {
     if drawn == 0 {
         s = "<p>No latency samples.</p>".into();
     }
+    s
+}
+
+/// The curves of `metrics` that decode and have samples; the first solid,
+/// the others dashed.
+fn curves(doc: &ResultDoc, metrics: &[&str]) -> Vec<Curve> {
+    let mut curves = Vec::new();
+    for (i, m) in metrics.iter().enumerate() {
+        let Some(text) = doc.histograms.get(*m) else {
+            continue;
+        };
+        let Ok(h) = decode_histogram(text) else {
+            continue;
+        };
+        let points = curve(&h);
+        if points.is_empty() {
+            continue;
+        }
+        curves.push(Curve {
+            name: format!("{m} ({} samples)", human::count(h.len())),
+            color: PALETTE[i % PALETTE.len()],
+            points,
+            dashed: i > 0,
+        });
+    }
+    curves
+}
+
+/// Count and percentiles of every metric, in [`ORDER`], each figure tagged
+/// with its result.json path.
+fn percentile_table(doc: &ResultDoc) -> String {
     let mut names: Vec<&String> = doc.latency.keys().collect();
     names.sort_by_key(|n| ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len()));
     let rows: Vec<Vec<String>> = names
@@ -115,7 +135,7 @@ pub fn section(doc: &ResultDoc) -> String {
                 let text = if l.count == 0 {
                     "\u{2013}".to_string()
                 } else {
-                    fmt::millis(v)
+                    human::millis(v)
                 };
                 fig(&format!("latency.{name}.{p}"), v, &text)
             };
@@ -136,14 +156,13 @@ pub fn section(doc: &ResultDoc) -> String {
             ]
         })
         .collect();
-    s.push_str(&table(
+    table(
         "num",
         &[
             "metric", "count", "min", "p50", "p90", "p99", "p99.9", "max", "mean",
         ],
         &rows,
-    ));
-    s
+    )
 }
 
 #[cfg(test)]

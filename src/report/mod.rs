@@ -7,11 +7,14 @@
 //!
 //! Layout: `overview` (verdict, key figures, thresholds), `timeline` (stacked
 //! charts on one time axis), `latency` (percentile curves), `tables`
-//! (errors, clusters, targets, environment, scenario); `svg` draws, `html`
-//! escapes and styles, `decimate` buckets, `fmt` formats numbers.
+//! (errors, clusters, watched processes, environment, scenario); `svg`
+//! draws, `axis` ticks, `colors` colours, `html` escapes and styles,
+//! `decimate` buckets. Numbers are formatted by [`crate::human`], as on the
+//! console.
 
+pub mod axis;
+pub mod colors;
 pub mod decimate;
-pub mod fmt;
 pub mod html;
 pub mod latency;
 pub mod overview;
@@ -85,7 +88,7 @@ pub fn render(doc: &ResultDoc) -> String {
         (SECTIONS[0].0, SECTIONS[0].1, timeline::section(doc)),
         (SECTIONS[1].0, SECTIONS[1].1, latency::section(doc)),
         (SECTIONS[2].0, SECTIONS[2].1, tables::errors(doc)),
-        (SECTIONS[3].0, SECTIONS[3].1, tables::targets(doc)),
+        (SECTIONS[3].0, SECTIONS[3].1, tables::watched(doc)),
         (SECTIONS[4].0, SECTIONS[4].1, tables::clusters(doc)),
         (SECTIONS[5].0, SECTIONS[5].1, tables::environment(doc)),
         (SECTIONS[6].0, SECTIONS[6].1, tables::scenario(doc)),

@@ -1,9 +1,9 @@
 //! The top of the report: title, the verdict in one line, the key figures as
 //! cards (coloured when they need attention), and the threshold checks.
 
-use super::fmt;
 use super::html::{esc, fig, table};
-use crate::result::model::{ResultDoc, WatchedKind};
+use crate::human;
+use crate::result::model::{ResultDoc, WatchedKind, WatchedSummary};
 use std::fmt::Write;
 
 /// Share of a limit from which a figure is flagged: warn, then bad.
@@ -95,9 +95,9 @@ pub fn verdict(doc: &ResultDoc) -> String {
             p.interrupted,
             &p.interrupted.to_string()
         ),
-        esc(&fmt::secs(doc.duration_ms as f64 / 1000.0)),
-        esc(&fmt::bytes(doc.bytes.downloaded as f64)),
-        esc(&fmt::rate(doc.throughput.mean_bytes_per_sec)),
+        esc(&human::secs(doc.duration_ms as f64 / 1000.0)),
+        esc(&human::bytes(doc.bytes.downloaded as f64)),
+        esc(&human::rate(doc.throughput.mean_bytes_per_sec)),
     );
     let errors: u64 = doc.errors.values().sum();
     if errors > 0 {
@@ -125,19 +125,40 @@ pub fn verdict(doc: &ResultDoc) -> String {
                 why,
                 " <span class=\"warnline\">{} exited at {}.</span>",
                 esc(&t.name),
-                esc(&fmt::secs(at))
+                esc(&human::secs(at))
             );
         }
     }
     format!("<div class=\"verdict {class}\"><b>{word}</b>{why}</div>")
 }
 
-/// The key figures.
+/// The key figures: the run's own, then one card per watched process or endpoint.
 pub fn cards(doc: &ResultDoc) -> String {
     let mut s = String::from("<div class=\"cards\">");
+    pull_cards(&mut s, doc);
+    data_cards(&mut s, doc);
+    trouble_cards(&mut s, doc);
+    harness_fd_card(&mut s, doc);
+    for t in doc
+        .watched
+        .iter()
+        .filter(|t| t.kind != WatchedKind::Harness)
+    {
+        if t.kind == WatchedKind::StubStatus {
+            stub_card(&mut s, t);
+        } else {
+            watched_card(&mut s, t);
+        }
+    }
+    s.push_str("</div>");
+    s
+}
+
+/// Pulls completed (bad when any failed or was cut short) and pull time.
+fn pull_cards(s: &mut String, doc: &ResultDoc) {
     let p = &doc.pulls;
     card(
-        &mut s,
+        s,
         if p.failed > 0 || p.interrupted > 0 {
             Tone::Bad
         } else {
@@ -162,61 +183,69 @@ pub fn cards(doc: &ResultDoc) -> String {
     );
     let pull = doc.latency.get("pull").cloned().unwrap_or_default();
     card(
-        &mut s,
+        s,
         Tone::Plain,
         "Pull time p50 / p99",
         &format!(
             "{} / {}",
-            fig("latency.pull.p50", pull.p50, &fmt::millis(pull.p50)),
-            fig("latency.pull.p99", pull.p99, &fmt::millis(pull.p99))
+            fig("latency.pull.p50", pull.p50, &human::millis(pull.p50)),
+            fig("latency.pull.p99", pull.p99, &human::millis(pull.p99))
         ),
         &format!(
             "max {} &middot; from scheduled start",
-            esc(&fmt::millis(pull.max))
+            esc(&human::millis(pull.max))
         ),
     );
+}
+
+/// Bytes moved (and wasted on retries) and throughput.
+fn data_cards(s: &mut String, doc: &ResultDoc) {
     card(
-        &mut s,
+        s,
         Tone::Plain,
         "Data moved",
         &fig(
             "bytes.downloaded",
             doc.bytes.downloaded,
-            &fmt::bytes(doc.bytes.downloaded as f64),
+            &human::bytes(doc.bytes.downloaded as f64),
         ),
         &format!(
             "wasted {} {}",
             fig(
                 "bytes.wasted",
                 doc.bytes.wasted,
-                &fmt::bytes(doc.bytes.wasted as f64)
+                &human::bytes(doc.bytes.wasted as f64)
             ),
-            esc(&paren(fmt::pct(
+            esc(&paren(human::pct(
                 doc.bytes.wasted as f64,
                 doc.bytes.downloaded as f64
             )))
         ),
     );
     card(
-        &mut s,
+        s,
         Tone::Plain,
         "Throughput mean",
         &fig(
             "throughput.mean_bytes_per_sec",
             doc.throughput.mean_bytes_per_sec,
-            &fmt::rate(doc.throughput.mean_bytes_per_sec),
+            &human::rate(doc.throughput.mean_bytes_per_sec),
         ),
         &format!(
             "peak second {}",
             fig(
                 "throughput.peak_bytes_per_sec",
                 doc.throughput.peak_bytes_per_sec,
-                &fmt::rate(doc.throughput.peak_bytes_per_sec as f64)
+                &human::rate(doc.throughput.peak_bytes_per_sec as f64)
             )
         ),
     );
+}
+
+/// Retries and errors with their largest classes.
+fn trouble_cards(s: &mut String, doc: &ResultDoc) {
     card(
-        &mut s,
+        s,
         if doc.retries.total > 0 {
             Tone::Warn
         } else {
@@ -233,7 +262,7 @@ pub fn cards(doc: &ResultDoc) -> String {
     let errors: u64 = doc.errors.values().sum();
     // Errors that retries absorbed are a warning; errors that failed pulls are bad.
     card(
-        &mut s,
+        s,
         if doc.pulls.failed > 0 && errors > 0 {
             Tone::Bad
         } else if errors > 0 {
@@ -245,8 +274,12 @@ pub fn cards(doc: &ResultDoc) -> String {
         &fig("errors.total", errors, &errors.to_string()),
         &non_empty(top_classes(&doc.errors, 2), "none"),
     );
+}
+
+/// The harness's fds against its soft limit, and its peak connections.
+fn harness_fd_card(s: &mut String, doc: &ResultDoc) {
     card(
-        &mut s,
+        s,
         Tone::of_ratio(doc.fd.client_peak as f64, doc.fd.client_limit as f64),
         "Harness fds peak / limit",
         &format!(
@@ -264,7 +297,7 @@ pub fn cards(doc: &ResultDoc) -> String {
         ),
         &format!(
             "{} of the soft limit &middot; connections peak {}",
-            esc(&fmt::pct(
+            esc(&human::pct(
                 doc.fd.client_peak as f64,
                 doc.fd.client_limit as f64
             )),
@@ -275,67 +308,66 @@ pub fn cards(doc: &ResultDoc) -> String {
             )
         ),
     );
-    for t in doc
-        .watched
-        .iter()
-        .filter(|t| t.kind != WatchedKind::Harness)
-    {
-        if t.kind == WatchedKind::StubStatus {
-            stub_card(&mut s, t);
-            continue;
+}
+
+/// A watched process or Prometheus endpoint: fds against its limit, bad
+/// when it exited, turned zombie or could never be sampled.
+fn watched_card(s: &mut String, t: &WatchedSummary) {
+    let gone = t.exited_at_s.or(t.zombie_at_s);
+    let tone = if gone.is_some() || (t.samples > 0 && t.failures == t.samples) {
+        Tone::Bad
+    } else {
+        match (t.fd_peak, t.fd_limit) {
+            (Some(p), Some(l)) => Tone::of_ratio(p as f64, l as f64),
+            _ => Tone::Plain,
         }
-        let gone = t.exited_at_s.or(t.zombie_at_s);
-        let tone = if gone.is_some() || (t.samples > 0 && t.failures == t.samples) {
-            Tone::Bad
-        } else {
-            match (t.fd_peak, t.fd_limit) {
-                (Some(p), Some(l)) => Tone::of_ratio(p as f64, l as f64),
-                _ => Tone::Plain,
-            }
-        };
-        let value = match (t.fd_peak, t.fd_limit) {
-            (Some(p), Some(l)) => format!("{p} / {l}"),
-            (Some(p), None) => format!("{p}"),
-            _ => "\u{2013}".to_string(),
-        };
-        let mut detail = Vec::new();
-        if let (Some(p), Some(l)) = (t.fd_peak, t.fd_limit) {
-            detail.push(format!("{} of the limit", fmt::pct(p as f64, l as f64)));
-        }
-        if let Some(r) = t.rss_peak_bytes {
-            detail.push(format!("RSS {}", fmt::bytes(r as f64)));
-        }
-        if let Some(a) = t.peaks.get("active") {
-            detail.push(format!("active {}", fmt::num(*a)));
-        }
-        if let Some(at) = t.zombie_at_s {
-            detail.push(format!("ZOMBIE at {}", fmt::secs(at)));
-        }
-        if let Some(at) = t.exited_at_s {
-            detail.push(format!("EXITED at {}", fmt::secs(at)));
-        }
-        if t.samples == 0 || t.failures == t.samples {
-            detail.push(
-                t.last_error
-                    .clone()
-                    .unwrap_or_else(|| "no sample".to_string()),
-            );
-        }
-        card(
-            &mut s,
-            tone,
-            &format!("{} fds peak / limit", t.name),
-            &esc(&value),
-            &esc(&detail.join(" \u{b7} ")),
+    };
+    let value = match (t.fd_peak, t.fd_limit) {
+        (Some(p), Some(l)) => format!("{p} / {l}"),
+        (Some(p), None) => format!("{p}"),
+        _ => "\u{2013}".to_string(),
+    };
+    card(
+        s,
+        tone,
+        &format!("{} fds peak / limit", t.name),
+        &esc(&value),
+        &esc(&watched_detail(t).join(" \u{b7} ")),
+    );
+}
+
+/// The small print of a watched card: share of the limit, memory, nginx's
+/// active connections, exits, and why sampling failed.
+fn watched_detail(t: &WatchedSummary) -> Vec<String> {
+    let mut detail = Vec::new();
+    if let (Some(p), Some(l)) = (t.fd_peak, t.fd_limit) {
+        detail.push(format!("{} of the limit", human::pct(p as f64, l as f64)));
+    }
+    if let Some(r) = t.rss_peak_bytes {
+        detail.push(format!("RSS {}", human::bytes(r as f64)));
+    }
+    if let Some(a) = t.peaks.get("active") {
+        detail.push(format!("active {}", human::num(*a)));
+    }
+    if let Some(at) = t.zombie_at_s {
+        detail.push(format!("ZOMBIE at {}", human::secs(at)));
+    }
+    if let Some(at) = t.exited_at_s {
+        detail.push(format!("EXITED at {}", human::secs(at)));
+    }
+    if t.samples == 0 || t.failures == t.samples {
+        detail.push(
+            t.last_error
+                .clone()
+                .unwrap_or_else(|| "no sample".to_string()),
         );
     }
-    s.push_str("</div>");
-    s
+    detail
 }
 
 /// nginx stub_status: connections rather than fds.
-fn stub_card(s: &mut String, t: &crate::result::model::WatchedSummary) {
-    let peak = |k: &str| t.peaks.get(k).map(|v| fmt::num(*v));
+fn stub_card(s: &mut String, t: &WatchedSummary) {
+    let peak = |k: &str| t.peaks.get(k).map(|v| human::num(*v));
     let failing = t.samples == 0 || t.failures == t.samples;
     let mut detail = Vec::new();
     if let Some(w) = peak("writing") {
@@ -346,7 +378,7 @@ fn stub_card(s: &mut String, t: &crate::result::model::WatchedSummary) {
     }
     let dropped = t.peaks.get("dropped").copied().unwrap_or(0.0);
     if dropped > 0.0 {
-        detail.push(format!("{} dropped since start", fmt::num(dropped)));
+        detail.push(format!("{} dropped since start", human::num(dropped)));
     }
     if failing {
         detail.push(t.last_error.clone().unwrap_or_else(|| "no sample".into()));

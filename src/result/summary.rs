@@ -2,38 +2,26 @@
 //! class and percentiles, in a form that reads well in a CI log.
 
 use super::model::ResultDoc;
+use crate::human::{millis, rate, secs_short};
 use std::fmt::Write;
 
-/// Human bytes (binary units).
-pub fn bytes(n: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{v:.0} {}", UNITS[i])
-    } else {
-        format!("{v:.2} {}", UNITS[i])
-    }
-}
-
-/// Milliseconds as a short human duration.
-pub fn millis(ms: f64) -> String {
-    if ms >= 60_000.0 {
-        format!("{:.1}m", ms / 60_000.0)
-    } else if ms >= 1000.0 {
-        format!("{:.2}s", ms / 1000.0)
-    } else {
-        format!("{ms:.1}ms")
-    }
-}
+/// Re-exported only because `load/seed.rs` (not part of this change) still
+/// calls `summary::bytes`; new code uses [`crate::human`] directly.
+pub use crate::human::bytes;
 
 /// The summary as text.
 pub fn render(r: &ResultDoc) -> String {
     let mut s = String::new();
+    headline(&mut s, r);
+    figures(&mut s, r);
+    latency_table(&mut s, r);
+    errors(&mut s, r);
+    failed_thresholds(&mut s, r);
+    s
+}
+
+/// The verdict line, then what was pulled from where.
+fn headline(s: &mut String, r: &ResultDoc) {
     let verdict = if !r.thresholds.passed {
         "FAILED thresholds"
     } else if !r.complete {
@@ -41,11 +29,13 @@ pub fn render(r: &ResultDoc) -> String {
     } else {
         "OK"
     };
-    let secs = r.duration_ms as f64 / 1000.0;
     let _ = writeln!(
         s,
-        "pullstorm: {} - {} ({:.1}s, stopped: {})",
-        r.scenario.name, verdict, secs, r.stop_reason
+        "pullstorm: {} - {} ({}, stopped: {})",
+        r.scenario.name,
+        verdict,
+        secs_short(r.duration_ms as f64 / 1000.0, 1),
+        r.stop_reason
     );
     let _ = writeln!(
         s,
@@ -58,6 +48,10 @@ pub fn render(r: &ResultDoc) -> String {
             ""
         }
     );
+}
+
+/// Fleet, pulls, bytes, retries and resources: one line each.
+fn figures(s: &mut String, r: &ResultDoc) {
     let _ = writeln!(
         s,
         "  fleet     {} clusters x {} nodes = {} nodes, {} client, {}",
@@ -70,25 +64,26 @@ pub fn render(r: &ResultDoc) -> String {
     );
     let _ = writeln!(
         s,
-        "  bytes     {} downloaded, {} wasted; mean {}/s, peak {}/s",
+        "  bytes     {} downloaded, {} wasted; mean {}, peak {}",
         bytes(r.bytes.downloaded as f64),
         bytes(r.bytes.wasted as f64),
-        bytes(r.throughput.mean_bytes_per_sec),
-        bytes(r.throughput.peak_bytes_per_sec as f64)
+        rate(r.throughput.mean_bytes_per_sec),
+        rate(r.throughput.peak_bytes_per_sec as f64)
     );
     let _ = writeln!(
         s,
         "  retries   {}   fds peak {} of {}   connections peak {}",
         r.retries.total, r.fd.client_peak, r.fd.client_limit, r.connections.peak
     );
+}
+
+/// Percentiles of every metric that has samples.
+fn latency_table(s: &mut String, r: &ResultDoc) {
     let _ = writeln!(
         s,
         "  latency          count        p50        p90        p99        max"
     );
-    for (name, l) in &r.latency {
-        if l.count == 0 {
-            continue;
-        }
+    for (name, l) in r.latency.iter().filter(|(_, l)| l.count > 0) {
         let _ = writeln!(
             s,
             "    {:<12} {:>8} {:>10} {:>10} {:>10} {:>10}",
@@ -100,19 +95,30 @@ pub fn render(r: &ResultDoc) -> String {
             millis(l.max)
         );
     }
-    let seen: Vec<_> = r.error_details.iter().collect();
-    if seen.is_empty() {
+}
+
+/// Errors by class with when they happened and one sample each.
+fn errors(s: &mut String, r: &ResultDoc) {
+    if r.error_details.is_empty() {
         let _ = writeln!(s, "  errors    none");
-    } else {
-        let _ = writeln!(s, "  errors");
-        for e in seen {
-            let _ = writeln!(
-                s,
-                "    {:<26} {:>8}  first {:.1}s last {:.1}s  e.g. {}",
-                e.class, e.count, e.first_s, e.last_s, e.sample
-            );
-        }
+        return;
     }
+    let _ = writeln!(s, "  errors");
+    for e in &r.error_details {
+        let _ = writeln!(
+            s,
+            "    {:<26} {:>8}  first {} last {}  e.g. {}",
+            e.class,
+            e.count,
+            secs_short(e.first_s, 1),
+            secs_short(e.last_s, 1),
+            e.sample
+        );
+    }
+}
+
+/// One line per threshold that failed.
+fn failed_thresholds(s: &mut String, r: &ResultDoc) {
     for c in r.thresholds.checks.iter().filter(|c| !c.passed) {
         let _ = writeln!(
             s,
@@ -120,5 +126,4 @@ pub fn render(r: &ResultDoc) -> String {
             c.name, c.limit, c.actual
         );
     }
-    s
 }

@@ -1,69 +1,8 @@
-//! Numbers as the report prints them, and axis ticks. Sizes use binary units
-//! (MiB, GiB) like the console summary, so the two never disagree.
+//! Chart axes: what a value axis measures ([`Unit`]) and round ticks for
+//! value and time axes, so every chart of the report scales the same way.
+//! The numbers themselves are formatted by [`crate::human`].
 
-pub use crate::result::summary::{bytes, millis};
-
-/// Bytes per second.
-pub fn rate(bytes_per_sec: f64) -> String {
-    format!("{}/s", bytes(bytes_per_sec))
-}
-
-/// Seconds with one decimal below a minute, `m:ss` above.
-pub fn secs(s: f64) -> String {
-    if s < 60.0 {
-        format!("{s:.1} s")
-    } else {
-        let whole = s.round() as u64;
-        if whole >= 3600 {
-            format!("{}:{:02}:{:02}", whole / 3600, whole / 60 % 60, whole % 60)
-        } else {
-            format!("{}:{:02}", whole / 60, whole % 60)
-        }
-    }
-}
-
-/// `part` as a percentage of `whole`, or an empty string when `whole` is 0.
-pub fn pct(part: f64, whole: f64) -> String {
-    if whole <= 0.0 {
-        String::new()
-    } else {
-        let p = part / whole * 100.0;
-        if p > 0.0 && p < 0.1 {
-            "<0.1%".to_string()
-        } else if p < 10.0 {
-            format!("{p:.1}%")
-        } else {
-            format!("{p:.0}%")
-        }
-    }
-}
-
-/// A plain count; big ones with thin spaces between thousands.
-pub fn count(n: u64) -> String {
-    let s = n.to_string();
-    if s.len() <= 5 {
-        return s;
-    }
-    let mut out = String::with_capacity(s.len() + s.len() / 3 * 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push('\u{2009}');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A short float: no trailing noise.
-pub fn num(v: f64) -> String {
-    if (v.fract() == 0.0 && v.abs() < 1e15) || v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
+use crate::human::BYTE_UNITS;
 
 /// What an axis measures, which decides its ticks and labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,18 +17,9 @@ pub enum Unit {
 }
 
 impl Unit {
-    /// A value as the tooltip and tables show it.
-    pub fn format(self, v: f64) -> String {
-        match self {
-            Unit::BytesPerSec => rate(v),
-            Unit::Bytes => bytes(v),
-            Unit::Count => num(v),
-            Unit::Millis => millis(v),
-            Unit::Percent => format!("{v:.0}%"),
-        }
-    }
-
-    /// The name the inline script uses for the same formatting.
+    /// The name of the inline script's formatter for values on this axis:
+    /// the hover box is drawn by `html::JS`, which has its own small copies
+    /// of the formatters (close to, not always equal to, [`crate::human`]).
     pub fn js(self) -> &'static str {
         match self {
             Unit::BytesPerSec => "rate",
@@ -111,7 +41,7 @@ pub fn value_ticks(max: f64, unit: Unit) -> (f64, Vec<(f64, String)>) {
     };
     let (scale, suffix) = match unit {
         Unit::Bytes | Unit::BytesPerSec => {
-            let names = ["B", "KiB", "MiB", "GiB", "TiB"];
+            let names = BYTE_UNITS;
             let mut i = 0;
             while max >= 1024f64.powi(i as i32 + 1) && i + 1 < names.len() {
                 i += 1;
@@ -228,15 +158,5 @@ mod tests {
         assert_eq!(hour[1].1, "10 min");
         assert!(hour.len() <= 11);
         assert_eq!(time_ticks(90.0)[1].1, "10 s");
-    }
-
-    #[test]
-    fn formats() {
-        assert_eq!(count(1234), "1234");
-        assert_eq!(count(1234567), "1\u{2009}234\u{2009}567");
-        assert_eq!(pct(1.0, 2000.0), "<0.1%");
-        assert_eq!(pct(950.0, 1024.0), "93%");
-        assert_eq!(secs(75.0), "1:15");
-        assert_eq!(secs(3725.0), "1:02:05");
     }
 }
