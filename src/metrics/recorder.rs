@@ -5,7 +5,7 @@
 
 use super::events::{Event, ExchangeKind, Gauges};
 use super::fds;
-use crate::net::FaultClass;
+use crate::net::{Fault, FaultClass};
 use crate::result::model::{ClusterStat, TimelineRow};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -226,75 +226,22 @@ impl Recorder {
                 kind,
                 connect,
                 ttfb,
-            } => {
-                self.observe(Metric::Connect, connect);
-                match kind {
-                    ExchangeKind::Blob => self.observe(Metric::Ttfb, ttfb),
-                    ExchangeKind::Manifest => self.observe(Metric::Manifest, ttfb),
-                    ExchangeKind::Ping | ExchangeKind::Token | ExchangeKind::Upload => {}
-                }
-            }
+            } => self.on_exchange(kind, connect, ttfb),
             Event::Fault {
                 fault,
                 kind,
                 cluster,
                 at,
-            } => {
-                let t = at.saturating_duration_since(self.started).as_secs_f64();
-                let stat = self.errors.entry(fault.class).or_insert_with(|| ErrorStat {
-                    count: 0,
-                    first_s: t,
-                    last_s: t,
-                    sample: fault.detail.clone(),
-                    phase: fault.phase,
-                    request: kind,
-                });
-                stat.count += 1;
-                stat.last_s = stat.last_s.max(t);
-                self.pending.errors += 1;
-                *self
-                    .pending
-                    .errors_by_class
-                    .entry(fault.class.key())
-                    .or_default() += 1;
-                if let Some(c) = self.cluster(cluster) {
-                    c.errors += 1;
-                }
-            }
-            Event::Retry { class, progress } => {
-                // Ten buckets of the blob's length: the seed's "restarts at 70-80 %" shows here.
-                let bucket = ((progress.clamp(0.0, 1.0) * 10.0) as usize).min(9);
-                self.retries_at_progress[bucket] += 1;
-                self.retries += 1;
-                self.pending.retries += 1;
-                *self.retries_by_class.entry(class.key()).or_default() += 1;
-            }
+            } => self.on_fault(fault, kind, cluster, at),
+            Event::Retry { class, progress } => self.on_retry(class, progress),
             Event::LayerDone {
                 ok,
                 took,
                 attempts,
                 retry_latency,
                 wasted,
-            } => {
-                if ok {
-                    self.layers_completed += 1;
-                    self.observe(Metric::Layer, took);
-                } else {
-                    self.layers_failed += 1;
-                }
-                // Failed layers too: what retrying cost before giving up (seed 001's signature).
-                if let Some(r) = retry_latency {
-                    self.observe(Metric::Retry, r);
-                }
-                *self.attempts_per_layer.entry(attempts).or_default() += 1;
-                self.bytes_wasted += wasted;
-            }
-            Event::PullStarted { cluster } => {
-                self.pulls_started += 1;
-                if let Some(c) = self.cluster(cluster) {
-                    c.pulls_started += 1;
-                }
-            }
+            } => self.on_layer_done(ok, took, attempts, retry_latency, wasted),
+            Event::PullStarted { cluster } => self.on_pull_started(cluster),
             Event::PullDone {
                 cluster,
                 ok,
@@ -304,32 +251,128 @@ impl Recorder {
                 retry_cost,
                 kubelet_retry,
             } => {
-                if let Some(cost) = retry_cost {
-                    self.observe(Metric::PullRetry, cost);
-                }
-                if kubelet_retry {
-                    self.kubelet_retries += 1;
-                }
-                if ok {
-                    self.pulls_completed += 1;
-                    self.pending.pulls_completed += 1;
-                    self.bytes_pulled_ok += bytes;
-                    self.observe(Metric::Pull, from_scheduled);
-                    self.observe(Metric::PullActual, from_start);
-                } else {
-                    self.pulls_failed += 1;
-                    self.pending.pulls_failed += 1;
-                }
-                if let Some(c) = self.cluster(cluster) {
-                    if ok {
-                        c.pulls_completed += 1;
-                        c.pull_max_ms = c.pull_max_ms.max(from_scheduled.as_secs_f64() * 1000.0);
-                    } else {
-                        c.pulls_failed += 1;
-                    }
-                    c.bytes += bytes;
-                }
+                self.on_pull_retried(retry_cost, kubelet_retry);
+                self.on_pull_done(cluster, ok, from_scheduled, from_start, bytes);
             }
+        }
+    }
+
+    /// A response head arrived: its connect time, and its time to first byte under
+    /// the metric of its kind (pings, tokens and uploads have none).
+    fn on_exchange(&mut self, kind: ExchangeKind, connect: Duration, ttfb: Duration) {
+        self.observe(Metric::Connect, connect);
+        match kind {
+            ExchangeKind::Blob => self.observe(Metric::Ttfb, ttfb),
+            ExchangeKind::Manifest => self.observe(Metric::Manifest, ttfb),
+            ExchangeKind::Ping | ExchangeKind::Token | ExchangeKind::Upload => {}
+        }
+    }
+
+    /// An exchange failed: the error table (the first fault of a class keeps its
+    /// detail), this second's error counts, and its cluster's.
+    fn on_fault(&mut self, fault: Fault, kind: ExchangeKind, cluster: u32, at: Instant) {
+        let t = at.saturating_duration_since(self.started).as_secs_f64();
+        let stat = self.errors.entry(fault.class).or_insert_with(|| ErrorStat {
+            count: 0,
+            first_s: t,
+            last_s: t,
+            sample: fault.detail.clone(),
+            phase: fault.phase,
+            request: kind,
+        });
+        stat.count += 1;
+        stat.last_s = stat.last_s.max(t);
+        self.pending.errors += 1;
+        *self
+            .pending
+            .errors_by_class
+            .entry(fault.class.key())
+            .or_default() += 1;
+        if let Some(c) = self.cluster(cluster) {
+            c.errors += 1;
+        }
+    }
+
+    /// A blob will be tried again: by class, and by how far it had come.
+    fn on_retry(&mut self, class: FaultClass, progress: f64) {
+        // Ten buckets of the blob's length: the seed's "restarts at 70-80 %" shows here.
+        let bucket = ((progress.clamp(0.0, 1.0) * 10.0) as usize).min(9);
+        self.retries_at_progress[bucket] += 1;
+        self.retries += 1;
+        self.pending.retries += 1;
+        *self.retries_by_class.entry(class.key()).or_default() += 1;
+    }
+
+    /// A blob finished, well or not: its time, attempts, what retrying cost and
+    /// the bytes it threw away.
+    fn on_layer_done(
+        &mut self,
+        ok: bool,
+        took: Duration,
+        attempts: u32,
+        retry_latency: Option<Duration>,
+        wasted: u64,
+    ) {
+        if ok {
+            self.layers_completed += 1;
+            self.observe(Metric::Layer, took);
+        } else {
+            self.layers_failed += 1;
+        }
+        // Failed layers too: what retrying cost before giving up (seed 001's signature).
+        if let Some(r) = retry_latency {
+            self.observe(Metric::Retry, r);
+        }
+        *self.attempts_per_layer.entry(attempts).or_default() += 1;
+        self.bytes_wasted += wasted;
+    }
+
+    fn on_pull_started(&mut self, cluster: u32) {
+        self.pulls_started += 1;
+        if let Some(c) = self.cluster(cluster) {
+            c.pulls_started += 1;
+        }
+    }
+
+    /// What retrying meant for a pull that ended: its retry cost, and whether it
+    /// was a kubelet's re-pull.
+    fn on_pull_retried(&mut self, retry_cost: Option<Duration>, kubelet_retry: bool) {
+        if let Some(cost) = retry_cost {
+            self.observe(Metric::PullRetry, cost);
+        }
+        if kubelet_retry {
+            self.kubelet_retries += 1;
+        }
+    }
+
+    /// A pull ended: totals, this second's counts, its latencies when it completed,
+    /// and its cluster's row (bytes of failed pulls count there too).
+    fn on_pull_done(
+        &mut self,
+        cluster: u32,
+        ok: bool,
+        from_scheduled: Duration,
+        from_start: Duration,
+        bytes: u64,
+    ) {
+        if ok {
+            self.pulls_completed += 1;
+            self.pending.pulls_completed += 1;
+            self.bytes_pulled_ok += bytes;
+            self.observe(Metric::Pull, from_scheduled);
+            self.observe(Metric::PullActual, from_start);
+        } else {
+            self.pulls_failed += 1;
+            self.pending.pulls_failed += 1;
+        }
+        if let Some(c) = self.cluster(cluster) {
+            if ok {
+                c.pulls_completed += 1;
+                c.pull_max_ms = c.pull_max_ms.max(from_scheduled.as_secs_f64() * 1000.0);
+            } else {
+                c.pulls_failed += 1;
+            }
+            c.bytes += bytes;
         }
     }
 
@@ -457,4 +500,434 @@ pub async fn run(
         recorder.flush_interval(last);
     }
     recorder
+}
+
+#[cfg(test)]
+mod tests {
+    //! `record` fed with synthetic events built as the fleet and the session build
+    //! them, and `close_row` fed with samples as the sampler sends them.
+
+    use super::*;
+    use crate::net::{Fault, FaultClass, Phase};
+
+    fn recorder(clusters: u32) -> Recorder {
+        Recorder::new(clusters, Instant::now())
+    }
+
+    fn count(rec: &Recorder, metric: Metric) -> u64 {
+        rec.histograms[&metric].len()
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// The fields of an `Event::PullDone`, so a test sets only those it is about.
+    struct PullEnd {
+        cluster: u32,
+        ok: bool,
+        from_scheduled: Duration,
+        from_start: Duration,
+        bytes: u64,
+        retry_cost: Option<Duration>,
+        kubelet_retry: bool,
+    }
+
+    impl PullEnd {
+        fn event(self) -> Event {
+            Event::PullDone {
+                cluster: self.cluster,
+                ok: self.ok,
+                from_scheduled: self.from_scheduled,
+                from_start: self.from_start,
+                bytes: self.bytes,
+                retry_cost: self.retry_cost,
+                kubelet_retry: self.kubelet_retry,
+            }
+        }
+    }
+
+    /// A first pull (not a kubelet's re-pull) that did not retry, 1.5 s after its first
+    /// request and 2 s after its scheduled start.
+    fn pull_end(cluster: u32, ok: bool, bytes: u64) -> PullEnd {
+        PullEnd {
+            cluster,
+            ok,
+            from_scheduled: ms(2_000),
+            from_start: ms(1_500),
+            bytes,
+            retry_cost: None,
+            kubelet_retry: false,
+        }
+    }
+
+    fn pull_done(cluster: u32, ok: bool, bytes: u64) -> Event {
+        pull_end(cluster, ok, bytes).event()
+    }
+
+    fn layer_done(ok: bool, attempts: u32, retry: Option<u64>, wasted: u64) -> Event {
+        Event::LayerDone {
+            ok,
+            took: ms(300),
+            attempts,
+            retry_latency: retry.map(ms),
+            wasted,
+        }
+    }
+
+    fn fault(rec: &Recorder, class: FaultClass, detail: &str, cluster: u32, at_ms: u64) -> Event {
+        Event::Fault {
+            fault: Fault::new(class, Phase::Body, detail),
+            kind: ExchangeKind::Blob,
+            cluster,
+            at: rec.started + ms(at_ms),
+        }
+    }
+
+    fn sample(second: u64, bytes: u64) -> Sample {
+        Sample {
+            second,
+            active_pulls: 3,
+            connections: 5,
+            connections_peak: 7,
+            fds: 40,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn pulls_count_started_completed_and_failed_overall_and_per_cluster() {
+        let mut rec = recorder(2);
+        rec.record(Event::PullStarted { cluster: 0 });
+        rec.record(Event::PullStarted { cluster: 1 });
+        rec.record(Event::PullStarted { cluster: 1 });
+        rec.record(pull_done(0, true, 100));
+        rec.record(pull_done(1, false, 10));
+        assert_eq!(
+            (rec.pulls_started, rec.pulls_completed, rec.pulls_failed),
+            (3, 1, 1)
+        );
+        assert_eq!(rec.bytes_pulled_ok, 100);
+        let (c0, c1) = (&rec.clusters[0], &rec.clusters[1]);
+        assert_eq!(
+            (c0.pulls_started, c0.pulls_completed, c0.pulls_failed),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            (c1.pulls_started, c1.pulls_completed, c1.pulls_failed),
+            (2, 0, 1)
+        );
+        // A cluster's bytes include its failed pulls'; only completed pulls set its slowest.
+        assert_eq!((c0.bytes, c1.bytes), (100, 10));
+        assert_eq!((c0.pull_max_ms, c1.pull_max_ms), (2_000.0, 0.0));
+        // Only completed pulls have pull latencies.
+        assert_eq!(count(&rec, Metric::Pull), 1);
+        assert_eq!(count(&rec, Metric::PullActual), 1);
+        let pull = &rec.histograms[&Metric::Pull];
+        assert!(pull.equivalent(pull.max(), 2_000_000), "{}", pull.max());
+        let actual = &rec.histograms[&Metric::PullActual];
+        assert!(
+            actual.equivalent(actual.max(), 1_500_000),
+            "{}",
+            actual.max()
+        );
+        assert_eq!(
+            (rec.pending.pulls_completed, rec.pending.pulls_failed),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn a_cluster_outside_the_plan_counts_in_the_totals_only() {
+        let mut rec = recorder(1);
+        rec.record(Event::PullStarted { cluster: 5 });
+        rec.record(pull_done(5, true, 7));
+        rec.record(fault(&rec, FaultClass::Dns, "no such host", 5, 0));
+        assert_eq!((rec.pulls_started, rec.pulls_completed), (1, 1));
+        assert_eq!(rec.errors[&FaultClass::Dns].count, 1);
+        assert_eq!(rec.clusters.len(), 1);
+        assert_eq!(rec.clusters[0].pulls_started, 0);
+        assert_eq!(rec.clusters[0].errors, 0);
+    }
+
+    #[test]
+    fn the_slowest_pull_of_a_cluster_is_kept() {
+        let mut rec = recorder(1);
+        for secs in [3, 9, 4] {
+            rec.record(
+                PullEnd {
+                    from_scheduled: Duration::from_secs(secs),
+                    ..pull_end(0, true, 1)
+                }
+                .event(),
+            );
+        }
+        assert_eq!(rec.clusters[0].pull_max_ms, 9_000.0);
+        assert_eq!(rec.clusters[0].pulls_completed, 3);
+    }
+
+    #[test]
+    fn kubelet_retries_and_retry_cost_count_for_failed_pulls_too() {
+        let mut rec = recorder(1);
+        rec.record(
+            PullEnd {
+                retry_cost: Some(ms(800)),
+                ..pull_end(0, false, 0)
+            }
+            .event(),
+        );
+        rec.record(
+            PullEnd {
+                kubelet_retry: true,
+                ..pull_end(0, false, 0)
+            }
+            .event(),
+        );
+        rec.record(
+            PullEnd {
+                kubelet_retry: true,
+                retry_cost: Some(ms(50)),
+                ..pull_end(0, true, 0)
+            }
+            .event(),
+        );
+        assert_eq!(rec.kubelet_retries, 2);
+        assert_eq!(count(&rec, Metric::PullRetry), 2);
+        assert_eq!(count(&rec, Metric::Pull), 1);
+        assert_eq!((rec.pulls_completed, rec.pulls_failed), (1, 2));
+    }
+
+    #[test]
+    fn layers_count_attempts_retry_latency_and_wasted_bytes() {
+        let mut rec = recorder(1);
+        rec.record(layer_done(true, 1, None, 0));
+        rec.record(layer_done(true, 1, None, 0));
+        rec.record(layer_done(true, 3, Some(1_200), 500));
+        // A layer that gave up: no layer latency, but what retrying cost before it did.
+        rec.record(layer_done(false, 5, Some(9_000), 200));
+        assert_eq!((rec.layers_completed, rec.layers_failed), (3, 1));
+        assert_eq!(
+            rec.attempts_per_layer,
+            BTreeMap::from([(1, 2), (3, 1), (5, 1)])
+        );
+        assert_eq!(rec.bytes_wasted, 700);
+        assert_eq!(count(&rec, Metric::Layer), 3);
+        assert_eq!(count(&rec, Metric::Retry), 2);
+        let retry = &rec.histograms[&Metric::Retry];
+        assert!(retry.equivalent(retry.max(), 9_000_000), "{}", retry.max());
+    }
+
+    #[test]
+    fn retries_count_by_class_and_by_progress_bucket() {
+        let mut rec = recorder(1);
+        for (class, progress) in [
+            (FaultClass::ConnectionReset, 0.0),
+            (FaultClass::UnexpectedEof, 0.75),
+            (FaultClass::UnexpectedEof, 0.7999),
+            (FaultClass::Http(503), 0.1),
+            // The ends: a whole blob lands in the last bucket, nonsense is clamped.
+            (FaultClass::DigestMismatch, 1.0),
+            (FaultClass::ReadTimeout, 1.5),
+            (FaultClass::ReadTimeout, -0.2),
+        ] {
+            rec.record(Event::Retry { class, progress });
+        }
+        assert_eq!(rec.retries, 7);
+        assert_eq!(rec.pending.retries, 7);
+        assert_eq!(rec.retries_at_progress, [2, 1, 0, 0, 0, 0, 0, 2, 0, 2]);
+        let by_class: Vec<(&str, u64)> = rec
+            .retries_by_class
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(
+            by_class,
+            [
+                ("connection_reset", 1),
+                ("digest_mismatch", 1),
+                ("http_503", 1),
+                ("read_timeout", 2),
+                ("unexpected_eof", 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn faults_keep_first_and_last_time_and_the_first_sample() {
+        let mut rec = recorder(2);
+        rec.record(fault(
+            &rec,
+            FaultClass::UnexpectedEof,
+            "at byte 10",
+            0,
+            1_500,
+        ));
+        rec.record(fault(
+            &rec,
+            FaultClass::UnexpectedEof,
+            "at byte 99",
+            1,
+            4_250,
+        ));
+        // Events from different nodes may arrive out of order: last_s never goes back.
+        rec.record(fault(
+            &rec,
+            FaultClass::UnexpectedEof,
+            "at byte 5",
+            1,
+            2_000,
+        ));
+        rec.record(Event::Fault {
+            fault: Fault::new(FaultClass::Http(404), Phase::Request, "MANIFEST_UNKNOWN"),
+            kind: ExchangeKind::Manifest,
+            cluster: 0,
+            at: rec.started + ms(3_000),
+        });
+        let eof = &rec.errors[&FaultClass::UnexpectedEof];
+        assert_eq!(eof.count, 3);
+        assert_eq!((eof.first_s, eof.last_s), (1.5, 4.25));
+        assert_eq!(eof.sample, "at byte 10");
+        assert_eq!(eof.phase, Phase::Body);
+        assert_eq!(eof.request, ExchangeKind::Blob);
+        let not_found = &rec.errors[&FaultClass::Http(404)];
+        assert_eq!(
+            (not_found.count, not_found.first_s, not_found.last_s),
+            (1, 3.0, 3.0)
+        );
+        assert_eq!(not_found.sample, "MANIFEST_UNKNOWN");
+        assert_eq!(not_found.phase, Phase::Request);
+        assert_eq!(not_found.request, ExchangeKind::Manifest);
+        assert_eq!(rec.pending.errors, 4);
+        assert_eq!(
+            rec.pending.errors_by_class,
+            BTreeMap::from([
+                ("http_404".to_string(), 1),
+                ("unexpected_eof".to_string(), 3)
+            ])
+        );
+        assert_eq!((rec.clusters[0].errors, rec.clusters[1].errors), (2, 2));
+    }
+
+    #[test]
+    fn a_fault_stamped_before_the_start_counts_at_zero() {
+        let started = Instant::now() + Duration::from_secs(60);
+        let mut rec = Recorder::new(1, started);
+        rec.record(Event::Fault {
+            fault: Fault::new(FaultClass::ConnectRefused, Phase::Connect, "refused"),
+            kind: ExchangeKind::Ping,
+            cluster: 0,
+            at: Instant::now(),
+        });
+        let stat = &rec.errors[&FaultClass::ConnectRefused];
+        assert_eq!((stat.first_s, stat.last_s), (0.0, 0.0));
+    }
+
+    #[test]
+    fn exchanges_feed_connect_and_the_ttfb_metric_of_their_kind() {
+        let mut rec = recorder(1);
+        for kind in [
+            ExchangeKind::Blob,
+            ExchangeKind::Blob,
+            ExchangeKind::Manifest,
+            ExchangeKind::Ping,
+            ExchangeKind::Token,
+            ExchangeKind::Upload,
+        ] {
+            rec.record(Event::Exchange {
+                kind,
+                connect: Duration::ZERO,
+                ttfb: ms(20),
+            });
+        }
+        assert_eq!(count(&rec, Metric::Connect), 6);
+        assert_eq!(count(&rec, Metric::Ttfb), 2);
+        assert_eq!(count(&rec, Metric::Manifest), 1);
+        // A reused or instant connection still counts, at the histogram's floor.
+        assert_eq!(rec.histograms[&Metric::Connect].max(), 1);
+        for metric in [
+            Metric::Pull,
+            Metric::Layer,
+            Metric::Retry,
+            Metric::PullRetry,
+        ] {
+            assert_eq!(count(&rec, metric), 0, "{metric:?}");
+        }
+    }
+
+    #[test]
+    fn a_closed_second_takes_the_events_since_the_last_and_the_samples_levels() {
+        let mut rec = recorder(1);
+        rec.record(pull_done(0, true, 10));
+        rec.record(Event::Retry {
+            class: FaultClass::ConnectionReset,
+            progress: 0.5,
+        });
+        rec.record(fault(&rec, FaultClass::ConnectionReset, "reset", 0, 200));
+        rec.close_row(sample(1, 1_000));
+        rec.record(pull_done(0, false, 0));
+        rec.close_row(Sample {
+            fds: 90,
+            connections_peak: 12,
+            ..sample(2, 1_500)
+        });
+        rec.close_row(Sample {
+            fds: 10,
+            connections_peak: 2,
+            ..sample(3, 1_500)
+        });
+
+        let rows = &rec.timeline;
+        assert_eq!(rows.iter().map(|r| r.t).collect::<Vec<_>>(), [1, 2, 3]);
+        // Bytes are per second, from the sampler's running total.
+        assert_eq!(
+            rows.iter().map(|r| r.bytes).collect::<Vec<_>>(),
+            [1_000, 500, 0]
+        );
+        assert_eq!(rec.bytes_downloaded(), 1_500);
+        let first = &rows[0];
+        assert_eq!(
+            (first.active_pulls, first.connections, first.fds),
+            (3, 5, 40)
+        );
+        assert_eq!((first.pulls_completed, first.pulls_failed), (1, 0));
+        assert_eq!((first.retries, first.errors), (1, 1));
+        assert_eq!(
+            first.errors_by_class,
+            BTreeMap::from([("connection_reset".to_string(), 1)])
+        );
+        // The next row starts from nothing: only what happened in its own second.
+        let second = &rows[1];
+        assert_eq!((second.pulls_completed, second.pulls_failed), (0, 1));
+        assert_eq!((second.retries, second.errors), (0, 0));
+        assert!(second.errors_by_class.is_empty());
+        assert_eq!((rows[2].pulls_completed, rows[2].pulls_failed), (0, 0));
+        // Peaks over the whole run.
+        assert_eq!(rec.fd_peak, 90);
+        assert_eq!(rec.connections_peak, 12);
+        // The totals are not reset by closing rows.
+        assert_eq!(
+            (rec.pulls_completed, rec.pulls_failed, rec.retries),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn every_fifth_second_flushes_an_interval_of_the_metrics_that_saw_values() {
+        let mut rec = recorder(1);
+        rec.record(pull_done(0, true, 10));
+        for second in 1..=4 {
+            rec.close_row(sample(second, 0));
+        }
+        assert!(rec.interval_log().is_empty());
+        rec.close_row(sample(5, 0));
+        let log = String::from_utf8(rec.interval_log().to_vec()).unwrap();
+        let tags: Vec<&str> = log
+            .lines()
+            .map(|l| l.split(',').next().unwrap_or(""))
+            .collect();
+        assert_eq!(tags, ["Tag=pull", "Tag=pull_actual"], "{log}");
+        // The interval histograms start again; the run's histograms keep everything.
+        assert!(rec.interval.values().all(|h| h.is_empty()));
+        assert_eq!(count(&rec, Metric::Pull), 1);
+    }
 }

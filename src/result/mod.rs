@@ -1,8 +1,10 @@
 //! The run's result: `result.json` (schema `pullstorm/result/v1`, documented in
-//! docs/result-schema.md), its thresholds, the console summary, and the atomic
-//! file writes every output goes through.
+//! docs/result-schema.md, its JSON Schema generated into docs/result.schema.json),
+//! its thresholds, the console summary, and the atomic file writes every output
+//! goes through.
 
 pub mod model;
+pub mod schema;
 pub mod summary;
 pub mod thresholds;
 pub mod watched;

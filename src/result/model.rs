@@ -6,13 +6,14 @@ use crate::metrics::recorder::{Metric, Recorder};
 use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const SCHEMA: &str = "pullstorm/result/v1";
 
-/// The whole result document.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One run's result.json (schema `pullstorm/result/v1`): what ran, what happened, how fast.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ResultDoc {
     pub schema: String,
     pub pullstorm_version: String,
@@ -20,6 +21,7 @@ pub struct ResultDoc {
     pub target: TargetInfo,
     /// RFC 3339 UTC.
     pub started_at: String,
+    /// RFC 3339 UTC.
     pub ended_at: String,
     pub duration_ms: u64,
     /// False when the deadline or Ctrl-C stopped the run with pulls in flight or not started.
@@ -51,7 +53,7 @@ pub struct ResultDoc {
     pub watched: Vec<WatchedSummary>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ScenarioInfo {
     pub name: String,
     pub file: String,
@@ -61,7 +63,7 @@ pub struct ScenarioInfo {
     pub resolved: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TargetInfo {
     pub url: String,
     pub image: String,
@@ -71,19 +73,20 @@ pub struct TargetInfo {
     pub blobs: Vec<BlobInfo>,
     /// Bytes one pull moves (config + layers).
     pub image_bytes: u64,
-    /// `Server` / `Docker-Distribution-API-Version` headers seen at start.
+    /// The `Server` header of `GET /v2/` at start.
     pub server: Option<String>,
+    /// The `Docker-Distribution-API-Version` header of `GET /v2/` at start.
     pub api_version: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BlobInfo {
     pub digest: String,
     pub size: u64,
     pub media_type: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FleetInfo {
     pub clusters: u32,
     pub nodes_per_cluster: u32,
@@ -94,7 +97,7 @@ pub struct FleetInfo {
     pub node_bandwidth_bytes_per_sec: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Pulls {
     /// nodes x pulls_per_node.
     pub planned: u64,
@@ -108,7 +111,7 @@ pub struct Pulls {
     pub kubelet_retries: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Layers {
     pub completed: u64,
     pub failed: u64,
@@ -116,7 +119,7 @@ pub struct Layers {
     pub attempts: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Bytes {
     /// Body bytes received, wasted ones included.
     pub downloaded: u64,
@@ -126,7 +129,7 @@ pub struct Bytes {
     pub completed_pulls: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Throughput {
     /// downloaded / duration.
     pub mean_bytes_per_sec: f64,
@@ -134,7 +137,7 @@ pub struct Throughput {
     pub peak_bytes_per_sec: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Retries {
     pub total: u64,
     pub by_class: BTreeMap<String, u64>,
@@ -145,7 +148,7 @@ pub struct Retries {
     pub at_progress: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorDetail {
     pub class: String,
     pub count: u64,
@@ -156,7 +159,7 @@ pub struct ErrorDetail {
     pub sample: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct LatencySummary {
     pub count: u64,
     pub min: f64,
@@ -168,7 +171,7 @@ pub struct LatencySummary {
     pub max: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FdInfo {
     pub client_peak: u64,
     /// The soft nofile limit the run had (after raising it to the hard limit).
@@ -177,18 +180,18 @@ pub struct FdInfo {
     pub client_limit_at_start: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ConnectionInfo {
     pub peak: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ThresholdReport {
     pub passed: bool,
     pub checks: Vec<ThresholdCheck>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ThresholdCheck {
     pub name: String,
     pub limit: String,
@@ -197,7 +200,7 @@ pub struct ThresholdCheck {
 }
 
 /// One second of the run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct TimelineRow {
     /// Seconds since the run started.
     pub t: u64,
@@ -215,7 +218,7 @@ pub struct TimelineRow {
 }
 
 /// Per-cluster counts for the breakdown.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ClusterStat {
     pub cluster: u32,
     pub pulls_started: u64,

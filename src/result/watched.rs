@@ -5,11 +5,12 @@
 //! In code these are "watched" things; "target" means the registry under test.
 //! The JSON key stays `targets` (schema v1 is a contract).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What kind of thing a target is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WatchedKind {
     Harness,
@@ -19,7 +20,7 @@ pub enum WatchedKind {
 }
 
 /// One point of a target's series: the highest value of its `step_s` seconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WatchedPoint {
     /// Seconds since the run started (the clock of `timeline[].t`).
     pub t: u64,
@@ -63,7 +64,7 @@ impl WatchedPoint {
 }
 
 /// One watched target in result.json (`targets[]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WatchedSummary {
     /// `harness`, `nginx[1234]`, `127.0.0.1:5001/metrics`...
     pub name: String,
