@@ -43,14 +43,17 @@ async fn fetch(url: &Url, timeout: Duration) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// A transport of its own: scrapes never count in the fleet's connection
-/// gauge, and every phase is bounded by the scrape's timeout.
+/// A transport of its own, so scrapes never count in the fleet's connection
+/// gauge. [`get`]'s timeout bounds the whole GET; the transport's per-phase
+/// timeouts are only a backstop set beyond it, so a silent endpoint always
+/// reads "no answer" rather than whichever timer fired first.
 fn transport(timeout: Duration) -> Transport {
+    let backstop = timeout * 2;
     Transport {
         timeouts: Timeouts {
-            connect: timeout,
-            response: timeout,
-            stall: Some(timeout),
+            connect: backstop,
+            response: backstop,
+            stall: Some(backstop),
         },
         gauge: Arc::new(ConnectionGauge::default()),
         tls: None,
