@@ -1,17 +1,18 @@
 //! Live progress of a run on stderr, so a long run is never silent and a
 //! failing one shows it early: pulls done of planned, throughput, open
 //! connections, fds against the limit, errors by class and the watched
-//! target closest to its fd limit.
+//! process closest to its fd limit.
 //!
 //! On a terminal it is an indicatif bar redrawn four times a second; when
 //! stderr is not a terminal (CI logs, `| tee`) it is one plain line every
 //! five seconds; with `--quiet` it is nothing. It runs on its own thread and
 //! only reads atomics, so it costs the fleet nothing and still ticks when the
-//! runtime is saturated.
+//! runtime is saturated. The harness's fds are the recorder's per-second
+//! count (`Gauges::fds`, see [`crate::metrics::fds`]), not counted again here.
 
 use crate::human;
 use crate::metrics::watch::Latest;
-use crate::metrics::{fds, Gauges};
+use crate::metrics::Gauges;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
@@ -60,7 +61,7 @@ pub struct Options {
     /// The harness's soft nofile limit.
     pub fd_limit: u64,
     pub mode: Mode,
-    /// Watched targets' newest readings ([`crate::metrics::watch::WatchHandle::latest`]).
+    /// Watched processes' newest readings ([`crate::metrics::watch::WatchHandle::latest`]).
     pub watched: Option<Latest>,
 }
 
@@ -141,15 +142,15 @@ pub struct Snapshot {
     pub errors: u64,
     /// Classes by count, highest first.
     pub by_class: Vec<(String, u64)>,
-    /// The watched target nearest its fd limit: (name, fds, limit).
+    /// The watched process nearest its fd limit: (name, fds, limit).
     pub tightest: Option<(String, u64, Option<u64>)>,
     /// Watched processes seen exiting.
     pub gone: Vec<String>,
 }
 
 impl Snapshot {
-    /// Reads the gauges; `fds` is passed in because counting them lists
-    /// `/proc/self/fd`, which the bar does only once a second.
+    /// Reads the gauges; `fds` is passed in (the harness's fd count, from
+    /// [`harness_fds`]).
     fn read(
         g: &Gauges,
         opts: &Options,
@@ -201,7 +202,7 @@ impl Snapshot {
         }
     }
 
-    /// Throughput, connections, fds, errors and targets: the bar's second line.
+    /// Throughput, connections, fds, errors and watched processes: the bar's second line.
     pub fn details(&self) -> String {
         let mut s = format!(
             "{}  active {}  conns {}  fds {}/{}",
@@ -300,16 +301,10 @@ fn bar_loop(g: &Gauges, opts: &Options, stopped: &mpsc::Receiver<()>) {
         bar.set_style(style.progress_chars("=> "));
     }
     let mut rate = Rate::new(Duration::from_secs(2));
-    let mut next_fd_count = started;
-    let mut fds = 0;
     loop {
         let now = Instant::now();
         let bps = rate.push(now, g.bytes.load(Ordering::Relaxed));
-        if now >= next_fd_count {
-            fds = fds::open_fds();
-            next_fd_count = now + Duration::from_secs(1);
-        }
-        let snap = Snapshot::read(g, opts, started.elapsed(), bps, fds);
+        let snap = Snapshot::read(g, opts, started.elapsed(), bps, harness_fds(g));
         bar.set_position(snap.done + snap.failed);
         bar.set_message(snap.details());
         bar.tick();
@@ -326,9 +321,14 @@ fn line_loop(g: &Gauges, opts: &Options, stopped: &mpsc::Receiver<()>, every: Du
     rate.push(started, g.bytes.load(Ordering::Relaxed));
     while !stop_requested(stopped, every) {
         let bps = rate.push(Instant::now(), g.bytes.load(Ordering::Relaxed));
-        let snap = Snapshot::read(g, opts, started.elapsed(), bps, fds::open_fds());
+        let snap = Snapshot::read(g, opts, started.elapsed(), bps, harness_fds(g));
         eprintln!("{}", snap.line());
     }
+}
+
+/// The harness's open fds as the recorder last counted them (0 before its first second).
+fn harness_fds(g: &Gauges) -> u64 {
+    g.fds.get().unwrap_or(0)
 }
 
 /// Waits up to `d`; true once the handle was finished or dropped.
@@ -355,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_shows_counts_top_classes_and_tightest_target() {
+    fn snapshot_shows_counts_top_classes_and_tightest_watched() {
         let g = Gauges::default();
         for _ in 0..3 {
             g.tally(&fault(FaultClass::ConnectionReset));
@@ -437,7 +437,12 @@ mod tests {
     #[test]
     fn quiet_starts_nothing_and_lines_stop_promptly() {
         let g = Arc::new(Gauges::default());
-        start(g.clone(), 1, 1, true).finish();
+        let quiet = start(g.clone(), 1, 1, true);
+        assert!(
+            quiet.thread.is_none() && quiet.stop.is_none(),
+            "quiet mode started a display thread"
+        );
+        quiet.finish();
         let began = Instant::now();
         let h = start_with(
             g,

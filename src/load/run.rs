@@ -183,6 +183,7 @@ pub async fn execute(opts: RunOptions) -> Result<i32, Failure> {
         spec.metric_names
             .extend(s.watch.metric_names.iter().cloned());
         spec.harness = true;
+        spec.harness_fds = Some(gauges.fds.clone());
         spec.target_ports = base.port_or_known_default().into_iter().collect();
         crate::metrics::watch::spawn(crate::metrics::watch::Watcher::new(spec, t0.into_std()))
     };

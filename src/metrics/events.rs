@@ -77,6 +77,8 @@ pub struct Gauges {
     pub bytes: AtomicU64,
     pub active_pulls: AtomicI64,
     pub connections: Arc<ConnectionGauge>,
+    /// The harness's open fds, set once a second by the recorder's sampler.
+    pub fds: Arc<super::fds::FdGauge>,
     /// Pulls completed, pulls failed for good, and faults, for the live
     /// progress display: bumped by the recorder through [`Gauges::tally`],
     /// never on the hot path.

@@ -1,6 +1,8 @@
 //! Measurement: events from the nodes, gauges read once a second, and the
-//! recorder that turns both into histograms, counters and a timeline; `watch`
-//! samples the harness and the processes and endpoints around the run.
+//! recorder that turns both into histograms, counters and a timeline; `fds`
+//! counts open file descriptors (the harness's once a second, shared with the
+//! watcher and the progress display); `watch` samples the harness and the
+//! processes and endpoints around the run.
 
 pub mod events;
 pub mod fds;

@@ -440,6 +440,7 @@ fn spawn_sampler(
             peeks += 1;
             if peeks % PEEKS_PER_ROW == 0 || stopping {
                 current.second = peeks.div_ceil(PEEKS_PER_ROW);
+                gauges.fds.set(current.fds);
                 if samples.send(current).is_err() || stopping {
                     return;
                 }

@@ -1,12 +1,14 @@
 //! Fault classes: every failed exchange gets exactly one, never folded into `other`
 //! when a better one applies. These names are the `errors` keys of result.json.
 
+use rustix::io::Errno;
 use serde::Serialize;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 
-/// What went wrong, in the terms of DESIGN.md's fault classes.
+/// What went wrong, one class per failed exchange (the `errors` keys listed in
+/// docs/result-schema.md; docs/clients.md says which ones each client retries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultClass {
     ConnectRefused,
@@ -129,17 +131,17 @@ pub fn from_io(e: &io::Error, phase: Phase, context: &str) -> Fault {
 }
 
 fn io_class(e: &io::Error, phase: Phase) -> Option<FaultClass> {
-    if let Some(code) = e.raw_os_error() {
-        let class = match code {
-            libc_errno::EMFILE | libc_errno::ENFILE => FaultClass::ClientFdExhausted,
-            libc_errno::EADDRNOTAVAIL => FaultClass::EphemeralPortsExhausted,
-            libc_errno::ECONNREFUSED => FaultClass::ConnectRefused,
-            libc_errno::ECONNRESET | libc_errno::EPIPE | libc_errno::ECONNABORTED => {
-                FaultClass::ConnectionReset
-            }
-            libc_errno::ETIMEDOUT if phase == Phase::Connect => FaultClass::ConnectTimeout,
-            libc_errno::ETIMEDOUT => FaultClass::ReadTimeout,
-            libc_errno::ENETUNREACH | libc_errno::EHOSTUNREACH => FaultClass::ConnectTimeout,
+    // rustix names the errno values of the platform it was built for, so no
+    // number here is tied to one architecture.
+    if let Some(errno) = Errno::from_io_error(e) {
+        let class = match errno {
+            Errno::MFILE | Errno::NFILE => FaultClass::ClientFdExhausted,
+            Errno::ADDRNOTAVAIL => FaultClass::EphemeralPortsExhausted,
+            Errno::CONNREFUSED => FaultClass::ConnectRefused,
+            Errno::CONNRESET | Errno::PIPE | Errno::CONNABORTED => FaultClass::ConnectionReset,
+            Errno::TIMEDOUT if phase == Phase::Connect => FaultClass::ConnectTimeout,
+            Errno::TIMEDOUT => FaultClass::ReadTimeout,
+            Errno::NETUNREACH | Errno::HOSTUNREACH => FaultClass::ConnectTimeout,
             _ => return None,
         };
         return Some(class);
@@ -153,20 +155,6 @@ fn io_class(e: &io::Error, phase: Phase) -> Option<FaultClass> {
         io::ErrorKind::TimedOut => Some(FaultClass::ReadTimeout),
         _ => None,
     }
-}
-
-/// Linux errno values (stable ABI), named here rather than pulling in libc.
-mod libc_errno {
-    pub const EPIPE: i32 = 32;
-    pub const ENFILE: i32 = 23;
-    pub const EMFILE: i32 = 24;
-    pub const EADDRNOTAVAIL: i32 = 99;
-    pub const ENETUNREACH: i32 = 101;
-    pub const ECONNABORTED: i32 = 103;
-    pub const ECONNRESET: i32 = 104;
-    pub const ETIMEDOUT: i32 = 110;
-    pub const ECONNREFUSED: i32 = 111;
-    pub const EHOSTUNREACH: i32 = 113;
 }
 
 /// Classifies a hyper (or any) error by walking its `source()` chain.

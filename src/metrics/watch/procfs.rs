@@ -1,6 +1,7 @@
-//! Reading one process from `/proc`: state, threads, CPU ticks, RSS, open fds
-//! and the nofile limit. Parsers are pure functions over the file text so they
-//! are tested without a live process.
+//! Reading one process from `/proc`: state, threads, CPU ticks, RSS and the
+//! nofile limit (its open fds are counted by [`crate::metrics::fds::count_open`]).
+//! Parsers are pure functions over the file text so they are tested without a
+//! live process.
 
 use std::io;
 use std::path::PathBuf;
@@ -61,17 +62,6 @@ pub fn nofile_limit(pid: u32) -> io::Result<Option<u64>> {
     Ok(parse_nofile_limit(&std::fs::read_to_string(proc_path(
         pid, "limits",
     ))?))
-}
-
-/// Entries of `/proc/PID/fd` (needs the same user or root).
-pub fn open_fds(pid: u32) -> io::Result<u64> {
-    let n = std::fs::read_dir(proc_path(pid, "fd"))?.count() as u64;
-    // Listing our own fd folder opens one fd for the listing itself.
-    Ok(if pid == std::process::id() {
-        n.saturating_sub(1)
-    } else {
-        n
-    })
 }
 
 /// Every pid whose command name is `name`. `comm` is cut to 15 bytes by the
@@ -153,7 +143,7 @@ Max open files            1024                 524288               files     \n
         let me = std::process::id();
         let s = stat(me).unwrap();
         assert!(s.threads >= 1 && s.rss_pages > 0);
-        assert!(open_fds(me).unwrap() >= 3);
+        assert!(crate::metrics::fds::count_open(me).unwrap() >= 3);
         assert!(ticks_per_second() >= 1);
     }
 }

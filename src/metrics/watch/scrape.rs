@@ -1,11 +1,14 @@
 //! Scraping HTTP status endpoints: a Prometheus text exposition (the
-//! registry's `/metrics`) and nginx's `stub_status`. One small HTTP/1.1 GET
-//! on its own connection, plain http only, bounded in time and size; the
-//! parsers are pure functions over the body text.
+//! registry's `/metrics`) and nginx's `stub_status`. One small GET on its own
+//! connection through the project's HTTP client ([`crate::net::send`]), plain
+//! http only, bounded in time and size; the parsers are pure functions over
+//! the body text.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use crate::net::{self, ConnectionGauge, Fault, Timeouts, Transport};
+use http::header::{HeaderValue, ACCEPT, USER_AGENT};
+use http::{HeaderMap, Method};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -14,61 +17,54 @@ const MAX_BODY: usize = 8 << 20;
 
 /// GETs `url` (http only) within `timeout`, returning the body as text.
 pub async fn get(url: &Url, timeout: Duration) -> Result<String, String> {
-    match tokio::time::timeout(timeout, get_inner(url)).await {
+    match tokio::time::timeout(timeout, fetch(url, timeout)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
-async fn get_inner(url: &Url) -> Result<String, String> {
+async fn fetch(url: &Url, timeout: Duration) -> Result<String, String> {
     if url.scheme() != "http" {
         return Err(format!("{} is not supported (http only)", url.scheme()));
     }
-    let host = url.host_str().ok_or("no host")?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host, port))
+    let transport = transport(timeout);
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static("text/plain"));
+    headers.insert(USER_AGENT, HeaderValue::from_static("pullstorm-watch"));
+    let exchange = net::send(Method::GET, url, headers, &transport)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-    // The connection future drives the socket; it ends when `sender` is dropped.
-    let driver = tokio::spawn(conn);
-    let path = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    };
-    let authority = match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    };
-    let req = http::Request::get(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::ACCEPT, "text/plain")
-        .header(http::header::USER_AGENT, "pullstorm-watch")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let result = async {
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!("HTTP {}", status.as_u16()));
-        }
-        Ok(String::from_utf8_lossy(&body).into_owned())
+        .map_err(describe)?;
+    let body = net::read_small(exchange.body, MAX_BODY, transport.timeouts.stall)
+        .await
+        .map_err(|f| format!("body: {}", describe(f)))?;
+    if !exchange.status.is_success() {
+        return Err(format!("HTTP {}", exchange.status.as_u16()));
     }
-    .await;
-    drop(sender);
-    driver.abort();
-    result
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A transport of its own, so scrapes never count in the fleet's connection
+/// gauge. [`get`]'s timeout bounds the whole GET; the transport's per-phase
+/// timeouts are only a backstop set beyond it, so a silent endpoint always
+/// reads "no answer" rather than whichever timer fired first.
+fn transport(timeout: Duration) -> Transport {
+    let backstop = timeout * 2;
+    Transport {
+        timeouts: Timeouts {
+            connect: backstop,
+            response: backstop,
+            stall: Some(backstop),
+        },
+        gauge: Arc::new(ConnectionGauge::default()),
+        tls: None,
+        loopback_source: None,
+        read_buffer: net::FULL_SPEED_READ_BUFFER,
+    }
+}
+
+/// `connect_refused: connect 127.0.0.1:9: Connection refused (os error 111)`.
+fn describe(f: Fault) -> String {
+    format!("{}: {}", f.class, f.detail)
 }
 
 /// Sums of the wanted metrics in a Prometheus text exposition, summed over

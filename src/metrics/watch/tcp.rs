@@ -7,6 +7,7 @@
 //! counted for the whole namespace, limited to the target's ports when known.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
 
 /// TCP states as `/proc/net/tcp` numbers them (include/net/tcp_states.h).
 pub const STATES: [(u8, &str); 12] = [
@@ -102,6 +103,37 @@ pub fn sample(ports: &[u16]) -> BTreeMap<String, u64> {
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
     count(&tables, &own_socket_inodes(), ports)
+}
+
+/// [`sample`], spaced out when it is slow: reading every socket table costs
+/// more as sockets grow, so after a long read the next ones are skipped and
+/// the last counts repeated.
+#[derive(Debug, Default)]
+pub struct Paced {
+    /// Readings still to skip.
+    skip: u32,
+    /// The last counts, keyed `tcp_<state>`.
+    last: BTreeMap<String, f64>,
+}
+
+impl Paced {
+    /// Counts by state as `tcp_<state>` values, fresh or repeated.
+    pub fn sample(&mut self, ports: &[u16]) -> BTreeMap<String, f64> {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return self.last.clone();
+        }
+        let began = Instant::now();
+        let counts = sample(ports);
+        // Keep the socket scan under ~5% of one core.
+        let every = (began.elapsed().as_millis() as u32 / 50).clamp(1, 30);
+        self.skip = every - 1;
+        self.last = counts
+            .into_iter()
+            .map(|(k, v)| (format!("tcp_{k}"), v as f64))
+            .collect();
+        self.last.clone()
+    }
 }
 
 #[cfg(test)]
