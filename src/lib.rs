@@ -7,7 +7,6 @@
 pub mod digest;
 pub mod exit;
 pub mod fleet;
-pub mod load;
 pub mod metrics;
 pub mod net;
 pub mod oci;
@@ -16,5 +15,8 @@ pub mod proxy;
 pub mod registry;
 pub mod report;
 pub mod result;
+pub mod run;
 pub mod scenario;
+pub mod seed;
+pub mod shutdown;
 pub mod synth;

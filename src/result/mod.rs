@@ -2,6 +2,7 @@
 //! docs/result-schema.md), its thresholds, the console summary, and the atomic
 //! file writes every output goes through.
 
+pub mod build;
 pub mod model;
 pub mod summary;
 pub mod thresholds;
