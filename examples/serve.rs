@@ -19,7 +19,14 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Err(failure) = pullstorm::registry::serve_main(cli.serve).await {
+    let stop = match pullstorm::shutdown::listen() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("cannot watch SIGINT and SIGTERM: {e}");
+            std::process::exit(pullstorm::exit::CANNOT_PROCEED);
+        }
+    };
+    if let Err(failure) = pullstorm::registry::serve_main(cli.serve, stop).await {
         eprintln!("{failure}");
         std::process::exit(failure.code);
     }

@@ -167,7 +167,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
                 sets.push(format!("target.image={}", toml_string(i)));
             }
             let loaded = pullstorm::scenario::load(&args.scenario, &sets)?;
-            runtime.block_on(pullstorm::load::execute(pullstorm::load::RunOptions {
+            let options = pullstorm::run::RunOptions {
                 loaded,
                 overrides: sets,
                 out_dir: args.out,
@@ -183,14 +183,15 @@ fn run(cli: Cli) -> Result<i32, Failure> {
                     }
                     w
                 },
-            }))
+            };
+            runtime.block_on(async { pullstorm::run::execute(options, stop_signal()?).await })
         }
         Command::Seed(args) => runtime.block_on(seed(args)),
         Command::Proxy(args) => runtime
-            .block_on(pullstorm::proxy::proxy_main(*args))
+            .block_on(async { pullstorm::proxy::proxy_main(*args, stop_signal()?).await })
             .map(|_| exit::OK),
         Command::Serve(args) => runtime
-            .block_on(pullstorm::registry::serve_main(args))
+            .block_on(async { pullstorm::registry::serve_main(args, stop_signal()?).await })
             .map(|_| exit::OK),
         Command::Report(args) => {
             let text = std::fs::read_to_string(&args.result)
@@ -237,7 +238,7 @@ async fn seed(args: SeedArgs) -> Result<i32, Failure> {
         mount_from: args.mount_from.clone(),
         attempts: 5,
     };
-    let report = pullstorm::load::seed::run(
+    let report = pullstorm::seed::run(
         &args.registry,
         &args.image,
         &sizes,
@@ -250,6 +251,15 @@ async fn seed(args: SeedArgs) -> Result<i32, Failure> {
     .await?;
     println!("{}", report.digest);
     Ok(exit::OK)
+}
+
+/// SIGINT or SIGTERM, listened to from now on: `run`, `serve` and `proxy` call
+/// this first thing, so a signal sent while they start is not lost. Other
+/// commands keep the default action (the signal ends them at once).
+fn stop_signal() -> Result<impl std::future::Future<Output = pullstorm::shutdown::Caught>, Failure>
+{
+    pullstorm::shutdown::listen()
+        .map_err(|e| Failure::cannot_proceed(format!("cannot watch SIGINT and SIGTERM: {e}")))
 }
 
 /// Quotes a CLI value as a TOML string so URLs and references survive `--set` parsing.

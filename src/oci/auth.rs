@@ -38,6 +38,16 @@ impl Credentials {
         )
     }
 
+    /// Credentials for the registry at `base` (its `host[:port]`, as docker's
+    /// config.json keys it), from the environment or docker's config.
+    pub fn for_registry(base: &url::Url) -> Option<Credentials> {
+        let host = base.host_str().unwrap_or_default();
+        match base.port() {
+            Some(p) => Credentials::find(&format!("{host}:{p}")),
+            None => Credentials::find(host),
+        }
+    }
+
     /// Looks for credentials for `host` (`host[:port]`): environment first, then docker's config.
     pub fn find(host: &str) -> Option<Credentials> {
         let user = std::env::var("PULLSTORM_USERNAME")

@@ -11,6 +11,7 @@ use super::config::{OverLimit, ProxyConfig, ProxySection};
 use crate::exit::Failure;
 use crate::scenario::units::{ByteSize, Rate, Span};
 use crate::scenario::CutWith;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -198,8 +199,9 @@ impl ProxyArgs {
     }
 }
 
-/// Runs `pullstorm proxy` until Ctrl-C or SIGTERM.
-pub async fn proxy_main(args: ProxyArgs) -> Result<(), Failure> {
+/// Runs `pullstorm proxy` until `shutdown` completes (the CLI passes
+/// [`crate::shutdown::listen`]: SIGINT or SIGTERM), then prints the final counters.
+pub async fn proxy_main(args: ProxyArgs, shutdown: impl Future) -> Result<(), Failure> {
     let config = args.to_config()?;
     let listener = crate::net::listen(args.listen).map_err(|e| {
         Failure::cannot_proceed(format!(
@@ -212,13 +214,10 @@ pub async fn proxy_main(args: ProxyArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::cannot_proceed(format!("pullstorm proxy: cannot start: {e}")))?;
     println!("pullstorm proxy: listening on {} {banner}", proxy.addr());
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| {
-        Failure::cannot_proceed(format!("pullstorm proxy: cannot watch SIGTERM: {e}"))
-    })?;
     let period = args.stats_interval.map(|s| s.0).filter(|d| !d.is_zero());
     let mut ticker = period.map(tokio::time::interval);
-    let signal = loop {
+    tokio::pin!(shutdown);
+    loop {
         let tick = async {
             match ticker.as_mut() {
                 Some(t) => {
@@ -228,16 +227,13 @@ pub async fn proxy_main(args: ProxyArgs) -> Result<(), Failure> {
             }
         };
         tokio::select! {
-            r = tokio::signal::ctrl_c() => break r,
-            _ = terminate.recv() => break Ok(()),
+            _ = &mut shutdown => break,
             _ = tick => println!("{}", stats_line(&proxy.stats())),
         }
-    };
+    }
     let stats = proxy.shutdown().await;
     println!("{}", stats_line(&stats));
-    signal.map_err(|e| {
-        Failure::cannot_proceed(format!("pullstorm proxy: cannot wait for Ctrl-C: {e}"))
-    })
+    Ok(())
 }
 
 fn stats_line(stats: &super::ProxyStats) -> String {

@@ -10,6 +10,7 @@ use crate::exit::Failure;
 use crate::scenario::units::ByteSize;
 use crate::scenario::{CutWith, EmbeddedAuth, Faults};
 use crate::synth::SyntheticImage;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -142,8 +143,9 @@ impl ServeArgs {
     }
 }
 
-/// Runs `pullstorm serve` until Ctrl-C.
-pub async fn serve_main(args: ServeArgs) -> Result<(), Failure> {
+/// Runs `pullstorm serve` until `shutdown` completes (the CLI passes
+/// [`crate::shutdown::listen`]: SIGINT or SIGTERM), then stops gracefully.
+pub async fn serve_main(args: ServeArgs, shutdown: impl Future) -> Result<(), Failure> {
     let config = args.to_config(std::env::var(PASSWORD_ENV).ok())?;
     let listener = crate::net::listen(args.listen).map_err(|e| {
         Failure::cannot_proceed(format!(
@@ -161,11 +163,9 @@ pub async fn serve_main(args: ServeArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::cannot_proceed(format!("pullstorm serve: cannot start: {e}")))?;
     println!("{}", banner(registry.addr(), registry.image()));
-    let signal = tokio::signal::ctrl_c().await;
+    shutdown.await;
     registry.shutdown().await;
-    signal.map_err(|e| {
-        Failure::cannot_proceed(format!("pullstorm serve: cannot wait for Ctrl-C: {e}"))
-    })
+    Ok(())
 }
 
 /// The startup line plus one line per layer.

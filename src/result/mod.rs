@@ -3,6 +3,7 @@
 //! its thresholds, the console summary, and the atomic file writes every output
 //! goes through.
 
+pub mod build;
 pub mod model;
 pub mod schema;
 pub mod summary;

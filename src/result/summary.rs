@@ -2,12 +2,8 @@
 //! class and percentiles, in a form that reads well in a CI log.
 
 use super::model::ResultDoc;
-use crate::human::{millis, rate, secs_short};
+use crate::human::{bytes, millis, rate, secs_short};
 use std::fmt::Write;
-
-/// Re-exported only because `load/seed.rs` (not part of this change) still
-/// calls `summary::bytes`; new code uses [`crate::human`] directly.
-pub use crate::human::bytes;
 
 /// The summary as text.
 pub fn render(r: &ResultDoc) -> String {

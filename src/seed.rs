@@ -1,12 +1,13 @@
 //! `pullstorm seed`: push one deterministic synthetic image, with the same
-//! connection, auth and TLS machinery the pulling nodes use.
+//! connection, auth and TLS machinery the pulling nodes use. A push, not a
+//! run: nothing is measured, the events of the push are drained.
 
 use crate::exit::Failure;
+use crate::human;
 use crate::net::{self, Timeouts, Transport};
 use crate::oci::auth::Credentials;
 use crate::oci::push::{self, Format, PushOptions, PushReport};
 use crate::oci::{Reference, Session};
-use crate::result::summary;
 use crate::synth::SyntheticImage;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +26,24 @@ pub async fn run(
     ca_file: Option<&Path>,
     insecure_tls: bool,
 ) -> Result<PushReport, Failure> {
+    let base = registry_url(registry)?;
+    let (reference, tag) = tagged_reference(image)?;
+    let transport = transport(&base, ca_file, insecure_tls)?;
+    let credentials = Credentials::for_registry(&base).map(Arc::new);
+    let synthetic = generate(seed, sizes, &base, &reference);
+    let session = connect(&base, &reference, credentials, transport).await?;
+    let started = Instant::now();
+    let report = push::push_image(session, synthetic, &tag, format, options)
+        .await
+        .map_err(|f| {
+            Failure::cannot_proceed(format!("push of {reference} to {base} failed: {f}"))
+        })?;
+    eprintln!("{}", pushed(&report, started.elapsed()));
+    Ok(report)
+}
+
+/// `--registry`: an http(s) URL with a host.
+fn registry_url(registry: &str) -> Result<Url, Failure> {
     let base = Url::parse(registry)
         .map_err(|e| Failure::bad_input(format!("--registry {registry:?}: {e}")))?;
     if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
@@ -32,6 +51,11 @@ pub async fn run(
             "--registry {registry:?}: expected http(s)://host[:port]"
         )));
     }
+    Ok(base)
+}
+
+/// `--image` and the tag to push to: a push needs a tag, not a digest.
+fn tagged_reference(image: &str) -> Result<(Reference, String), Failure> {
     let reference = Reference::parse(image)
         .map_err(|e| Failure::bad_input(format!("--image {image:?}: {e}")))?;
     let tag = reference
@@ -41,11 +65,16 @@ pub async fn run(
         .ok_or_else(|| {
             Failure::bad_input(format!("--image {image:?}: push needs a tag, not a digest"))
         })?;
+    Ok((reference, tag))
+}
+
+/// Patient timeouts (uploads of large chunks), TLS for https.
+fn transport(base: &Url, ca_file: Option<&Path>, insecure_tls: bool) -> Result<Transport, Failure> {
     let tls = match base.scheme() {
         "https" => Some(net::tls::connector(ca_file, insecure_tls).map_err(Failure::bad_input)?),
         _ => None,
     };
-    let transport = Transport {
+    Ok(Transport {
         timeouts: Timeouts {
             connect: Duration::from_secs(30),
             response: Duration::from_secs(300),
@@ -54,57 +83,59 @@ pub async fn run(
         gauge: Default::default(),
         tls,
         loopback_source: None,
-        read_buffer: crate::net::FULL_SPEED_READ_BUFFER,
-    };
-    let host = match base.port() {
-        Some(p) => format!("{}:{p}", base.host_str().unwrap_or_default()),
-        None => base.host_str().unwrap_or_default().to_string(),
-    };
-    let credentials = Credentials::find(&host).map(Arc::new);
+        read_buffer: net::FULL_SPEED_READ_BUFFER,
+    })
+}
 
+/// Builds the image (hashing every layer to know its digest) and says what will be pushed.
+fn generate(seed: u64, sizes: &[u64], base: &Url, reference: &Reference) -> Arc<SyntheticImage> {
     let hashing = Instant::now();
     let synthetic = Arc::new(SyntheticImage::build(seed, sizes));
-    let total: u64 = synthetic.total_layer_bytes();
     eprintln!(
         "pullstorm seed: {} layers, {} (digests computed in {:.1}s); pushing to {base} as {reference}",
         synthetic.layers.len(),
-        summary::bytes(total as f64),
+        human::bytes(synthetic.total_layer_bytes() as f64),
         hashing.elapsed().as_secs_f64()
     );
+    synthetic
+}
 
-    // Events of a push are not measured: drain them.
+/// A push session whose events are drained (a push is not measured), after a
+/// ping that proves the registry answers.
+async fn connect(
+    base: &Url,
+    reference: &Reference,
+    credentials: Option<Arc<Credentials>>,
+    transport: Transport,
+) -> Result<Arc<Session>, Failure> {
     let (sink, mut drain) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move { while drain.recv().await.is_some() {} });
-    let session = Arc::new(
-        Session::new(
-            base.clone(),
-            reference.name.clone(),
-            credentials,
-            transport,
-            sink,
-        )
-        .for_push(),
-    );
+    let session = Session::new(
+        base.clone(),
+        reference.name.clone(),
+        credentials,
+        transport,
+        sink,
+    )
+    .for_push();
     session
         .ping()
         .await
         .map_err(|f| Failure::cannot_proceed(format!("registry {base} is unreachable: {f}")))?;
-    let started = Instant::now();
-    let report = push::push_image(session, synthetic, &tag, format, options)
-        .await
-        .map_err(|f| {
-            Failure::cannot_proceed(format!("push of {reference} to {base} failed: {f}"))
-        })?;
-    let secs = started.elapsed().as_secs_f64().max(1e-3);
-    eprintln!(
+    Ok(Arc::new(session))
+}
+
+/// The closing line: what was uploaded, how fast, and what was skipped.
+fn pushed(report: &PushReport, took: Duration) -> String {
+    let secs = took.as_secs_f64().max(1e-3);
+    format!(
         "pullstorm seed: {} blobs uploaded ({}, {}/s), {} already present, {} mounted, {} resumed uploads in {:.1}s",
         report.blobs_uploaded,
-        summary::bytes(report.bytes_uploaded as f64),
-        summary::bytes(report.bytes_uploaded as f64 / secs),
+        human::bytes(report.bytes_uploaded as f64),
+        human::bytes(report.bytes_uploaded as f64 / secs),
         report.blobs_present,
         report.blobs_mounted,
         report.resumes,
         secs
-    );
-    Ok(report)
+    )
 }

@@ -1,0 +1,431 @@
+//! Building `result.json` from what a run measured and what it knew: a pure
+//! function of plain inputs (the recorder, the plan's numbers, the target,
+//! the timing and why the run stopped), so it is unit-tested with synthetic
+//! events and no network. Thresholds are checked afterwards, on the document.
+
+use super::model::*;
+use crate::metrics::fds::FdLimits;
+use crate::metrics::Recorder;
+use crate::net::FaultClass;
+use crate::scenario::{Loaded, Pattern, Scenario};
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+/// Why the fleet stopped (`stop_reason` in result.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Every node did all its pulls.
+    Finished,
+    /// `run.duration` ran out first.
+    Deadline,
+    /// Ctrl-C, SIGTERM or the caller's shutdown future.
+    Interrupted,
+}
+
+impl StopReason {
+    /// The word written to result.json.
+    pub fn key(self) -> &'static str {
+        match self {
+            StopReason::Finished => "finished",
+            StopReason::Deadline => "deadline",
+            StopReason::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What the run knew besides its measurements.
+pub struct RunFacts<'a> {
+    /// The scenario as run, with its file and name.
+    pub loaded: &'a Loaded,
+    /// `--set` overrides, in order.
+    pub overrides: &'a [String],
+    /// Nodes in the plan.
+    pub nodes: u64,
+    /// nodes x pulls per node.
+    pub planned_pulls: u64,
+    /// The client profile as resolved (defaults filled in).
+    pub profile: serde_json::Value,
+    /// The target as preflight found it.
+    pub target: TargetInfo,
+    pub fd_limits: FdLimits,
+    pub stop: StopReason,
+    pub started: SystemTime,
+    pub ended: SystemTime,
+    /// Summaries of the harness and the watched processes and endpoints.
+    pub watched: Vec<WatchedSummary>,
+}
+
+/// The result document, thresholds not yet checked (an empty report).
+pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
+    let s = &facts.loaded.scenario;
+    let duration = facts
+        .ended
+        .duration_since(facts.started)
+        .unwrap_or_default();
+    let pulls = pulls(rec, facts.planned_pulls);
+    let (latency, histograms) = measured(rec);
+    ResultDoc {
+        schema: SCHEMA.to_string(),
+        pullstorm_version: env!("CARGO_PKG_VERSION").to_string(),
+        scenario: ScenarioInfo {
+            name: facts.loaded.name.clone(),
+            file: facts.loaded.path.display().to_string(),
+            overrides: facts.overrides.to_vec(),
+            resolved: serde_json::to_value(s).unwrap_or_default(),
+        },
+        target: facts.target,
+        started_at: humantime::format_rfc3339_millis(facts.started).to_string(),
+        ended_at: humantime::format_rfc3339_millis(facts.ended).to_string(),
+        duration_ms: duration.as_millis() as u64,
+        // A run is complete only when it finished by itself with no pull cut short.
+        complete: facts.stop == StopReason::Finished && pulls.interrupted == 0,
+        stop_reason: facts.stop.key().to_string(),
+        fleet: fleet(s, facts.nodes, facts.profile),
+        pulls,
+        layers: layers(rec),
+        bytes: Bytes {
+            downloaded: rec.bytes_downloaded(),
+            wasted: rec.bytes_wasted,
+            completed_pulls: rec.bytes_pulled_ok,
+        },
+        throughput: throughput(rec, duration.as_secs_f64()),
+        retries: retries(rec),
+        errors: errors(rec),
+        error_details: error_details(rec),
+        latency,
+        histograms,
+        fd: FdInfo {
+            client_peak: rec.fd_peak,
+            client_limit: facts.fd_limits.soft,
+            client_hard_limit: facts.fd_limits.hard,
+            client_limit_at_start: facts.fd_limits.soft_at_start,
+        },
+        connections: ConnectionInfo {
+            peak: rec.connections_peak,
+        },
+        clusters: rec.clusters.clone(),
+        timeline: rec.timeline.clone(),
+        thresholds: ThresholdReport::default(),
+        watched: facts.watched,
+    }
+}
+
+fn fleet(s: &Scenario, nodes: u64, profile: serde_json::Value) -> FleetInfo {
+    FleetInfo {
+        clusters: s.fleet.clusters,
+        nodes_per_cluster: s.fleet.nodes_per_cluster,
+        nodes,
+        client: format!("{:?}", s.fleet.client).to_lowercase(),
+        profile,
+        arrival: match s.arrival.pattern {
+            Pattern::Herd => "herd".to_string(),
+            Pattern::Waves => format!(
+                "waves of {} every {}",
+                s.arrival.wave_size, s.arrival.wave_interval
+            ),
+        },
+        node_bandwidth_bytes_per_sec: s.fleet.node_bandwidth.map(|r| r.0),
+    }
+}
+
+/// Pull counts; `interrupted` are the pulls started that neither completed nor failed.
+fn pulls(rec: &Recorder, planned: u64) -> Pulls {
+    Pulls {
+        planned,
+        started: rec.pulls_started,
+        completed: rec.pulls_completed,
+        failed: rec.pulls_failed,
+        interrupted: rec
+            .pulls_started
+            .saturating_sub(rec.pulls_completed + rec.pulls_failed),
+        kubelet_retries: rec.kubelet_retries,
+    }
+}
+
+fn layers(rec: &Recorder) -> Layers {
+    Layers {
+        completed: rec.layers_completed,
+        failed: rec.layers_failed,
+        attempts: rec
+            .attempts_per_layer
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+    }
+}
+
+/// Mean over the whole run (at least a millisecond, so a run that ended at once
+/// divides by something), peak over the best second of the timeline.
+fn throughput(rec: &Recorder, secs: f64) -> Throughput {
+    Throughput {
+        mean_bytes_per_sec: (rec.bytes_downloaded() as f64 / secs.max(1e-3)).round(),
+        peak_bytes_per_sec: rec.timeline.iter().map(|r| r.bytes).max().unwrap_or(0),
+    }
+}
+
+/// Retries in total, by class, and by how far the blob had come, in ten buckets.
+fn retries(rec: &Recorder) -> Retries {
+    Retries {
+        total: rec.retries,
+        by_class: rec.retries_by_class.clone(),
+        at_progress: rec
+            .retries_at_progress
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("{}-{}", i * 10, i * 10 + 10), *n))
+            .collect(),
+    }
+}
+
+/// Every fixed class, zero when not seen (so readers need no defaults), plus
+/// each `http_<code>` that was seen.
+fn errors(rec: &Recorder) -> BTreeMap<String, u64> {
+    let mut errors: BTreeMap<String, u64> =
+        FaultClass::FIXED.iter().map(|c| (c.key(), 0)).collect();
+    for (class, stat) in &rec.errors {
+        errors.insert(class.key(), stat.count);
+    }
+    errors
+}
+
+/// One row per class seen, times rounded to the millisecond.
+fn error_details(rec: &Recorder) -> Vec<ErrorDetail> {
+    let millis = |s: f64| (s * 1000.0).round() / 1000.0;
+    rec.errors
+        .iter()
+        .map(|(class, e)| ErrorDetail {
+            class: class.key(),
+            count: e.count,
+            first_s: millis(e.first_s),
+            last_s: millis(e.last_s),
+            phase: format!("{:?}", e.phase).to_lowercase(),
+            request: format!("{:?}", e.request).to_lowercase(),
+            sample: e.sample.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Event, ExchangeKind};
+    use crate::net::{Fault, Phase};
+    use std::path::PathBuf;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    fn loaded() -> Loaded {
+        let mut scenario = Scenario::default();
+        scenario.fleet.clusters = 2;
+        scenario.fleet.nodes_per_cluster = 2;
+        Loaded {
+            scenario,
+            path: PathBuf::from("scenarios/synthetic.toml"),
+            name: "synthetic".into(),
+        }
+    }
+
+    fn target() -> TargetInfo {
+        TargetInfo {
+            url: "http://127.0.0.1:5000/".into(),
+            image: "synthetic/app:v1".into(),
+            embedded: true,
+            manifest_digest: Some("sha256:00".into()),
+            blobs: Vec::new(),
+            image_bytes: 1000,
+            server: None,
+            api_version: None,
+        }
+    }
+
+    fn facts(loaded: &Loaded, stop: StopReason) -> RunFacts<'_> {
+        let started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        RunFacts {
+            loaded,
+            overrides: &[],
+            nodes: 4,
+            planned_pulls: 4,
+            profile: serde_json::json!({"max_concurrent_downloads": 3}),
+            target: target(),
+            fd_limits: FdLimits {
+                soft_at_start: 1024,
+                soft: 4096,
+                hard: 4096,
+            },
+            stop,
+            started,
+            ended: started + Duration::from_secs(2),
+            watched: Vec::new(),
+        }
+    }
+
+    fn fault(class: FaultClass, detail: &str, cluster: u32, at: Instant) -> Event {
+        Event::Fault {
+            fault: Fault::new(class, Phase::Body, detail),
+            kind: ExchangeKind::Blob,
+            cluster,
+            at,
+        }
+    }
+
+    fn pull_done(cluster: u32, ok: bool, bytes: u64) -> Event {
+        Event::PullDone {
+            cluster,
+            ok,
+            from_scheduled: Duration::from_millis(900),
+            from_start: Duration::from_millis(800),
+            bytes,
+            retry_cost: None,
+            kubelet_retry: false,
+        }
+    }
+
+    fn layer_done(ok: bool, attempts: u32, wasted: u64) -> Event {
+        Event::LayerDone {
+            ok,
+            took: Duration::from_millis(500),
+            attempts,
+            retry_latency: (attempts > 1).then_some(Duration::from_millis(100)),
+            wasted,
+        }
+    }
+
+    /// Four pulls started over two clusters: two complete (one after a retried
+    /// layer), one fails, one is still running when the run stops.
+    fn recorder() -> Recorder {
+        let t0 = Instant::now();
+        let mut rec = Recorder::new(2, t0);
+        for cluster in [0, 0, 1, 1] {
+            rec.record(Event::PullStarted { cluster });
+        }
+        rec.record(Event::Exchange {
+            kind: ExchangeKind::Blob,
+            connect: Duration::from_millis(2),
+            ttfb: Duration::from_millis(20),
+        });
+        let cut = fault(FaultClass::UnexpectedEof, "short body", 0, t0 + ms(250));
+        rec.record(cut);
+        rec.record(Event::Retry {
+            class: FaultClass::UnexpectedEof,
+            progress: 0.75,
+        });
+        let unavailable = fault(FaultClass::Http(503), "UNAVAILABLE", 1, t0 + ms(1500));
+        rec.record(unavailable);
+        let again = fault(FaultClass::UnexpectedEof, "short body", 0, t0 + ms(1234));
+        rec.record(again);
+        rec.record(layer_done(true, 2, 300));
+        rec.record(layer_done(true, 1, 0));
+        rec.record(layer_done(false, 3, 0));
+        rec.record(pull_done(0, true, 1000));
+        rec.record(pull_done(0, true, 1000));
+        rec.record(pull_done(1, false, 10));
+        rec.timeline = [0, 1500, 700]
+            .iter()
+            .enumerate()
+            .map(|(t, bytes)| TimelineRow {
+                t: t as u64,
+                bytes: *bytes,
+                ..TimelineRow::default()
+            })
+            .collect();
+        rec
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn counts_pulls_layers_and_the_interrupted_ones() {
+        let l = loaded();
+        let doc = build(facts(&l, StopReason::Interrupted), &recorder());
+        let p = &doc.pulls;
+        assert_eq!((p.planned, p.started, p.completed, p.failed), (4, 4, 2, 1));
+        assert_eq!(p.interrupted, 1, "started - completed - failed");
+        assert_eq!((doc.layers.completed, doc.layers.failed), (2, 1));
+        let attempts: Vec<(&str, u64)> = doc
+            .layers
+            .attempts
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(attempts, [("1", 1), ("2", 1), ("3", 1)]);
+        assert_eq!((doc.bytes.wasted, doc.bytes.completed_pulls), (300, 2000));
+        assert_eq!(doc.clusters[0].pulls_completed, 2);
+        assert_eq!(doc.clusters[1].pulls_failed, 1);
+        assert_eq!(doc.fleet.nodes, 4);
+        assert_eq!(doc.fleet.arrival, "herd");
+        assert_eq!(doc.scenario.name, "synthetic");
+        assert_eq!(doc.fd.client_limit_at_start, 1024);
+    }
+
+    #[test]
+    fn every_fixed_error_class_is_present_and_details_follow_what_was_seen() {
+        let l = loaded();
+        let doc = build(facts(&l, StopReason::Finished), &recorder());
+        for class in FaultClass::FIXED {
+            assert!(doc.errors.contains_key(&class.key()), "{}", class.key());
+        }
+        assert_eq!(doc.errors.len(), FaultClass::FIXED.len() + 1);
+        assert_eq!(doc.errors["unexpected_eof"], 2);
+        assert_eq!(doc.errors["http_503"], 1);
+        assert_eq!(doc.errors["connection_reset"], 0);
+        let eof = doc
+            .error_details
+            .iter()
+            .find(|d| d.class == "unexpected_eof")
+            .expect("a row for each class seen");
+        assert_eq!((eof.count, eof.first_s, eof.last_s), (2, 0.25, 1.234));
+        assert_eq!((eof.phase.as_str(), eof.request.as_str()), ("body", "blob"));
+        assert_eq!(eof.sample, "short body");
+        assert_eq!(doc.error_details.len(), 2);
+    }
+
+    #[test]
+    fn retries_by_class_and_progress() {
+        let l = loaded();
+        let doc = build(facts(&l, StopReason::Finished), &recorder());
+        assert_eq!(doc.retries.total, 1);
+        assert_eq!(doc.retries.by_class["unexpected_eof"], 1);
+        assert_eq!(doc.retries.at_progress.len(), 10);
+        assert_eq!(doc.retries.at_progress["70-80"], 1);
+        assert_eq!(doc.retries.at_progress["0-10"], 0);
+    }
+
+    #[test]
+    fn complete_only_when_finished_with_nothing_in_flight() {
+        let l = loaded();
+        let doc = build(facts(&l, StopReason::Finished), &recorder());
+        assert_eq!(doc.stop_reason, "finished");
+        assert!(!doc.complete, "a pull was still in flight");
+
+        let mut rec = recorder();
+        rec.record(pull_done(1, true, 1000));
+        let doc = build(facts(&l, StopReason::Finished), &rec);
+        assert_eq!(doc.pulls.interrupted, 0);
+        assert!(doc.complete);
+
+        for (stop, key) in [
+            (StopReason::Deadline, "deadline"),
+            (StopReason::Interrupted, "interrupted"),
+        ] {
+            let doc = build(facts(&l, stop), &rec);
+            assert_eq!(doc.stop_reason, key);
+            assert!(!doc.complete, "{key}");
+        }
+    }
+
+    #[test]
+    fn timing_and_throughput() {
+        let l = loaded();
+        let doc = build(facts(&l, StopReason::Finished), &recorder());
+        assert_eq!(doc.duration_ms, 2000);
+        assert_eq!(doc.started_at, "2023-11-14T22:13:20.000Z");
+        assert_eq!(doc.ended_at, "2023-11-14T22:13:22.000Z");
+        assert_eq!(doc.throughput.peak_bytes_per_sec, 1500);
+        // No sampler ran: nothing counted as downloaded, so the mean is zero.
+        assert_eq!(doc.throughput.mean_bytes_per_sec, 0.0);
+        assert_eq!(doc.latency["ttfb"].count, 1);
+        assert!(doc.histograms.contains_key("ttfb"));
+    }
+}

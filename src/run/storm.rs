@@ -1,0 +1,156 @@
+//! Step 2 of a run: the storm. Every node of the plan starts on its schedule
+//! while the recorder, the watchers and the progress display measure; the
+//! fleet is supervised until it finishes, the deadline (`run.duration`)
+//! passes, or the shutdown future completes, whichever comes first. Nodes
+//! still pulling then are aborted, and what they sent before is kept.
+
+use super::prepare::Ready;
+use super::RunOptions;
+use crate::exit::Failure;
+use crate::fleet;
+use crate::metrics::watch::{self, WatchHandle, WatchSpec};
+use crate::metrics::{recorder, Recorder, Sink};
+use crate::progress::{self, ProgressHandle};
+use crate::result::build::StopReason;
+use crate::result::model::WatchedSummary;
+use std::future::Future;
+use std::time::SystemTime;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+/// What the storm measured, and how and when it ended.
+pub(super) struct Stormed {
+    pub recorder: Recorder,
+    pub watched: Vec<WatchedSummary>,
+    pub stop: StopReason,
+    pub started: SystemTime,
+    pub ended: SystemTime,
+}
+
+/// Runs the fleet until it finishes, the deadline passes or `shutdown` completes.
+pub(super) async fn storm(
+    opts: &RunOptions,
+    ready: &Ready,
+    shutdown: impl Future,
+) -> Result<Stormed, Failure> {
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let (measuring, sink) = Measuring::start(opts, ready, t0);
+    let mut nodes = spawn_fleet(ready, t0, sink);
+    let deadline = t0 + opts.loaded.scenario.run.duration.0;
+    let stop = supervise(&mut nodes, deadline, shutdown).await;
+    let (recorder, watched) = measuring.stop().await?;
+    Ok(Stormed {
+        recorder,
+        watched,
+        stop,
+        started,
+        ended: SystemTime::now(),
+    })
+}
+
+/// Starts every node of the plan; each sends its events through a clone of `sink`.
+fn spawn_fleet(ready: &Ready, t0: Instant, sink: Sink) -> JoinSet<()> {
+    let mut nodes = JoinSet::new();
+    for node in &ready.plan.nodes {
+        nodes.spawn(fleet::run_node(*node, ready.ctx.clone(), t0, sink.clone()));
+    }
+    nodes
+}
+
+/// Waits for the first of: every node done, the deadline, the shutdown
+/// future. Nodes still running are aborted (and awaited) before returning.
+async fn supervise(
+    nodes: &mut JoinSet<()>,
+    deadline: Instant,
+    shutdown: impl Future,
+) -> StopReason {
+    let deadline = tokio::time::sleep_until(deadline);
+    tokio::pin!(deadline, shutdown);
+    let stop = loop {
+        tokio::select! {
+            done = nodes.join_next() => if done.is_none() { break StopReason::Finished },
+            _ = &mut deadline => break StopReason::Deadline,
+            _ = &mut shutdown => break StopReason::Interrupted,
+        }
+    };
+    if stop != StopReason::Finished {
+        nodes.abort_all();
+        while nodes.join_next().await.is_some() {}
+    }
+    stop
+}
+
+/// What measures the storm: the recorder (fed by the nodes' events), the
+/// watchers (the harness and whatever `--watch` and `[watch]` name) and the
+/// live progress display.
+struct Measuring {
+    recorder: JoinHandle<Recorder>,
+    stop_recorder: oneshot::Sender<()>,
+    watch: WatchHandle,
+    progress: ProgressHandle,
+}
+
+impl Measuring {
+    /// Starts measuring from `t0`; returns the sink the nodes send their events to.
+    fn start(opts: &RunOptions, ready: &Ready, t0: Instant) -> (Measuring, Sink) {
+        let gauges = &ready.ctx.gauges;
+        let (sink, events) = tokio::sync::mpsc::channel(64 * 1024);
+        let (stop_recorder, stop_rx) = oneshot::channel();
+        let recorder = tokio::spawn(recorder::run(
+            Recorder::new(opts.loaded.scenario.fleet.clusters, t0),
+            events,
+            gauges.clone(),
+            stop_rx,
+        ));
+        let watch = watch::spawn(watch::Watcher::new(watch_spec(opts, ready), t0.into_std()));
+        let progress = progress::start_with(
+            gauges.clone(),
+            progress::Options {
+                total_pulls: ready.plan.planned_pulls(),
+                fd_limit: ready.limits.soft,
+                mode: progress::Mode::detect(opts.quiet),
+                watched: Some(watch.latest()),
+            },
+        );
+        let measuring = Measuring {
+            recorder,
+            stop_recorder,
+            watch,
+            progress,
+        };
+        (measuring, sink)
+    }
+
+    /// Stops the recorder (after it drained what the nodes sent), the display and
+    /// the watchers; returns what the recorder and the watchers gathered.
+    async fn stop(self) -> Result<(Recorder, Vec<WatchedSummary>), Failure> {
+        let _ = self.stop_recorder.send(());
+        let recorder = self.recorder.await.map_err(|e| {
+            Failure::cannot_proceed(format!("the recorder stopped unexpectedly: {e}"))
+        })?;
+        self.progress.finish();
+        let watched = self.watch.finish().await;
+        Ok((recorder, watched))
+    }
+}
+
+/// The `--watch*` flags plus the scenario's `[watch]` section, the harness
+/// itself, and the target's port (to count the harness's sockets to it).
+fn watch_spec(opts: &RunOptions, ready: &Ready) -> WatchSpec {
+    let section = &opts.loaded.scenario.watch;
+    let mut spec = opts.watch.clone();
+    for p in &section.processes {
+        spec.add_process(p);
+    }
+    spec.metrics_urls.extend(section.metrics.iter().cloned());
+    spec.stub_status_urls
+        .extend(section.stub_status.iter().cloned());
+    spec.metric_names
+        .extend(section.metric_names.iter().cloned());
+    spec.harness = true;
+    spec.harness_fds = Some(ready.ctx.gauges.fds.clone());
+    spec.target_ports = ready.ctx.base.port_or_known_default().into_iter().collect();
+    spec
+}

@@ -1,0 +1,124 @@
+//! The run's three endings, in-process against the embedded registry: stopped
+//! by the shutdown future, stopped by the deadline, and finished. Pulls are
+//! kept slow with `fleet.node_bandwidth` where a run must be caught mid-pull;
+//! conditions are polled with a bounded wait, never slept for.
+
+use super::*;
+use crate::exit;
+use crate::metrics::Gauges;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Two nodes pulling one 16 MiB layer at 2 MB/s each: about 8 s per pull,
+/// far longer than any of these tests lets a pull run.
+const SLOW: &str = "[embedded]\nlayers = [\"16MiB\"]\n[fleet]\nnodes_per_cluster = 2\nnode_bandwidth = \"2MB/s\"\n";
+
+fn options(toml: &str, dir: &Path) -> RunOptions {
+    let path = dir.join("unit.toml");
+    let origin = path.display().to_string();
+    RunOptions {
+        loaded: scenario::Loaded {
+            scenario: scenario::parse(toml, &origin, &[]).expect("valid scenario"),
+            path,
+            name: "unit".into(),
+        },
+        overrides: Vec::new(),
+        out_dir: Some(dir.join("out")),
+        quiet: true,
+        watch: WatchSpec::default(),
+    }
+}
+
+fn result(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("out/result.json")).expect("result.json written");
+    serde_json::from_str(&text).expect("result.json is JSON")
+}
+
+fn count(v: &serde_json::Value, section: &str, key: &str) -> u64 {
+    v[section][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{section}.{key}: {v}"))
+}
+
+/// Completes once blob bytes have arrived: by then at least one pull has
+/// started, and none can have finished. Fails the test after 30 s.
+async fn once_bytes_arrive(gauges: Arc<Gauges>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gauges.bytes.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no blob byte arrived within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_mid_pull_writes_an_interrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(SLOW, dir.path());
+    // The steps of `execute`, to reach the gauges the shutdown future watches.
+    let ready = prepare::prepare(&opts).await.unwrap();
+    let shutdown = once_bytes_arrive(ready.ctx.gauges.clone());
+    let stormed = storm::storm(&opts, &ready, shutdown).await.unwrap();
+    let code = finish::finish(&opts, ready, stormed).unwrap();
+
+    assert_eq!(
+        code,
+        exit::THRESHOLDS_FAILED,
+        "incomplete fails require_complete"
+    );
+    let v = result(dir.path());
+    assert_eq!(v["stop_reason"], "interrupted");
+    assert_eq!(v["complete"], false);
+    assert_eq!(count(&v, "pulls", "completed"), 0);
+    assert!(count(&v, "pulls", "interrupted") >= 1, "{}", v["pulls"]);
+    assert_eq!(
+        count(&v, "pulls", "interrupted"),
+        count(&v, "pulls", "started") - count(&v, "pulls", "failed")
+    );
+    assert!(dir.path().join("out/report.html").exists());
+    assert!(dir.path().join("out/latency.hlog").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(&format!("{SLOW}[run]\nduration = \"1s\"\n"), dir.path());
+    let code = execute(opts, std::future::pending::<()>()).await.unwrap();
+
+    assert_eq!(
+        code,
+        exit::THRESHOLDS_FAILED,
+        "incomplete fails require_complete"
+    );
+    let v = result(dir.path());
+    assert_eq!(v["stop_reason"], "deadline");
+    assert_eq!(v["complete"], false);
+    assert_eq!(count(&v, "pulls", "interrupted"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_finishes_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(
+        "[embedded]\nlayers = [\"64KiB\", \"4KiB\"]\n[fleet]\nnodes_per_cluster = 2\n",
+        dir.path(),
+    );
+    let code = execute(opts, std::future::pending::<()>()).await.unwrap();
+
+    assert_eq!(code, exit::OK);
+    let v = result(dir.path());
+    assert_eq!(v["stop_reason"], "finished");
+    assert_eq!(v["complete"], true);
+    assert_eq!(count(&v, "pulls", "completed"), 2);
+    assert_eq!(count(&v, "pulls", "interrupted"), 0);
+    assert_eq!(v["target"]["embedded"], true);
+    assert_eq!(v["target"]["image"], EMBEDDED_IMAGE);
+    for file in ["result.json", "latency.hlog", "report.html"] {
+        assert!(dir.path().join("out").join(file).exists(), "{file}");
+    }
+}
