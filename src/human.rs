@@ -91,7 +91,7 @@ pub fn count(n: u64) -> String {
     }
     let mut out = String::with_capacity(s.len() + s.len() / 3 * 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push('\u{2009}');
         }
         out.push(c);

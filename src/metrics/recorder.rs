@@ -388,7 +388,7 @@ impl Recorder {
         self.last_bytes = self.last_bytes.max(sample.bytes);
         self.fd_peak = self.fd_peak.max(sample.fds);
         self.connections_peak = self.connections_peak.max(sample.connections_peak);
-        if row.t % HLOG_INTERVAL_S == 0 {
+        if row.t.is_multiple_of(HLOG_INTERVAL_S) {
             self.flush_interval(row.t);
         }
         self.timeline.push(row);
@@ -438,7 +438,7 @@ fn spawn_sampler(
             let stopping = stop.load(Ordering::Relaxed);
             peek(&mut current);
             peeks += 1;
-            if peeks % PEEKS_PER_ROW == 0 || stopping {
+            if peeks.is_multiple_of(PEEKS_PER_ROW) || stopping {
                 current.second = peeks.div_ceil(PEEKS_PER_ROW);
                 gauges.fds.set(current.fds);
                 if samples.send(current).is_err() || stopping {

@@ -196,7 +196,7 @@ impl RequestRewriter {
                     .ok()
                     .and_then(|v| v.parse::<u64>().ok())
                 {
-                    Some(n) if content_length.map_or(true, |c| c == n) => content_length = Some(n),
+                    Some(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
                     // Unparsable or conflicting: the upstream will reject it; we cannot frame it.
                     _ => next = State::Raw,
                 }

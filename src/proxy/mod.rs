@@ -105,7 +105,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 }
                 Err(e) if is_fd_exhaustion(&e) => {
                     // Like a real LB out of fds: the backlog holds the clients; retry shortly.
-                    if last_warning.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                         tracing::warn!("proxy cannot accept: {e} (open file limit reached)");
                         last_warning = Some(Instant::now());
                     }

@@ -36,7 +36,7 @@ impl Selector {
     pub fn draw(&self) -> bool {
         let n = self.drawn.fetch_add(1, Ordering::Relaxed);
         match self.select {
-            Select::Every(every) => (n + 1) % every.max(1) == 0,
+            Select::Every(every) => (n + 1).is_multiple_of(every.max(1)),
             Select::First(k) => n < k,
             Select::Probability(p) => unit_float(splitmix64(self.salt.wrapping_add(n))) < p,
         }

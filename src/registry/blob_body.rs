@@ -35,7 +35,7 @@ const POOL: usize = 6;
 /// Layer file data starts after the 512-byte tar header; PRNG blocks count from there.
 const DATA_START: u64 = 512;
 
-const _: () = assert!(CHUNK as u64 % PRNG_BLOCK == 0);
+const _: () = assert!((CHUNK as u64).is_multiple_of(PRNG_BLOCK));
 
 /// Where a blob's bytes come from.
 #[derive(Debug, Clone)]

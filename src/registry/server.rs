@@ -105,7 +105,7 @@ async fn accept_loop(
                 }
                 Err(e) if is_fd_exhaustion(&e) => {
                     // The backlog keeps the waiting clients; retry once fds free up.
-                    if last_warning.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                         tracing::warn!("embedded registry cannot accept: {e} (open file limit reached)");
                         last_warning = Some(Instant::now());
                     }

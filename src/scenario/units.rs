@@ -189,7 +189,7 @@ impl fmt::Display for ByteSize {
             ("KiB", 1 << 10),
         ];
         for (name, scale) in UNITS {
-            if self.0 >= scale && self.0 % scale == 0 {
+            if self.0 >= scale && self.0.is_multiple_of(scale) {
                 return write!(f, "{}{}", self.0 / scale, name);
             }
         }
@@ -212,7 +212,7 @@ impl fmt::Display for Span {
             return f.write_str("0s");
         }
         for (name, scale) in UNITS {
-            if ns % scale == 0 {
+            if ns.is_multiple_of(scale) {
                 return write!(f, "{}{}", ns / scale, name);
             }
         }

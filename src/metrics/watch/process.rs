@@ -103,7 +103,7 @@ impl ProcessSampler {
     ) -> Result<Option<procfs::Stat>, String> {
         let pid = self.pid;
         match procfs::stat(pid) {
-            Ok(s) if self.start_ticks.map_or(true, |st| st == s.start_ticks) && s.state != 'X' => {
+            Ok(s) if self.start_ticks.is_none_or(|st| st == s.start_ticks) && s.state != 'X' => {
                 self.start_ticks = Some(s.start_ticks);
                 return Ok(Some(s));
             }
