@@ -4,11 +4,14 @@
 #   2. unit tests and integration tests against the embedded registry;
 #   3. the native lab's own test (it starts and stops the lab), then the compose lab's;
 #   4. the Rust tests against the real lab (docker-registry, nginx, haproxy, mirror,
-#      auth variants, TLS; skopeo, containerd and dockerd cross-checks), with the lab
-#      started here and stopped on exit whatever happens; then the fault matrix, the
-#      trace-fidelity comparison with dockerd and containerd, and the seed scenarios
-#      (tests/faults.rs, trace.rs, seeds.rs: each starts its own instances of the lab's
-#      components, docs/seeds.md).
+#      auth variants, TLS; skopeo, containerd and dockerd cross-checks: the `lab::` tests),
+#      with the lab started here and stopped on exit whatever happens; then the fault
+#      matrix, the trace-fidelity comparison with dockerd and containerd, and the seed
+#      scenarios (`faults::`, `trace::`, `seeds::`: each starts its own instances of the
+#      lab's components, docs/seeds.md).
+# The Rust integration tests are one binary, `integration` (tests/integration/main.rs); a
+# test-name filter picks a module. The real-lab ones are #[ignore]d in a plain `cargo test`
+# and run here one at a time (they bind ports and start daemons).
 # Tests run in release mode: digest checks of multi-MB blobs are slow without optimisation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +32,5 @@ bash tests/lab/compose.sh
 echo "== pullstorm against the real lab"
 trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
 scripts/lab.sh up >/dev/null
-cargo test --release --test lab -- --include-ignored --test-threads=1
-cargo test --release --test faults --test trace --test seeds -- --include-ignored --test-threads=1
+cargo test --release --test integration -- --include-ignored --test-threads=1 lab::
+cargo test --release --test integration -- --include-ignored --test-threads=1 faults:: trace:: seeds::

@@ -771,31 +771,4 @@ mod tests {
             Some(&image.index)
         );
     }
-
-    /// PRNG fill speed: `cargo test --release --lib fill_speed -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn fill_speed() {
-        let mut buf = vec![0u8; 256 * 1024];
-        let total: u64 = 8 << 30;
-        let start = std::time::Instant::now();
-        let mut off = 512;
-        while off < total {
-            fill_layer(1, 0, total + 4096, off, &mut buf);
-            off += buf.len() as u64;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "fill_layer: {:.2} GB/s ({} GiB in {secs:.2} s)",
-            total as f64 / secs / 1e9,
-            total >> 30
-        );
-        let start = std::time::Instant::now();
-        let image = SyntheticImage::build(1, &[1 << 30]);
-        println!(
-            "build (hash) 1 GiB layer: {:.2} s, {}",
-            start.elapsed().as_secs_f64(),
-            image.layers[0].digest
-        );
-    }
 }

@@ -2,8 +2,7 @@
 //! real binary: fleets, arrival patterns, auth, indexes, resume after cuts,
 //! digest checks, deadlines and bad input.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const FAST_RETRY: &str = "[client]\nbackoff = \"50ms\"\n";
 
@@ -307,7 +306,9 @@ fn ctrl_c_writes_a_partial_result() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the run announces its fleet (signals are handled from then on), then interrupt.
+    // Wait until the run announces its fleet (signals are handled from then on) and its node
+    // is pulling (the embedded registry, in the same process, has sent a first MiB of the
+    // layer), then interrupt mid-pull.
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
@@ -316,7 +317,12 @@ fn ctrl_c_writes_a_partial_result() {
         line.clear();
     }
     assert!(line.contains("nodes ("), "the run never started");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id();
+    wait_until(
+        "the node's pull",
+        std::time::Duration::from_secs(30),
+        || bytes_written(pid) >= 1 << 20,
+    );
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
         rustix::process::Signal::INT,

@@ -8,11 +8,8 @@
 //! (tests/instances), stopped by pid when it ends; they need the lab's packages, which
 //! `scripts/lab.sh up` installs (scripts/test.sh runs them after it).
 
-mod common;
-mod instances;
-
-use common::*;
-use instances::*;
+use crate::common::*;
+use crate::instances::*;
 use std::time::Duration;
 
 /// Config + one 8 MiB layer.
@@ -188,8 +185,8 @@ impl Frozen {
         log.lines().filter(|l| l.contains(needle)).count()
     }
 
-    /// Runs `scenario` with `nodes` nodes; once each has its config blob (its layer GET is
-    /// then under way) freezes the registry until nginx has cut every node, then thaws it.
+    /// Runs `scenario` with `nodes` nodes; once each has its config blob and its layer body
+    /// is flowing, freezes the registry until nginx has cut every node, then thaws it.
     fn run_with_cut(
         &self,
         dir: &std::path::Path,
@@ -201,13 +198,14 @@ impl Frozen {
         let configs_before = self.count(&self.config, &self.lb.access_log());
         let cuts_before = self.count(cut_marker, &self.lb.error_log());
         let child = spawn_run(dir, scenario, &self.lb.url(), image, &[]);
-        wait_for("every node's config blob", Duration::from_secs(30), || {
+        wait_until("every node's config blob", Duration::from_secs(30), || {
             self.count(&self.config, &self.lb.access_log()) >= configs_before + nodes
         });
-        std::thread::sleep(Duration::from_millis(700));
+        self.registry
+            .wait_mid_blob("every node's layer", nodes as u64);
         self.registry.daemon.freeze();
         let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for("nginx to cut every node", Duration::from_secs(30), || {
+            wait_until("nginx to cut every node", Duration::from_secs(30), || {
                 self.count(cut_marker, &self.lb.error_log()) >= cuts_before + nodes
             })
         }));
@@ -385,10 +383,10 @@ fn a_stalled_upstream_behind_a_patient_lb_is_a_read_timeout() {
         image,
         &[],
     );
-    wait_for("every node's config blob", Duration::from_secs(30), || {
+    wait_until("every node's config blob", Duration::from_secs(30), || {
         f.count(&f.config, &f.lb.access_log()) >= configs_before + 2
     });
-    std::thread::sleep(Duration::from_millis(700));
+    f.registry.wait_mid_blob("every node's layer", 2);
     f.registry.daemon.freeze();
     // Stays frozen for the whole run: 1 stalled body + 4 response heads that never come, per node.
     let r = finish_run(child, &dir.path().join("run"));
@@ -559,8 +557,12 @@ fn emfile_in_the_harness_is_client_fd_exhausted() {
         "lab/faults-many:v1",
         &[],
     );
+    // Once the fleet holds more sockets than the limit about to be set, every new
+    // connection a node opens fails with EMFILE.
+    wait_until("the fleet's connections", Duration::from_secs(30), || {
+        open_sockets(child.id()) > 32
+    });
     let pid = child.id().to_string();
-    std::thread::sleep(Duration::from_millis(1500));
     let limit = |soft: &str| {
         let out = std::process::Command::new("prlimit")
             .args(["--pid", &pid, &format!("--nofile={soft}:")])
@@ -579,6 +581,8 @@ fn emfile_in_the_harness_is_client_fd_exhausted() {
         .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
         .unwrap();
     limit("32");
+    // Not a wait for something: the fault lasts 2 s, while the nodes keep opening
+    // connections (one every ~0.2 s each), then the limit is lifted and the run recovers.
     std::thread::sleep(Duration::from_secs(2));
     limit(&hard);
     let r = finish_run(child, &run_dir);
@@ -649,11 +653,11 @@ fn killed_mid_run(kill_lb: bool) {
         &[],
     );
     if kill_lb {
-        wait_for("every node's config blob", Duration::from_secs(30), || {
+        wait_until("every node's config blob", Duration::from_secs(30), || {
             f.count(&f.config, &f.lb.access_log()) >= 2
         });
     } else {
-        wait_for("every node's config blob", Duration::from_secs(30), || {
+        wait_until("every node's config blob", Duration::from_secs(30), || {
             f.registry
                 .daemon
                 .output()
@@ -663,7 +667,7 @@ fn killed_mid_run(kill_lb: bool) {
                 >= 2
         });
     }
-    std::thread::sleep(Duration::from_millis(700));
+    f.registry.wait_mid_blob("both nodes' layers", 2);
     if kill_lb {
         f.lb.daemon.stop(); // SIGTERM: nginx's fast shutdown closes every connection
     } else {

@@ -4,8 +4,7 @@
 //! hostile strings; and headless Chromium rendering it with the network cut
 //! off (scripts/test-deps.sh installs chromium).
 
-mod common;
-use common::*;
+use crate::common::*;
 use pullstorm::result::model::{ResultDoc, WatchedKind, WatchedPoint, WatchedSummary};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -3,8 +3,7 @@
 //! broken one must not), and every field the schema knows must be documented.
 //! The unit test `result_schema` keeps the schema file equal to the types.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

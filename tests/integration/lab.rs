@@ -6,8 +6,8 @@
 //! `cargo test`; `scripts/test.sh` (the README's test command) starts the lab
 //! and runs them with `--include-ignored`, then stops it.
 
-mod common;
-use common::*;
+use crate::common::*;
+use crate::instances::{http_status, Containerd};
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -252,64 +252,6 @@ fn what_seed_pushed_is_pulled_by_skopeo_containerd_and_dockerd() {
     );
 }
 
-/// A containerd of the test's own (root, state and sockets under a temp folder), stopped on drop.
-struct Containerd {
-    child: std::process::Child,
-    socket: String,
-}
-
-impl Containerd {
-    fn start(dir: &Path) -> Containerd {
-        let root = dir.join("containerd");
-        std::fs::create_dir_all(&root).unwrap();
-        let socket = root.join("c.sock").display().to_string();
-        let config = root.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 2\nroot = \"{r}/root\"\nstate = \"{r}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-                 [grpc]\n  address = \"{socket}\"\n[ttrpc]\n  address = \"{r}/ttrpc.sock\"\n[debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n",
-                r = root.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(root.join("log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let c = Containerd { child, socket };
-        for _ in 0..100 {
-            if c.ctr(&["version"]).status.success() {
-                return c;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!(
-            "containerd did not start: {}",
-            std::fs::read_to_string(root.join("log")).unwrap_or_default()
-        );
-    }
-
-    fn ctr(&self, args: &[&str]) -> std::process::Output {
-        Command::new("ctr")
-            .args(["-a", &self.socket, "-n", "pullstorm-test"])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
 fn what_skopeo_pushed_is_pulled_by_pullstorm() {
@@ -367,22 +309,11 @@ fn what_skopeo_pushed_is_pulled_by_pullstorm() {
         ])
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if Command::new("curl")
-            .args([
-                "-fs",
-                "-o",
-                "/dev/null",
-                &format!("http://127.0.0.1:{port}/v2/"),
-            ])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until(
+        "pullstorm serve to answer",
+        std::time::Duration::from_secs(10),
+        || http_status(port, "/v2/") == Some(200),
+    );
     push(
         &format!("docker://127.0.0.1:{port}/synthetic/app:v1"),
         "lab/sk-index:v1",

@@ -13,10 +13,8 @@
 //! (docs/clients.md shows the traces side by side; the test writes them to
 //! `$CARGO_TARGET_TMPDIR/trace-fidelity.md`).
 
-mod common;
-mod instances;
-
-use instances::*;
+use crate::common::{self, wait_until};
+use crate::instances::*;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -150,6 +148,21 @@ impl Image {
             None => Kind::Other(path.to_string()),
         }
     }
+
+    /// Whether `reqs` hold the config's GET and, for every layer, the GET that delivered its
+    /// end: a whole 200, or the 206 of a resume.
+    fn every_blob_logged(&self, reqs: &[Req]) -> bool {
+        let config = reqs
+            .iter()
+            .any(|r| self.kind(r) == Kind::Config && r.status == 200);
+        config
+            && self.layers.iter().enumerate().all(|(i, (_, size))| {
+                reqs.iter().any(|r| {
+                    self.kind(r) == Kind::Layer(i)
+                        && (r.status == 206 || (r.status == 200 && r.bytes >= *size))
+                })
+            })
+    }
 }
 
 /// The capture: images, the chain, and the haproxy log read so far.
@@ -229,14 +242,15 @@ impl Bench {
 
     /// Runs `pull` (which starts a client and returns something to wait on) and returns the
     /// requests it made. With `cut`, the registry is frozen once the client has its manifest
-    /// until nginx has cut the layer (proxy_read_timeout), then thawed.
+    /// and the layer's body is flowing, until nginx has cut the layer (proxy_read_timeout),
+    /// then thawed.
     fn capture(&mut self, what: &str, cut: bool, pull: impl FnOnce(&Bench) -> Waiter) -> Vec<Req> {
         let before = self.log_lines().len();
         let cuts_before = self.nginx.error_log().matches("upstream timed out").count();
         let waiter = pull(self);
         if cut {
             let name = format!("/v2/{}/manifests/sha256:", self.cut.name);
-            wait_for(
+            wait_until(
                 &format!("{what}: its manifest"),
                 Duration::from_secs(60),
                 || {
@@ -245,10 +259,11 @@ impl Bench {
                         .any(|r| r.path.starts_with(&name))
                 },
             );
-            std::thread::sleep(Duration::from_millis(700));
+            self.registry
+                .wait_mid_blob(&format!("{what}: the layer"), 1);
             self.registry.daemon.freeze();
             let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                wait_for(
+                wait_until(
                     &format!("{what}: nginx's cut"),
                     Duration::from_secs(30),
                     || self.nginx.error_log().matches("upstream timed out").count() > cuts_before,
@@ -260,11 +275,15 @@ impl Bench {
             }
         }
         waiter.wait(what);
-        // haproxy logs a request when it ends: give the last line a moment.
-        std::thread::sleep(Duration::from_millis(300));
+        // haproxy logs a request when it ends, maybe just after the client has exited.
+        let image = if cut { &self.cut } else { &self.clean };
+        wait_until(
+            &format!("{what}: haproxy's lines for every blob"),
+            Duration::from_secs(10),
+            || image.every_blob_logged(&self.log_lines()[before..]),
+        );
         let mut reqs = self.log_lines()[before..].to_vec();
         reqs.sort_by_key(|r| r.at_ms);
-        let image = if cut { &self.cut } else { &self.clean };
         let preflight = preflight_len(image, &reqs);
         let agent = reqs
             .get(preflight)

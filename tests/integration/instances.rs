@@ -6,11 +6,9 @@
 //! registry, and stops everything by pid when the guards are dropped. So a test can freeze,
 //! kill or corrupt its registry or give its LB any fault knob, and the shared lab is never
 //! touched (nor needed: a `scripts/lab.sh down` elsewhere cannot break a test). Every wait
-//! here is bounded.
+//! here is bounded, and waits for a condition (a port answering, a log line, a metric).
 
-#![allow(dead_code)]
-
-use crate::common;
+use crate::common::{self, wait_until};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -54,16 +52,21 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Waits until `cond` holds, polling every 20 ms, for at most `limit`.
-pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
+/// The body of `GET path` on 127.0.0.1:port (HTTP/1.0: the server closes after it), or None
+/// when nothing answers (2 s bound).
+pub fn http_body(port: u16, path: &str) -> Option<String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some(body.to_string())
 }
 
 /// Pushes a deterministic image with `pullstorm seed`; returns the manifest digest.
@@ -117,7 +120,6 @@ fn processes_in(dir: &Path, except: u32) -> Vec<u32> {
 
 /// A daemon this test started; stopped (and reaped) by pid on drop.
 pub struct Daemon {
-    pub name: String,
     child: Child,
     /// The daemon's private folder (its working folder, configs, logs).
     pub dir: PathBuf,
@@ -139,7 +141,6 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Daemon {
-            name: name.to_string(),
             child,
             dir: dir.to_path_buf(),
             log,
@@ -250,7 +251,7 @@ impl Registry {
             component("registry", dir, &env),
             dir,
         );
-        wait_for("the registry", Duration::from_secs(20), || {
+        wait_until("the registry", Duration::from_secs(20), || {
             http_status(port, "/v2/") == Some(200)
         });
         Registry {
@@ -275,6 +276,37 @@ impl Registry {
     /// `<root>/docker/registry/v2` of its filesystem storage.
     pub fn storage(&self) -> PathBuf {
         self.daemon.dir.join("data/registry/docker/registry/v2")
+    }
+
+    /// Blob requests it is serving right now: `registry_http_in_flight_requests{handler="blob"}`
+    /// of its Prometheus metrics (debug port); 0 when they cannot be read.
+    pub fn blob_requests_in_flight(&self) -> u64 {
+        let metrics = http_body(self.debug_port, "/metrics").unwrap_or_default();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("registry_http_in_flight_requests{handler=\"blob\"} "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map_or(0, |n| n as u64)
+    }
+
+    /// Waits until `bodies` blob bodies are flowing out of the registry: that many blob
+    /// requests in flight, then 1 MiB more sent per body. Freezing or killing the registry
+    /// after this cuts each of those bodies part-way through, never before its first byte.
+    /// (The byte count is the registry's `write(2)` total: the kernel's socket buffers take
+    /// megabytes at once, so only bytes sent after every request is in flight show that the
+    /// clients are reading.)
+    pub fn wait_mid_blob(&self, what: &str, bodies: u64) {
+        wait_until(
+            &format!("{what}: {bodies} blob request(s) in flight at the registry"),
+            Duration::from_secs(30),
+            || self.blob_requests_in_flight() >= bodies,
+        );
+        let sent = common::bytes_written(self.daemon.pid());
+        wait_until(
+            &format!("{what}: {bodies} MiB more of blob bodies sent"),
+            Duration::from_secs(30),
+            || common::bytes_written(self.daemon.pid()) >= sent + (bodies << 20),
+        );
     }
 
     /// Stops it and starts a fresh process on the same storage and ports (an empty cache).
@@ -347,7 +379,7 @@ impl Nginx {
         }
         env.extend(conf.env.iter().cloned());
         let daemon = Daemon::spawn(&format!("nginx-{port}"), component("nginx", dir, &env), dir);
-        wait_for("nginx", Duration::from_secs(20), || {
+        wait_until("nginx", Duration::from_secs(20), || {
             http_status(status, "/") == Some(200)
         });
         Nginx { daemon, port }
@@ -375,8 +407,10 @@ impl Nginx {
     }
 }
 
-/// One line of the lab's `pullstorm` log_format.
+/// One line of the lab's `pullstorm` log_format. (Fields no test reads still show in
+/// assertion messages, through `Debug`.)
 #[derive(Debug, Clone)]
+#[allow(dead_code)]
 pub struct AccessLine {
     pub method: String,
     pub path: String,
@@ -439,7 +473,7 @@ impl Haproxy {
             component("haproxy", dir, &all),
             dir,
         );
-        wait_for("haproxy", Duration::from_secs(20), || {
+        wait_until("haproxy", Duration::from_secs(20), || {
             http_status(p[1], "/stats") == Some(200)
         });
         Haproxy { daemon, port: p[0] }
@@ -454,7 +488,7 @@ impl Haproxy {
         let mut cmd = Command::new("haproxy");
         cmd.arg("-db").arg("-f").arg(&file);
         let daemon = Daemon::spawn(&format!("haproxy-{port}"), cmd, dir);
-        wait_for("haproxy", Duration::from_secs(20), || {
+        wait_until("haproxy", Duration::from_secs(20), || {
             http_status(port, "/v2/").is_some()
         });
         Haproxy { daemon, port }
@@ -485,7 +519,7 @@ impl DockerProxy {
             component("herd-proxy", dir, &env),
             dir,
         );
-        wait_for("docker-proxy", Duration::from_secs(20), || {
+        wait_until("docker-proxy", Duration::from_secs(20), || {
             http_status(port, "/v2/").is_some()
         });
         DockerProxy { daemon, port }
@@ -498,7 +532,8 @@ impl DockerProxy {
 
 /// A containerd of the test's own (root, state and sockets under its folder).
 pub struct Containerd {
-    pub daemon: Daemon,
+    /// Held for its `Drop`, which stops containerd.
+    _daemon: Daemon,
     socket: String,
 }
 
@@ -522,8 +557,11 @@ impl Containerd {
         let mut cmd = Command::new("containerd");
         cmd.arg("--config").arg(&config);
         let daemon = Daemon::spawn("containerd", cmd, &root);
-        let c = Containerd { daemon, socket };
-        wait_for("containerd", Duration::from_secs(20), || {
+        let c = Containerd {
+            _daemon: daemon,
+            socket,
+        };
+        wait_until("containerd", Duration::from_secs(20), || {
             c.ctr(&["version"]).status.success()
         });
         c

@@ -3,9 +3,11 @@
 //! and small HTTP servers speaking Prometheus text and nginx stub_status.
 //! (The parsers' edge cases are unit tests beside them in src/metrics/watch/.)
 
+use crate::common::{wait_until_async, POLL};
 use pullstorm::metrics::watch::{
     self, procfs, scrape, tcp, WatchSpec, WatchedKind, WatchedSummary, Watcher,
 };
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +17,9 @@ const OPEN_FILES: usize = 40;
 const NOFILE_SOFT: u64 = 777;
 
 /// A python child that names itself `name` (prctl PR_SET_NAME), lowers its
-/// soft nofile limit to 777, opens 40 files, says "ready" and sleeps.
+/// soft nofile limit to 777, opens 40 files, says "ready" and sleeps: the
+/// watched process, alive until the test kills it (the sleep is its workload,
+/// not a wait).
 fn child(name: &str) -> Child {
     let script = format!(
         "import ctypes, resource, sys, time\n\
@@ -128,11 +132,11 @@ async fn an_unreaped_child_is_a_zombie_first() {
     w.sample().await;
     // Killed but not waited for: the kernel keeps it as a zombie.
     c.kill().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while procfs::stat(c.id()).map(|s| s.state).ok() != Some('Z') {
-        assert!(Instant::now() < deadline, "child never turned zombie");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let pid = c.id();
+    wait_until_async("the child to turn zombie", Duration::from_secs(5), || {
+        procfs::stat(pid).map(|s| s.state).ok() == Some('Z')
+    })
+    .await;
     w.sample().await;
     let t = w.summaries().remove(0);
     assert!(t.zombie_at_s.is_some(), "{t:?}");
@@ -143,11 +147,45 @@ async fn an_unreaped_child_is_a_zombie_first() {
     assert!(t.exited_at_s.unwrap() >= t.zombie_at_s.unwrap());
 }
 
+/// Samples until the harness's socket counts by state (`tcp_<state>` of its point) satisfy
+/// `ok`, for at most 10 s; returns them. (The watcher may reuse its last socket scan for a
+/// few samples when scans are slow, hence more than one sample.)
+async fn harness_sockets_until(
+    w: &mut Watcher,
+    what: &str,
+    ok: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let samples = w.sample().await;
+        let harness = samples
+            .iter()
+            .find(|s| s.name == "harness")
+            .expect("harness");
+        let values = harness
+            .point
+            .as_ref()
+            .expect("a harness point")
+            .values
+            .clone();
+        if ok(&values) {
+            return values;
+        }
+        assert!(Instant::now() < deadline, "{what}: {values:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Sockets of the harness in `state` (0 when not listed).
+fn in_state(values: &BTreeMap<String, f64>, state: &str) -> f64 {
+    values.get(&format!("tcp_{state}")).copied().unwrap_or(0.0)
+}
+
 #[tokio::test]
 async fn harness_sockets_by_state_rss_and_cpu() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
@@ -181,7 +219,37 @@ async fn harness_sockets_by_state_rss_and_cpu() {
     assert!(last.values["tcp_established"] >= 2.0, "{last:?}");
     assert!(last.values["tcp_listen"] >= 1.0, "{last:?}");
     assert!(h.peaks["tcp_established"] >= 2.0);
-    drop((client, server));
+    // The states every point lists, zero or not, so that chart lines do not come and go.
+    for state in tcp::ALWAYS {
+        assert!(
+            last.values.contains_key(&format!("tcp_{state}")),
+            "{last:?}"
+        );
+    }
+
+    // The client closes its side: it waits in FIN_WAIT2, the server holds the FIN unread
+    // in CLOSE_WAIT; both sockets are still ours.
+    client.shutdown().await.unwrap();
+    harness_sockets_until(&mut w, "fin_wait2 and close_wait", |v| {
+        in_state(v, "fin_wait2") >= 1.0 && in_state(v, "close_wait") >= 1.0
+    })
+    .await;
+    // The server closes too: the client's end, which closed first, goes to TIME_WAIT. No
+    // process owns a TIME_WAIT socket; it is counted because its port is the target's.
+    drop(server);
+    harness_sockets_until(&mut w, "time_wait on the target's port", |v| {
+        in_state(v, "time_wait") >= 1.0
+    })
+    .await;
+    drop(client);
+    let h = by_name(&w.summaries(), "harness").clone();
+    for state in ["fin_wait2", "close_wait", "time_wait"] {
+        assert!(
+            h.peaks[&format!("tcp_{state}")] >= 1.0,
+            "{state}: {:?}",
+            h.peaks
+        );
+    }
 }
 
 /// Serves `body` once per connection with chunked encoding (as Go's promhttp does).
@@ -307,8 +375,24 @@ async fn spawned_watcher_samples_each_second_and_finishes() {
         Instant::now(),
     );
     w.sample().await;
+    // Each sample replaces the readings it shares with the progress display: emptied here,
+    // they come back with the next sample. Three samples: at spawn, t = 1 s and t = 2 s.
+    let shared = w.latest();
+    shared.lock().unwrap().clear();
     let handle = watch::spawn(w);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    for (n, when) in ["at spawn", "at t = 1 s", "at t = 2 s"].iter().enumerate() {
+        let last = n == 2;
+        let what = format!("the spawned watcher's sample {when}");
+        wait_until_async(&what, Duration::from_secs(5), || {
+            let mut readings = shared.lock().unwrap();
+            let sampled = !readings.is_empty();
+            if sampled && !last {
+                readings.clear();
+            }
+            sampled
+        })
+        .await;
+    }
     let latest = handle.latest();
     assert_eq!(latest.lock().unwrap()[0].name, "harness");
     assert!(latest.lock().unwrap()[0].fds.unwrap() > 0);

@@ -5,8 +5,7 @@
 //! `pullstorm` binary pulling through the proxy, each fault landing in its
 //! own `errors` class of result.json.
 
-mod common;
-
+use crate::common;
 use pullstorm::proxy::{self, OverLimit, ProxyConfig, ProxyHandle, ProxySection};
 use pullstorm::registry::{EmbeddedConfig, EmbeddedRegistry};
 use pullstorm::scenario::units::{ByteSize, Rate, Span};

@@ -7,11 +7,8 @@
 //! templates (tests/instances); they need the lab's packages, which `scripts/lab.sh up`
 //! installs (scripts/test.sh runs them after it).
 
-mod common;
-mod instances;
-
-use common::*;
-use instances::*;
+use crate::common::*;
+use crate::instances::*;
 
 fn tmp() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -4,7 +4,7 @@
 //! serve and proxy must exit with status 0 within a second of the signal; the
 //! proxy still prints its final counters; the run still writes its result.
 
-mod common;
+use crate::common;
 
 use rustix::process::{kill_process, Pid, Signal};
 use std::io::{BufRead, BufReader, Read};
