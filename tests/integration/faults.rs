@@ -5,7 +5,7 @@
 //!
 //! Each test starts the registry and LB it needs (a registry it may freeze, kill or corrupt,
 //! an LB with the fault's knob) from the lab's templates on free 127.0.0.1 ports
-//! (tests/instances), stopped by pid when it ends; they need the lab's packages, which
+//! (tests/integration/instances.rs), stopped by pid when it ends; they need the lab's packages, which
 //! `scripts/lab.sh up` installs (scripts/test.sh runs them after it).
 
 use crate::common::*;

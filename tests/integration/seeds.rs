@@ -4,7 +4,7 @@
 //! shows the failure, then shows the fix passing.
 //!
 //! Each test starts its own registry (holding the seed's image) and LBs from the lab's
-//! templates (tests/instances); they need the lab's packages, which `scripts/lab.sh up`
+//! templates (tests/integration/instances.rs); they need the lab's packages, which `scripts/lab.sh up`
 //! installs (scripts/test.sh runs them after it).
 
 use crate::common::*;
