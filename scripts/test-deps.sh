@@ -1,7 +1,8 @@
 #!/bin/sh
-# Installs the programs pullstorm's tests run (skopeo, curl, tar, python3, and
-# chromium with a font for the report's headless-browser test) from Debian
-# packages, only those missing. Idempotent: a second run installs nothing and
+# Installs the programs pullstorm's tests run (skopeo, curl, tar, python3,
+# chromium with a font for the report's headless-browser test, and
+# python3-jsonschema for the result schema test) from Debian packages, only
+# those missing. Idempotent: a second run installs nothing and
 # does not touch the network. Needs root (or sudo) when something is missing.
 set -eu
 
@@ -16,6 +17,10 @@ for pair in skopeo:skopeo curl:curl tar:tar python3:python3 chromium:chromium; d
 done
 # Headless chromium draws text with whatever fonts fontconfig knows; without
 # any, report screenshots have no text.
+# docs/result.schema.json is checked with Debian's JSON Schema validator.
+if ! /usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1; then
+    missing="$missing python3-jsonschema"
+fi
 if ! fc-list 2>/dev/null | grep -q .; then
     missing="$missing fonts-dejavu-core fontconfig"
 fi
