@@ -46,10 +46,7 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 /// scenario error per line): the line breaks are kept, every other control
 /// character in each line is escaped.
 pub fn escape_lines(text: &str) -> String {
-    text.split('\n')
-        .map(escape)
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.split('\n').map(escape).collect::<Vec<_>>().join("\n")
 }
 
 /// Writes `text` to stdout. A reader that went away (EPIPE) ends the output
@@ -86,8 +83,15 @@ mod tests {
 
     #[test]
     fn printable_text_is_unchanged_and_borrowed() {
-        for text in ["", "digest sha256:ab, 503 Service Unavailable", "é ü 中 \u{a0}"] {
-            assert!(matches!(escape(text), Cow::Borrowed(t) if t == text), "{text}");
+        for text in [
+            "",
+            "digest sha256:ab, 503 Service Unavailable",
+            "é ü 中 \u{a0}",
+        ] {
+            assert!(
+                matches!(escape(text), Cow::Borrowed(t) if t == text),
+                "{text}"
+            );
         }
         for c in (0u32..0x3000).filter_map(char::from_u32) {
             let shown = escape(&c.to_string()).into_owned();

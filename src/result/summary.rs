@@ -149,10 +149,15 @@ mod tests {
         });
         let text = render(&doc);
         assert!(
-            !text.chars().any(|c| c != '\n' && crate::terminal::is_control(c)),
+            !text
+                .chars()
+                .any(|c| c != '\n' && crate::terminal::is_control(c)),
             "{text:?}"
         );
-        assert!(text.contains("e.g. boom\\x1b[2J\\rpullstorm: quickstart - OK\\x07\\u{9b}1A"), "{text}");
+        assert!(
+            text.contains("e.g. boom\\x1b[2J\\rpullstorm: quickstart - OK\\x07\\u{9b}1A"),
+            "{text}"
+        );
         assert!(text.contains("evil.example/\\x1b]0;owned\\x07"), "{text}");
     }
 }

@@ -239,7 +239,10 @@ pub(crate) mod tests {
         let c = check(&report, "max_failed_pulls");
         assert_eq!((c.limit.as_str(), c.actual.as_str()), ("0", "1"));
         // A section that names other rules keeps the default too.
-        assert_eq!(thresholds("[thresholds]\npull_p99 = \"5m\"\n").max_failed_pulls, Some(0));
+        assert_eq!(
+            thresholds("[thresholds]\npull_p99 = \"5m\"\n").max_failed_pulls,
+            Some(0)
+        );
     }
 
     #[test]

@@ -87,12 +87,19 @@ struct Outputs {
 /// Writes result.json, latency.hlog and report.html into `out_dir`, each
 /// atomically (a temp file renamed, removed on error); a file that fails does
 /// not stop the others.
-fn write_outputs(out_dir: &Path, doc: &ResultDoc, recorder: &Recorder, started: SystemTime) -> Outputs {
+fn write_outputs(
+    out_dir: &Path,
+    doc: &ResultDoc,
+    recorder: &Recorder,
+    started: SystemTime,
+) -> Outputs {
     let cannot_write =
         |path: &Path, e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
     let result = out_dir.join("result.json");
     let result_error = match serde_json::to_vec_pretty(doc) {
-        Ok(json) => result::write_atomic(&result, &json).err().map(|e| cannot_write(&result, &e)),
+        Ok(json) => result::write_atomic(&result, &json)
+            .err()
+            .map(|e| cannot_write(&result, &e)),
         Err(e) => Some(cannot_write(&result, &e)),
     };
     let hlog = out_dir.join("latency.hlog");

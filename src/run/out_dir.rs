@@ -126,16 +126,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a-file");
         std::fs::write(&file, "x").unwrap();
+        let below_a_file = file.join("below-a-file");
         for path in [
             Path::new("/dev/null"),
             file.as_path(),
-            &file.join("below-a-file"),
+            below_a_file.as_path(),
             Path::new("/proc/self/pullstorm-out"),
         ] {
             let f = claim(path).expect_err(&path.display().to_string());
             assert_eq!(f.code, crate::exit::BAD_INPUT);
             assert!(
-                f.message.starts_with(&format!("--out {}: ", path.display())),
+                f.message
+                    .starts_with(&format!("--out {}: ", path.display())),
                 "{}",
                 f.message
             );

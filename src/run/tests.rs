@@ -63,14 +63,22 @@ async fn shutdown_mid_pull_writes_an_interrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(SLOW, dir.path());
     // The steps of `execute`, to reach the gauges the shutdown future watches.
-    let out = out_dir::OutDir::claim(opts.out_dir.as_deref(), "unit", std::time::SystemTime::now())
-        .unwrap();
+    let out = out_dir::OutDir::claim(
+        opts.out_dir.as_deref(),
+        "unit",
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
     let ready = prepare::prepare(&opts).await.unwrap();
     let shutdown = once_bytes_arrive(ready.ctx.gauges.clone());
     let stormed = storm::storm(&opts, &ready, shutdown).await.unwrap();
     let code = finish::finish(&opts, &out, ready, stormed, Some(Caught::Interrupt)).unwrap();
 
-    assert_eq!(code, exit::INTERRUPTED, "SIGINT's own code, not a failed threshold");
+    assert_eq!(
+        code,
+        exit::INTERRUPTED,
+        "SIGINT's own code, not a failed threshold"
+    );
     let v = result(dir.path());
     assert_eq!(v["stop_reason"], "interrupted");
     assert_eq!(v["complete"], false);
@@ -88,7 +96,9 @@ async fn shutdown_mid_pull_writes_an_interrupted_result() {
 async fn the_deadline_stops_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(&format!("{SLOW}[run]\nduration = \"1s\"\n"), dir.path());
-    let code = execute(opts, std::future::pending::<Caught>()).await.unwrap();
+    let code = execute(opts, std::future::pending::<Caught>())
+        .await
+        .unwrap();
 
     assert_eq!(
         code,
@@ -108,7 +118,9 @@ async fn a_run_that_finishes_is_complete() {
         "[embedded]\nlayers = [\"64KiB\", \"4KiB\"]\n[fleet]\nnodes_per_cluster = 2\n",
         dir.path(),
     );
-    let code = execute(opts, std::future::pending::<Caught>()).await.unwrap();
+    let code = execute(opts, std::future::pending::<Caught>())
+        .await
+        .unwrap();
 
     assert_eq!(code, exit::OK);
     let v = result(dir.path());

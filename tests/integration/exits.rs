@@ -82,7 +82,9 @@ fn an_unusable_output_folder_is_refused_before_the_run_starts() {
         let run = bin()
             .arg("run")
             .arg(&scenario)
-            .args(["--target", &target, "--image", "a/b:c", "--quiet", "--out", &out])
+            .args([
+                "--target", &target, "--image", "a/b:c", "--quiet", "--out", &out,
+            ])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr);
@@ -105,7 +107,10 @@ fn a_previous_run_in_the_output_folder_is_not_overwritten() {
         "{}",
         second.stderr
     );
-    assert_eq!(std::fs::read(first.dir.join("result.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(first.dir.join("result.json")).unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -119,7 +124,11 @@ fn an_output_file_that_cannot_be_written_does_not_lose_the_others() {
     assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("pullstorm: blocked - "), "{}", r.stdout);
     assert!(r.stdout.contains("2 completed"), "{}", r.stdout);
-    assert!(r.stdout.contains("report.html  NOT WRITTEN"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("report.html  NOT WRITTEN"),
+        "{}",
+        r.stdout
+    );
     assert!(
         r.stderr.contains("cannot write") && r.stderr.contains("report.html"),
         "{}",
@@ -224,7 +233,12 @@ fn a_registrys_control_sequences_are_shown_not_obeyed() {
         dir.path(),
         "hostile",
         "",
-        &["--target", &format!("http://127.0.0.1:{port}"), "--image", "a/b:c"],
+        &[
+            "--target",
+            &format!("http://127.0.0.1:{port}"),
+            "--image",
+            "a/b:c",
+        ],
     );
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("UNKNOWN"), "{}", r.stderr);
@@ -234,7 +248,8 @@ fn a_registrys_control_sequences_are_shown_not_obeyed() {
         r.stderr
     );
     assert!(
-        r.stderr.contains("\\x1b[2J\\x1b]0;pwned\\x07\\rpullstorm: OK"),
+        r.stderr
+            .contains("\\x1b[2J\\x1b]0;pwned\\x07\\rpullstorm: OK"),
         "{}",
         r.stderr
     );

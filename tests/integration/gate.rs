@@ -35,9 +35,8 @@ fn a_latency_gate_fails_when_no_pull_completed() {
     assert_eq!(p99["actual"], "no completed pulls to measure");
     assert_eq!(check(&v, "max_failed_pulls")["passed"], true);
     assert!(
-        r.stdout.contains(
-            "threshold pull_p99 failed: limit 1ms, actual no completed pulls to measure"
-        ),
+        r.stdout
+            .contains("threshold pull_p99 failed: limit 1ms, actual no completed pulls to measure"),
         "{}",
         r.stdout
     );
@@ -54,9 +53,13 @@ fn without_thresholds_a_failed_pull_fails_the_run() {
     let failed = check(&v, "max_failed_pulls");
     assert_eq!(failed["limit"], "0");
     assert_eq!(failed["actual"], "2");
-    assert_eq!(v["scenario"]["resolved"]["thresholds"]["max_failed_pulls"], 0);
+    assert_eq!(
+        v["scenario"]["resolved"]["thresholds"]["max_failed_pulls"],
+        0
+    );
     assert!(
-        r.stdout.contains("threshold max_failed_pulls failed: limit 0, actual 2"),
+        r.stdout
+            .contains("threshold max_failed_pulls failed: limit 0, actual 2"),
         "{}",
         r.stdout
     );
