@@ -13,6 +13,11 @@ pub const THRESHOLDS_FAILED: i32 = 1;
 pub const BAD_INPUT: i32 = 2;
 /// Exit code: the run itself could not proceed (target unreachable at start, ...).
 pub const CANNOT_PROCEED: i32 = 3;
+/// Exit code: SIGINT (Ctrl-C) stopped the run; its result was still written.
+/// 128 + 2, as a shell reports a process that SIGINT ended.
+pub const INTERRUPTED: i32 = 130;
+/// Exit code: SIGTERM stopped the run; its result was still written. 128 + 15.
+pub const TERMINATED: i32 = 143;
 
 /// An error that ends the command with a given exit code.
 #[derive(Debug)]

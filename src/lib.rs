@@ -21,3 +21,4 @@ pub mod scenario;
 pub mod seed;
 pub mod shutdown;
 pub mod synth;
+pub mod terminal;

@@ -3,6 +3,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use pullstorm::exit::{self, Failure};
+use pullstorm::scenario::Set;
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -13,7 +15,9 @@ use std::path::PathBuf;
     long_about = "pullstorm simulates clusters x nodes, each behaving like dockerd or containerd, pulling an image \
 through a registry and its load balancer at once. It records resets, short bodies, timeouts, retries, fd pressure \
 and latency into HdrHistograms and writes result.json and report.html.\n\n\
-Exit codes: 0 success, 1 thresholds failed, 2 bad input, 3 the run could not proceed.",
+Exit codes: 0 success, 1 thresholds failed, 2 bad input, 3 the run could not proceed (or its \
+result could not be written), 130 / 143 the run was stopped by SIGINT (Ctrl-C) / SIGTERM (its result \
+is still written).",
     after_help = "Start with: pullstorm run scenarios/quickstart.toml"
 )]
 struct Cli {
@@ -28,7 +32,10 @@ enum Command {
         long_about = "Run a scenario: lay out the fleet, start every node on its schedule, pull the image \
 like the chosen client does, and stop at the end of the pulls or at run.duration, whichever comes first. \
 Without target.url (or --target) the run starts the embedded synthetic registry in this process.\n\n\
-Ctrl-C or SIGTERM stops the run and still writes the result (marked \"complete\": false).\n\n\
+Ctrl-C or SIGTERM stops the run and still writes the result (marked \"complete\": false); the exit \
+code is then 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process the signal ended.\n\n\
+The output folder is checked before the first node starts: it must be creatable and writable, and \
+must not hold a previous run's result.json (exit code 2 otherwise).\n\n\
 Credentials come from PULLSTORM_USERNAME / PULLSTORM_PASSWORD or docker's config.json (DOCKER_CONFIG), \
 never from the scenario."
     )]
@@ -99,7 +106,7 @@ struct SeedArgs {
 struct RunArgs {
     /// Scenario file (TOML); see docs/scenarios.md.
     scenario: PathBuf,
-    /// Output folder [default: reports/<scenario>-<timestamp>/].
+    /// Output folder [default: reports/<scenario>-<timestamp>/]; must not hold a previous run's result.json.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Registry or load balancer URL; overrides target.url.
@@ -108,6 +115,9 @@ struct RunArgs {
     /// Image reference inside the target (name[:tag][@digest]); overrides target.image.
     #[arg(long, value_name = "REF")]
     image: Option<String>,
+    /// Extra PEM CA bundle to trust for an https target; overrides target.ca_file.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// Override any scenario key by its dotted path, e.g. --set fleet.clusters=32 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
@@ -145,7 +155,9 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("pullstorm: error: {}", f.message);
+            // Messages may quote what a target sent: shown, never obeyed by the terminal.
+            let message = pullstorm::terminal::escape_lines(&f.message);
+            let _ = writeln!(std::io::stderr(), "pullstorm: error: {message}");
             f.code
         }
     };
@@ -159,17 +171,11 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         .map_err(|e| Failure::cannot_proceed(format!("cannot start the async runtime: {e}")))?;
     match cli.command {
         Command::Run(args) => {
-            let mut sets = args.sets.clone();
-            if let Some(t) = &args.target {
-                sets.push(format!("target.url={}", toml_string(t)));
-            }
-            if let Some(i) = &args.image {
-                sets.push(format!("target.image={}", toml_string(i)));
-            }
-            let loaded = pullstorm::scenario::load(&args.scenario, &sets)?;
+            let sets = run_sets(&args);
+            let loaded = pullstorm::scenario::load_with(&args.scenario, &sets)?;
             let options = pullstorm::run::RunOptions {
                 loaded,
-                overrides: sets,
+                overrides: sets.into_iter().map(|s| s.assignment).collect(),
                 out_dir: args.out,
                 quiet: args.quiet,
                 watch: {
@@ -207,7 +213,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             pullstorm::report::write(&doc, &args.out).map_err(|e| {
                 Failure::cannot_proceed(format!("cannot write {}: {e}", args.out.display()))
             })?;
-            println!("{}", args.out.display());
+            print_line(&args.out.display().to_string());
             Ok(exit::OK)
         }
     }
@@ -249,7 +255,7 @@ async fn seed(args: SeedArgs) -> Result<i32, Failure> {
         args.insecure_tls,
     )
     .await?;
-    println!("{}", report.digest);
+    print_line(&report.digest);
     Ok(exit::OK)
 }
 
@@ -262,7 +268,29 @@ fn stop_signal() -> Result<impl std::future::Future<Output = pullstorm::shutdown
         .map_err(|e| Failure::cannot_proceed(format!("cannot watch SIGINT and SIGTERM: {e}")))
 }
 
-/// Quotes a CLI value as a TOML string so URLs and references survive `--set` parsing.
-fn toml_string(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+/// The overrides of `run`, in order: every `--set`, then `--target`, `--image`
+/// and `--ca-file` as the keys they stand for (errors about those name the option).
+fn run_sets(args: &RunArgs) -> Vec<Set> {
+    let mut sets: Vec<Set> = args.sets.iter().map(Set::typed).collect();
+    if let Some(t) = &args.target {
+        sets.push(Set::from_option("--target", "target.url", t));
+    }
+    if let Some(i) = &args.image {
+        sets.push(Set::from_option("--image", "target.image", i));
+    }
+    if let Some(ca) = &args.ca_file {
+        sets.push(Set::from_option(
+            "--ca-file",
+            "target.ca_file",
+            &ca.to_string_lossy(),
+        ));
+    }
+    sets
+}
+
+/// One line on stdout; a reader gone (`| head`) ends the output quietly.
+fn print_line(line: &str) {
+    if let Err(e) = pullstorm::terminal::print(&format!("{line}\n")) {
+        tracing::warn!("cannot write to stdout: {e}");
+    }
 }

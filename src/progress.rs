@@ -237,7 +237,9 @@ impl Snapshot {
         if !self.gone.is_empty() {
             s.push_str(&format!("  EXITED: {}", self.gone.join(", ")));
         }
-        s
+        // Class and process names can come from outside (a status code, a command
+        // line): a control character in them is shown, not obeyed by the terminal.
+        crate::terminal::escape(&s).into_owned()
     }
 
     /// The plain log line.
@@ -421,6 +423,19 @@ mod tests {
         assert!(line.contains("nginx[10] fds 950/1024"), "{line}");
         assert!(line.contains("EXITED: nginx[12]"), "{line}");
         assert!(line.contains("fds 123/20000"), "{line}");
+    }
+
+    #[test]
+    fn names_from_outside_are_escaped() {
+        let s = Snapshot {
+            tightest: Some(("evil\u{1b}[2J\r\u{7}".into(), 10, Some(20))),
+            gone: vec!["gone\u{9b}1A".into()],
+            ..Snapshot::default()
+        };
+        let line = s.line();
+        assert!(!line.chars().any(crate::terminal::is_control), "{line:?}");
+        assert!(line.contains("evil\\x1b[2J\\r\\x07 fds 10/20"), "{line}");
+        assert!(line.contains("EXITED: gone\\u{9b}1A"), "{line}");
     }
 
     #[test]

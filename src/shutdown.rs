@@ -24,6 +24,18 @@ pub enum Caught {
     Terminate,
 }
 
+impl Caught {
+    /// The exit code of a run this signal stopped: 130 for SIGINT, 143 for
+    /// SIGTERM, the codes a shell gives a process the signal ended, so CI
+    /// tells an abort from a failed threshold (1).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Caught::Interrupt => crate::exit::INTERRUPTED,
+            Caught::Terminate => crate::exit::TERMINATED,
+        }
+    }
+}
+
 impl fmt::Display for Caught {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -70,6 +82,8 @@ mod tests {
                 .expect("the signal was seen");
             assert_eq!(caught, expected);
             assert_eq!(caught.to_string(), name);
+            // 128 + the signal's number, as a shell reports it.
+            assert_eq!(caught.exit_code(), 128 + signal.as_raw());
         }
     }
 }

@@ -1,8 +1,11 @@
 //! The console summary printed at the end of a run: key figures, errors by
-//! class and percentiles, in a form that reads well in a CI log.
+//! class and percentiles, in a form that reads well in a CI log. Text that
+//! came from the target or the user (error samples, URL, image, names) is
+//! escaped: a control sequence in a registry's error body is shown, not obeyed.
 
 use super::model::ResultDoc;
 use crate::human::{bytes, millis, rate, secs_short};
+use crate::terminal::escape;
 use std::fmt::Write;
 
 /// The summary as text.
@@ -28,7 +31,7 @@ fn headline(s: &mut String, r: &ResultDoc) {
     let _ = writeln!(
         s,
         "pullstorm: {} - {} ({}, stopped: {})",
-        r.scenario.name,
+        escape(&r.scenario.name),
         verdict,
         secs_short(r.duration_ms as f64 / 1000.0, 1),
         r.stop_reason
@@ -36,8 +39,8 @@ fn headline(s: &mut String, r: &ResultDoc) {
     let _ = writeln!(
         s,
         "  target    {} {}{}",
-        r.target.url,
-        r.target.image,
+        escape(&r.target.url),
+        escape(&r.target.image),
         if r.target.embedded {
             " (embedded registry)"
         } else {
@@ -104,11 +107,11 @@ fn errors(s: &mut String, r: &ResultDoc) {
         let _ = writeln!(
             s,
             "    {:<26} {:>8}  first {} last {}  e.g. {}",
-            e.class,
+            escape(&e.class),
             e.count,
             secs_short(e.first_s, 1),
             secs_short(e.last_s, 1),
-            e.sample
+            escape(&e.sample)
         );
     }
 }
@@ -119,7 +122,42 @@ fn failed_thresholds(s: &mut String, r: &ResultDoc) {
         let _ = writeln!(
             s,
             "  threshold {} failed: limit {}, actual {}",
-            c.name, c.limit, c.actual
+            escape(&c.name),
+            escape(&c.limit),
+            escape(&c.actual)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::model::ErrorDetail;
+
+    #[test]
+    fn a_targets_control_sequences_are_shown_not_obeyed() {
+        let mut doc = crate::result::thresholds::tests::doc(2, 2);
+        doc.target.url = "http://evil.example/\u{1b}]0;owned\u{7}".into();
+        doc.error_details.push(ErrorDetail {
+            class: "http_500".into(),
+            count: 2,
+            first_s: 0.5,
+            last_s: 1.0,
+            phase: "status".into(),
+            request: "blob".into(),
+            sample: "boom\u{1b}[2J\rpullstorm: quickstart - OK\u{7}\u{9b}1A".into(),
+        });
+        let text = render(&doc);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && crate::terminal::is_control(c)),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("e.g. boom\\x1b[2J\\rpullstorm: quickstart - OK\\x07\\u{9b}1A"),
+            "{text}"
+        );
+        assert!(text.contains("evil.example/\\x1b]0;owned\\x07"), "{text}");
     }
 }

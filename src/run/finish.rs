@@ -1,19 +1,34 @@
 //! Step 3 of a run: the result. Build it from what the storm measured, check
 //! the thresholds, write result.json, latency.hlog and report.html (each whole
-//! or not at all), print the summary, and turn the verdict into the exit code.
+//! or not at all, each tried even when another could not be written), print
+//! the summary, and turn the verdict into the exit code.
 
+use super::out_dir::OutDir;
 use super::prepare::Ready;
 use super::storm::Stormed;
 use super::RunOptions;
 use crate::exit::{self, Failure};
 use crate::metrics::Recorder;
-use crate::result::build::{self, RunFacts};
+use crate::result::build::{self, RunFacts, StopReason};
 use crate::result::{self, summary, thresholds, ResultDoc};
+use crate::shutdown::Caught;
+use crate::terminal;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Builds, checks, writes and prints the result; returns the exit code.
-pub(super) fn finish(opts: &RunOptions, ready: Ready, stormed: Stormed) -> Result<i32, Failure> {
+/// Builds, checks, writes and prints the result; returns the exit code:
+/// 130 or 143 when `caught` (SIGINT, SIGTERM) stopped the run, else 0 or 1 as
+/// the thresholds say. When an output file cannot be written the others
+/// still are and the summary is still printed; the error then ends the
+/// command with exit code 3.
+pub(super) fn finish(
+    opts: &RunOptions,
+    out: &OutDir,
+    ready: Ready,
+    stormed: Stormed,
+    caught: Option<Caught>,
+) -> Result<i32, Failure> {
+    let stop = stormed.stop;
     let facts = RunFacts {
         loaded: &opts.loaded,
         overrides: &opts.overrides,
@@ -22,7 +37,7 @@ pub(super) fn finish(opts: &RunOptions, ready: Ready, stormed: Stormed) -> Resul
         profile: serde_json::to_value(&ready.profile).unwrap_or_default(),
         target: ready.target,
         fd_limits: ready.limits,
-        stop: stormed.stop,
+        stop,
         started: stormed.started,
         ended: stormed.ended,
         watched: stormed.watched,
@@ -30,50 +45,83 @@ pub(super) fn finish(opts: &RunOptions, ready: Ready, stormed: Stormed) -> Resul
     let mut doc = build::build(facts, &stormed.recorder);
     doc.thresholds = thresholds::evaluate(&opts.loaded.scenario.thresholds, &doc);
 
-    let out_dir = opts
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| default_out_dir(&opts.loaded.name, stormed.started));
-    let written = write_outputs(&out_dir, &doc, &stormed.recorder, stormed.started)?;
-    print!("{}", summary::render(&doc));
-    println!("  result    {}", written.result.display());
-    println!("  report    {}", written.report.display());
-    Ok(if doc.thresholds.passed {
-        exit::OK
-    } else {
-        exit::THRESHOLDS_FAILED
-    })
+    let outputs = write_outputs(&out.path, &doc, &stormed.recorder, stormed.started);
+    let mut console = summary::render(&doc);
+    for (label, path, error) in [
+        ("result", &outputs.result, &outputs.result_error),
+        ("report", &outputs.report, &outputs.report_error),
+    ] {
+        let path = terminal::escape(&path.display().to_string()).into_owned();
+        let note = if error.is_some() { "  NOT WRITTEN" } else { "" };
+        console.push_str(&format!("  {label:<9} {path}{note}\n"));
+    }
+    if let Err(e) = terminal::print(&console) {
+        tracing::warn!("cannot print the summary: {e}");
+    }
+    if !outputs.errors.is_empty() {
+        return Err(Failure::cannot_proceed(outputs.errors.join("\n")));
+    }
+    Ok(exit_code(stop, caught, doc.thresholds.passed))
 }
 
-/// Where the result and the report were written.
-struct Written {
+/// A signal's own code when it stopped the run (so CI tells an abort from a
+/// regression), else the thresholds' verdict.
+fn exit_code(stop: StopReason, caught: Option<Caught>, passed: bool) -> i32 {
+    match (stop, caught) {
+        (StopReason::Interrupted, Some(signal)) => signal.exit_code(),
+        _ if passed => exit::OK,
+        _ => exit::THRESHOLDS_FAILED,
+    }
+}
+
+/// The three output files and what went wrong writing them.
+struct Outputs {
     result: PathBuf,
     report: PathBuf,
+    result_error: Option<String>,
+    report_error: Option<String>,
+    /// Every error, in the order the files were written.
+    errors: Vec<String>,
 }
 
-/// Writes result.json, latency.hlog and report.html into `out_dir`, each atomically.
+/// Writes result.json, latency.hlog and report.html into `out_dir`, each
+/// atomically (a temp file renamed, removed on error); a file that fails does
+/// not stop the others.
 fn write_outputs(
     out_dir: &Path,
     doc: &ResultDoc,
     recorder: &Recorder,
     started: SystemTime,
-) -> Result<Written, Failure> {
-    let cannot_write = |path: &Path, e: std::io::Error| {
-        Failure::cannot_proceed(format!("cannot write {}: {e}", path.display()))
+) -> Outputs {
+    let cannot_write =
+        |path: &Path, e: &dyn std::fmt::Display| format!("cannot write {}: {e}", path.display());
+    let result = out_dir.join("result.json");
+    let result_error = match serde_json::to_vec_pretty(doc) {
+        Ok(json) => result::write_atomic(&result, &json)
+            .err()
+            .map(|e| cannot_write(&result, &e)),
+        Err(e) => Some(cannot_write(&result, &e)),
     };
-    let json = serde_json::to_vec_pretty(doc)
-        .map_err(|e| Failure::cannot_proceed(format!("cannot encode the result: {e}")))?;
-    let result_path = out_dir.join("result.json");
-    result::write_atomic(&result_path, &json).map_err(|e| cannot_write(&result_path, e))?;
-    let hlog_path = out_dir.join("latency.hlog");
-    result::write_atomic(&hlog_path, &interval_log(recorder, started))
-        .map_err(|e| cannot_write(&hlog_path, e))?;
-    let report_path = out_dir.join("report.html");
-    crate::report::write(doc, &report_path).map_err(|e| cannot_write(&report_path, e))?;
-    Ok(Written {
-        result: result_path,
-        report: report_path,
-    })
+    let hlog = out_dir.join("latency.hlog");
+    let hlog_error = result::write_atomic(&hlog, &interval_log(recorder, started))
+        .err()
+        .map(|e| cannot_write(&hlog, &e));
+    let report = out_dir.join("report.html");
+    let report_error = crate::report::write(doc, &report)
+        .err()
+        .map(|e| cannot_write(&report, &e));
+    let errors = [&result_error, &hlog_error, &report_error]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    Outputs {
+        result,
+        report,
+        result_error,
+        report_error,
+        errors,
+    }
 }
 
 /// The `.hlog` file: the standard HdrHistogram interval-log header, then the recorder's
@@ -94,12 +142,17 @@ fn interval_log(recorder: &Recorder, started: SystemTime) -> Vec<u8> {
     out
 }
 
-/// `reports/<name>-<UTC timestamp>/`.
-fn default_out_dir(name: &str, at: SystemTime) -> PathBuf {
-    let stamp: String = humantime::format_rfc3339_seconds(at)
-        .to_string()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    PathBuf::from("reports").join(format!("{name}-{stamp}"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_has_its_own_exit_code_and_the_deadline_does_not() {
+        use StopReason::*;
+        assert_eq!(exit_code(Interrupted, Some(Caught::Interrupt), false), 130);
+        assert_eq!(exit_code(Interrupted, Some(Caught::Terminate), false), 143);
+        assert_eq!(exit_code(Deadline, None, false), exit::THRESHOLDS_FAILED);
+        assert_eq!(exit_code(Finished, None, false), exit::THRESHOLDS_FAILED);
+        assert_eq!(exit_code(Finished, None, true), exit::OK);
+    }
 }

@@ -1,6 +1,8 @@
 //! `pullstorm run`: one run from scenario to result, as a pipeline of steps,
 //! each in its own file:
 //!
+//! 0. claim the output folder ([`out_dir`]): created and writable, not a
+//!    previous run's, or the run does not start;
 //! 1. [`prepare`]: check the plan fits the fd limit, start the embedded
 //!    registry when the scenario names no target, set up the transport and
 //!    credentials, then preflight (does the target answer, does the image
@@ -10,13 +12,15 @@
 //!    display measure it;
 //! 3. [`finish`]: build the result, check the thresholds, write result.json,
 //!    latency.hlog and report.html (each whole or not at all), print the
-//!    summary and choose the exit code.
+//!    summary and choose the exit code (a signal's own, 130 or 143, when one
+//!    stopped the run).
 //!
 //! A stopped run still writes its result, marked incomplete. The shutdown
 //! signal comes in as a future (see [`crate::shutdown`]), so the stop paths
 //! are tested in-process.
 
 mod finish;
+mod out_dir;
 pub mod plan;
 mod preflight;
 mod prepare;
@@ -30,8 +34,12 @@ pub use prepare::EMBEDDED_IMAGE;
 use crate::exit::Failure;
 use crate::metrics::watch::WatchSpec;
 use crate::scenario;
+use crate::shutdown::Caught;
+use out_dir::OutDir;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 /// What `pullstorm run` was asked.
 pub struct RunOptions {
@@ -44,9 +52,36 @@ pub struct RunOptions {
 }
 
 /// Runs the scenario and writes its result; returns the exit code. The run
-/// stops early, still writing its result, when `shutdown` completes.
-pub async fn execute(opts: RunOptions, shutdown: impl Future) -> Result<i32, Failure> {
-    let ready = prepare::prepare(&opts).await?;
-    let stormed = storm::storm(&opts, &ready, shutdown).await?;
-    finish::finish(&opts, ready, stormed)
+/// stops early, still writing its result, when `shutdown` completes; the
+/// signal it reports becomes the exit code (130 for SIGINT, 143 for SIGTERM).
+/// The output folder is claimed first: a run that could not write its result
+/// does not start.
+pub async fn execute(
+    opts: RunOptions,
+    shutdown: impl Future<Output = Caught>,
+) -> Result<i32, Failure> {
+    let out = OutDir::claim(
+        opts.out_dir.as_deref(),
+        &opts.loaded.name,
+        SystemTime::now(),
+    )?;
+    let caught = OnceLock::new();
+    let shutdown = async {
+        let signal = shutdown.await;
+        let _ = caught.set(signal);
+        signal
+    };
+    let stormed = async {
+        let ready = prepare::prepare(&opts).await?;
+        let stormed = storm::storm(&opts, &ready, shutdown).await?;
+        Ok::<_, Failure>((ready, stormed))
+    }
+    .await;
+    match stormed {
+        Ok((ready, stormed)) => finish::finish(&opts, &out, ready, stormed, caught.get().copied()),
+        Err(failure) => {
+            out.release();
+            Err(failure)
+        }
+    }
 }

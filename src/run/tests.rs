@@ -1,11 +1,13 @@
 //! The run's three endings, in-process against the embedded registry: stopped
-//! by the shutdown future, stopped by the deadline, and finished. Pulls are
+//! by the shutdown future (with the signal's exit code), stopped by the
+//! deadline, and finished. Pulls are
 //! kept slow with `fleet.node_bandwidth` where a run must be caught mid-pull;
 //! conditions are polled with a bounded wait, never slept for.
 
 use super::*;
 use crate::exit;
 use crate::metrics::Gauges;
+use crate::shutdown::Caught;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,15 +63,21 @@ async fn shutdown_mid_pull_writes_an_interrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(SLOW, dir.path());
     // The steps of `execute`, to reach the gauges the shutdown future watches.
+    let out = out_dir::OutDir::claim(
+        opts.out_dir.as_deref(),
+        "unit",
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
     let ready = prepare::prepare(&opts).await.unwrap();
     let shutdown = once_bytes_arrive(ready.ctx.gauges.clone());
     let stormed = storm::storm(&opts, &ready, shutdown).await.unwrap();
-    let code = finish::finish(&opts, ready, stormed).unwrap();
+    let code = finish::finish(&opts, &out, ready, stormed, Some(Caught::Interrupt)).unwrap();
 
     assert_eq!(
         code,
-        exit::THRESHOLDS_FAILED,
-        "incomplete fails require_complete"
+        exit::INTERRUPTED,
+        "SIGINT's own code, not a failed threshold"
     );
     let v = result(dir.path());
     assert_eq!(v["stop_reason"], "interrupted");
@@ -88,7 +96,9 @@ async fn shutdown_mid_pull_writes_an_interrupted_result() {
 async fn the_deadline_stops_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(&format!("{SLOW}[run]\nduration = \"1s\"\n"), dir.path());
-    let code = execute(opts, std::future::pending::<()>()).await.unwrap();
+    let code = execute(opts, std::future::pending::<Caught>())
+        .await
+        .unwrap();
 
     assert_eq!(
         code,
@@ -108,7 +118,9 @@ async fn a_run_that_finishes_is_complete() {
         "[embedded]\nlayers = [\"64KiB\", \"4KiB\"]\n[fleet]\nnodes_per_cluster = 2\n",
         dir.path(),
     );
-    let code = execute(opts, std::future::pending::<()>()).await.unwrap();
+    let code = execute(opts, std::future::pending::<Caught>())
+        .await
+        .unwrap();
 
     assert_eq!(code, exit::OK);
     let v = result(dir.path());
@@ -121,4 +133,34 @@ async fn a_run_that_finishes_is_complete() {
     for file in ["result.json", "latency.hlog", "report.html"] {
         assert!(dir.path().join("out").join(file).exists(), "{file}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_run_with_its_own_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(SLOW, dir.path());
+    // Already there when the storm starts: the run stops at once, still writing its result.
+    let code = execute(opts, std::future::ready(Caught::Terminate))
+        .await
+        .unwrap();
+
+    assert_eq!(code, exit::TERMINATED);
+    let v = result(dir.path());
+    assert_eq!(v["stop_reason"], "interrupted");
+    assert_eq!(v["complete"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_refused_before_it_starts_leaves_no_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    // More nodes than fds: refused by prepare, after the output folder was claimed.
+    let opts = options(
+        "[fleet]\nclusters = 1000\nnodes_per_cluster = 1000\n",
+        dir.path(),
+    );
+    let f = execute(opts, std::future::pending::<Caught>())
+        .await
+        .unwrap_err();
+    assert_eq!(f.code, exit::BAD_INPUT, "{}", f.message);
+    assert!(!dir.path().join("out").exists());
 }

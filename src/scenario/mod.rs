@@ -37,12 +37,56 @@ pub struct Loaded {
     pub name: String,
 }
 
+/// One override from the command line: a `--set KEY=VALUE`, or an option that
+/// stands for one (`--target URL` is `target.url=URL`). Errors blamed on it
+/// name what the user typed: `--set fleet.clusters=abc`, or `--target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    /// `KEY=VALUE`, the value in TOML syntax or a bare word.
+    pub assignment: String,
+    /// The option that gave it (`--target`), or `None` for a `--set`.
+    pub option: Option<&'static str>,
+}
+
+impl Set {
+    /// A `--set KEY=VALUE` as typed.
+    pub fn typed(assignment: impl Into<String>) -> Set {
+        Set {
+            assignment: assignment.into(),
+            option: None,
+        }
+    }
+
+    /// `option VALUE` standing for `key = "VALUE"` (quoted as a TOML string).
+    pub fn from_option(option: &'static str, key: &str, value: &str) -> Set {
+        let mut quoted = String::new();
+        for c in value.chars() {
+            match c {
+                '\\' => quoted.push_str("\\\\"),
+                '"' => quoted.push_str("\\\""),
+                c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", c as u32)),
+                c => quoted.push(c),
+            }
+        }
+        Set {
+            assignment: format!("{key}=\"{quoted}\""),
+            option: Some(option),
+        }
+    }
+}
+
 /// Reads, overrides (`--set dotted.key=value`, applied in order) and validates a scenario.
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, Failure> {
+    let sets: Vec<Set> = sets.iter().map(Set::typed).collect();
+    load_with(path, &sets)
+}
+
+/// [`load`] with overrides that may come from options such as `--target`.
+pub fn load_with(path: &Path, sets: &[Set]) -> Result<Loaded, Failure> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::bad_input(format!("{origin}: cannot read scenario: {e}")))?;
-    let scenario = parse(&text, &origin, sets)?;
+    let scenario = parse_with(&text, &origin, sets)?;
     let name = match &scenario.name {
         Some(name) => name.clone(),
         None => {
@@ -67,6 +111,12 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, Failure> {
 
 /// Parses scenario text; `origin` names it in errors (usually the file path).
 pub fn parse(text: &str, origin: &str, sets: &[String]) -> Result<Scenario, Failure> {
+    let sets: Vec<Set> = sets.iter().map(Set::typed).collect();
+    parse_with(text, origin, &sets)
+}
+
+/// [`parse`] with overrides that may come from options such as `--target`.
+pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Failure> {
     let doc = Document::parse(text).map_err(|e| {
         let at = e.span().map_or(0, |s| s.start);
         let (line, col) = line_col(text, at);
@@ -82,14 +132,15 @@ pub fn parse(text: &str, origin: &str, sets: &[String]) -> Result<Scenario, Fail
         doc: &doc,
         sets: &[],
     };
-    let scenario = file.typed()?;
+    let mut scenario = file.typed()?;
     if sets.is_empty() {
+        scenario.thresholds.fill_defaults();
         return Ok(scenario);
     }
 
     let overrides = sets
         .iter()
-        .map(|raw| Override::parse(raw))
+        .map(Override::parse)
         .collect::<Result<Vec<_>, _>>()?;
     let mut edited: DocumentMut = doc.clone().into_mut();
     for o in &overrides {
@@ -103,14 +154,16 @@ pub fn parse(text: &str, origin: &str, sets: &[String]) -> Result<Scenario, Fail
             one_line(e.message())
         ))
     })?;
-    Blame {
+    let mut scenario = Blame {
         origin,
         file: &doc,
         text: &text,
         doc: &edited,
         sets: &overrides,
     }
-    .typed()
+    .typed()?;
+    scenario.thresholds.fill_defaults();
+    Ok(scenario)
 }
 
 /// One text to check and who answers for each key in it: a `--set` that touched
@@ -161,7 +214,11 @@ impl Blame<'_> {
             .rev()
             .find(|o| suspects().any(|k| k.related(&o.key)))
         {
-            return format!("--set {}: {keyed}", set.shown);
+            // `--target: <what>`: the option is the key, no need to name target.url.
+            if set.option.is_some() && *key == set.key {
+                return format!("{}: {message}", set.blame());
+            }
+            return format!("{}: {keyed}", set.blame());
         }
         // An offset only means something in the file itself, not in the edited text.
         let at = at.filter(|_| self.sets.is_empty());
@@ -183,18 +240,29 @@ impl Blame<'_> {
     }
 }
 
-/// One `--set KEY=VALUE`.
+/// One `--set KEY=VALUE`, or an option standing for one.
 #[derive(Debug)]
 struct Override {
     /// As the user wrote it, with the value hidden if the key looks like a secret.
     shown: String,
+    /// The option that gave it (`--target`), when it was not a `--set`.
+    option: Option<&'static str>,
     key: KeyPath,
     keys: Vec<String>,
     value: toml_edit::Value,
 }
 
 impl Override {
-    fn parse(raw: &str) -> Result<Override, Failure> {
+    /// How errors name it: `--set KEY=VALUE` or the option (`--target`).
+    fn blame(&self) -> String {
+        match self.option {
+            Some(option) => option.to_string(),
+            None => format!("--set {}", self.shown),
+        }
+    }
+
+    fn parse(set: &Set) -> Result<Override, Failure> {
+        let raw = set.assignment.as_str();
         let Some((key, value)) = raw.split_once('=') else {
             return Err(Failure::bad_input(format!(
                 "--set {raw}: expected KEY=VALUE, e.g. --set fleet.clusters=32"
@@ -225,6 +293,7 @@ impl Override {
             .unwrap_or_else(|_| toml_edit::Value::from(value));
         Ok(Override {
             shown,
+            option: set.option,
             key: KeyPath(keys.iter().cloned().map(locate::Seg::Key).collect()),
             keys,
             value,
@@ -247,8 +316,8 @@ impl Override {
                 None => {
                     let path = parents[..=depth].join(".");
                     return Err(Failure::bad_input(format!(
-                        "--set {}: {path}: holds a value, not a table",
-                        self.shown
+                        "{}: {path}: holds a value, not a table",
+                        self.blame()
                     )));
                 }
             };
@@ -310,4 +379,47 @@ fn one_line(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(sets: &[Set]) -> String {
+        parse_with("", "x.toml", sets).unwrap_err().message
+    }
+
+    #[test]
+    fn errors_about_an_option_name_the_option_not_a_set() {
+        let target = Set::from_option("--target", "target.url", "localhost:5000");
+        let image = Set::from_option("--image", "target.image", "lab/big:v1");
+        let message = error(&[target.clone(), image.clone()]);
+        assert!(
+            message.starts_with("--target: not a URL: missing http:// or https://"),
+            "{message}"
+        );
+        assert!(!message.contains("--set"), "{message}");
+        // A --set of the same key is named as typed.
+        let message = error(&[Set::typed("target.url=localhost:5000"), image.clone()]);
+        assert!(
+            message.starts_with("--set target.url=localhost:5000: target.url: not a URL"),
+            "{message}"
+        );
+        let image = Set::from_option("--image", "target.image", "Lab/Big");
+        let target = Set::from_option("--target", "target.url", "http://127.0.0.1:5000");
+        assert!(error(&[target, image]).starts_with("--image: `Lab` is not a valid"));
+    }
+
+    #[test]
+    fn option_values_are_quoted_whatever_they_hold() {
+        let ca = Set::from_option("--ca-file", "target.ca_file", "C:\\ca \"x\".pem");
+        let s = parse_with("", "x.toml", &[ca]).unwrap();
+        assert_eq!(
+            s.target.ca_file.as_deref(),
+            Some(Path::new("C:\\ca \"x\".pem"))
+        );
+        let odd = Set::from_option("--target", "target.url", "http://h\n/\u{1b}[2J");
+        let message = error(&[odd]);
+        assert!(message.starts_with("--target: "), "{message}");
+    }
 }

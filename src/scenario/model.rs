@@ -372,7 +372,9 @@ fn default_duration() -> Span {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
-    /// Most failed pulls allowed.
+    /// Most failed pulls allowed. Defaults to 0 unless `max_failure_rate` is
+    /// set (see [`Thresholds::fill_defaults`]): a run where pulls fail never
+    /// passes by omission.
     #[serde(default)]
     pub max_failed_pulls: Option<u64>,
     /// Most failed pulls allowed as a fraction of started pulls (0.0 - 1.0).
@@ -401,10 +403,23 @@ pub struct Thresholds {
     pub require_complete: bool,
 }
 
+impl Thresholds {
+    /// Fills the defaults that depend on other keys: `max_failed_pulls` is 0
+    /// when neither it nor `max_failure_rate` is given, so that without a
+    /// `[thresholds]` section any failed pull fails the run. A scenario that
+    /// expects failures says how many (or what share) it allows.
+    pub fn fill_defaults(&mut self) {
+        if self.max_failed_pulls.is_none() && self.max_failure_rate.is_none() {
+            self.max_failed_pulls = Some(0);
+        }
+    }
+}
+
 impl Default for Thresholds {
+    /// The thresholds of a scenario without a `[thresholds]` section.
     fn default() -> Self {
         Thresholds {
-            max_failed_pulls: None,
+            max_failed_pulls: Some(0),
             max_failure_rate: None,
             max_retries: None,
             max_errors: None,

@@ -232,6 +232,14 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// The URL itself is never echoed: it might carry a password.
 fn check_url(text: &str) -> Result<(), String> {
+    // `localhost:5000` parses as the scheme `localhost`, `127.0.0.1:5000` not at all:
+    // both are a host and port without the scheme in front.
+    if !text.contains("://") {
+        return Err(
+            "not a URL: missing http:// or https:// before the host (e.g. http://127.0.0.1:5000)"
+                .into(),
+        );
+    }
     let url = url::Url::parse(text).map_err(|e| {
         format!("not a URL ({e}); expected e.g. http://127.0.0.1:8080 or https://harbor.example")
     })?;
@@ -292,6 +300,11 @@ mod tests {
             let err = check_url(bad).expect_err(bad);
             assert!(!err.contains("secret"), "{err}");
         }
+        for bare in ["localhost:5000", "127.0.0.1:8080", "harbor.example"] {
+            let err = check_url(bare).expect_err(bare);
+            assert!(err.contains("missing http:// or https://"), "{bare}: {err}");
+        }
+        assert!(check_url("ftp://h").unwrap_err().contains("scheme `ftp`"));
     }
 
     #[test]

@@ -21,7 +21,9 @@
 mod common;
 mod instances;
 
+mod exits;
 mod faults;
+mod gate;
 mod lab;
 mod proxy;
 mod report;
