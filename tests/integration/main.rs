@@ -22,6 +22,7 @@ mod common;
 mod instances;
 
 mod faults;
+mod figures;
 mod lab;
 mod proxy;
 mod report;
