@@ -2,10 +2,16 @@
 //! events; once a second it reads the gauges and writes one timeline row.
 //! Memory is fixed except for the timeline (one row per second) and the
 //! error table (one row per fault class).
+//!
+//! Levels in a row are the second's maxima: connections from the connection
+//! high-water gauge (kept by every open, so no peak between two looks is
+//! missed), fds as [`fds::second_fds`] computes them, active pulls the highest
+//! of four peeks. The run's `fd_peak` and `connections_peak` are the highest
+//! rows, so the timeline, the result and the report agree by construction.
 
 use super::events::{Event, ExchangeKind, Gauges};
 use super::fds;
-use crate::net::{Fault, FaultClass};
+use crate::net::{ConnectionWindow, Fault, FaultClass};
 use crate::result::model::{ClusterStat, TimelineRow};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -105,8 +111,14 @@ pub struct Recorder {
     pub errors: BTreeMap<FaultClass, ErrorStat>,
     pub clusters: Vec<ClusterStat>,
     pub timeline: Vec<TimelineRow>,
+    /// The harness's fd high-water: the highest `fds` of the timeline.
     pub fd_peak: u64,
+    /// Most client connections open at once: the highest `connections` of the timeline.
     pub connections_peak: i64,
+    /// From the start to the last sample: the time the timeline covers (its
+    /// last row may be a partial second, from `sampled_for - 1 s` rounded
+    /// down to the second, to `sampled_for`).
+    pub sampled_for: Duration,
     pending: TimelineRow,
     /// Histograms of the current interval of the `.hlog` export.
     interval: BTreeMap<Metric, Histogram<u64>>,
@@ -153,6 +165,7 @@ impl Recorder {
             timeline: Vec::new(),
             fd_peak: 0,
             connections_peak: 0,
+            sampled_for: Duration::ZERO,
             pending: TimelineRow::default(),
             interval: Metric::ALL
                 .iter()
@@ -387,7 +400,8 @@ impl Recorder {
         row.bytes = sample.bytes.saturating_sub(self.last_bytes);
         self.last_bytes = self.last_bytes.max(sample.bytes);
         self.fd_peak = self.fd_peak.max(sample.fds);
-        self.connections_peak = self.connections_peak.max(sample.connections_peak);
+        self.connections_peak = self.connections_peak.max(sample.connections);
+        self.sampled_for = self.sampled_for.max(sample.at);
         if row.t.is_multiple_of(HLOG_INTERVAL_S) {
             self.flush_interval(row.t);
         }
@@ -400,16 +414,65 @@ impl Recorder {
     }
 }
 
-/// One second of levels, read by the sampler thread: the highest of its four peeks.
+/// One second of levels, as the sampler thread closes it.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
     second: u64,
+    /// When the second closed, since the start (the last one may close early).
+    at: Duration,
+    /// The highest of the second's peeks.
     active_pulls: i64,
+    /// Most connections open at once in the second (the gauge's window).
     connections: i64,
-    connections_peak: i64,
+    /// The harness's fds of the second ([`fds::second_fds`]).
     fds: u64,
     /// Body bytes received since the start, at the end of the second.
     bytes: u64,
+}
+
+/// What the peeks of one second saw.
+#[derive(Debug, Default)]
+struct Peeks {
+    active_pulls: i64,
+    /// Most fds counted in `/proc/self/fd`.
+    counted_fds: u64,
+    /// Fewest fds that were not client connections.
+    others: Option<u64>,
+    bytes: u64,
+}
+
+impl Peeks {
+    fn peek(&mut self, gauges: &Gauges) {
+        let before = gauges.connections.current();
+        let fds = fds::open_fds();
+        // Connections read on both sides of the listing: the larger count keeps a
+        // burst during the listing from passing for other fds.
+        let connections = u64::try_from(before.max(gauges.connections.current())).unwrap_or(0);
+        self.counted_fds = self.counted_fds.max(fds);
+        let others = fds.saturating_sub(connections);
+        self.others = Some(self.others.map_or(others, |o| o.min(others)));
+        self.active_pulls = self
+            .active_pulls
+            .max(gauges.active_pulls.load(Ordering::Relaxed));
+        self.bytes = gauges.bytes.load(Ordering::Relaxed);
+    }
+
+    /// The second's sample, with the connection gauge's window of that second.
+    fn close(self, second: u64, at: Duration, window: ConnectionWindow) -> Sample {
+        Sample {
+            second,
+            at,
+            active_pulls: self.active_pulls,
+            connections: window.connections,
+            fds: fds::second_fds(
+                self.counted_fds,
+                window.fds_at_open,
+                self.others.unwrap_or(0),
+                window.connections,
+            ),
+            bytes: self.bytes,
+        }
+    }
 }
 
 /// Reads the gauges four times a second on its own OS thread and sends one sample per
@@ -423,28 +486,24 @@ fn spawn_sampler(
 ) -> std::thread::JoinHandle<()> {
     let started = started.into_std();
     std::thread::spawn(move || {
-        let mut current = Sample::default();
+        // The first window runs from the gauge's creation: the preflight's few
+        // connections are in it, and no open of the first nodes can be missed.
+        let mut current = Peeks::default();
         let mut peeks = 0u64;
-        let peek = |s: &mut Sample| {
-            s.fds = s.fds.max(fds::open_fds());
-            s.active_pulls = s
-                .active_pulls
-                .max(gauges.active_pulls.load(Ordering::Relaxed));
-            s.connections = s.connections.max(gauges.connections.current());
-            s.connections_peak = gauges.connections.peak();
-            s.bytes = gauges.bytes.load(Ordering::Relaxed);
-        };
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            peek(&mut current);
+            current.peek(&gauges);
             peeks += 1;
             if peeks.is_multiple_of(PEEKS_PER_ROW) || stopping {
-                current.second = peeks.div_ceil(PEEKS_PER_ROW);
-                gauges.fds.set(current.fds);
-                if samples.send(current).is_err() || stopping {
+                let sample = std::mem::take(&mut current).close(
+                    peeks.div_ceil(PEEKS_PER_ROW),
+                    started.elapsed(),
+                    gauges.connections.take_window(),
+                );
+                gauges.fds.set(sample.fds);
+                if samples.send(sample).is_err() || stopping {
                     return;
                 }
-                current = Sample::default();
             }
             // Sleep to the next quarter on the run's clock, so the rows do not drift.
             let next = started + PEEK * (peeks as u32 + 1);
@@ -588,9 +647,9 @@ mod tests {
     fn sample(second: u64, bytes: u64) -> Sample {
         Sample {
             second,
+            at: Duration::from_secs(second),
             active_pulls: 3,
             connections: 5,
-            connections_peak: 7,
             fds: 40,
             bytes,
         }
@@ -868,12 +927,13 @@ mod tests {
         rec.record(pull_done(0, false, 0));
         rec.close_row(Sample {
             fds: 90,
-            connections_peak: 12,
+            connections: 12,
             ..sample(2, 1_500)
         });
         rec.close_row(Sample {
             fds: 10,
-            connections_peak: 2,
+            connections: 2,
+            at: ms(2_400),
             ..sample(3, 1_500)
         });
 
@@ -902,14 +962,67 @@ mod tests {
         assert_eq!((second.retries, second.errors), (0, 0));
         assert!(second.errors_by_class.is_empty());
         assert_eq!((rows[2].pulls_completed, rows[2].pulls_failed), (0, 0));
-        // Peaks over the whole run.
+        // Peaks over the whole run: the highest rows.
         assert_eq!(rec.fd_peak, 90);
         assert_eq!(rec.connections_peak, 12);
+        assert_eq!(rows.iter().map(|r| r.connections).max(), Some(12));
+        assert_eq!(rec.sampled_for, ms(2_400));
         // The totals are not reset by closing rows.
         assert_eq!(
             (rec.pulls_completed, rec.pulls_failed, rec.retries),
             (1, 1, 1)
         );
+    }
+
+    #[test]
+    fn a_burst_of_connections_between_two_peeks_is_in_its_row_and_the_peaks() {
+        let gauges = Gauges::default();
+        let _ = gauges.connections.take_window();
+        let mut peeks = Peeks::default();
+        peeks.peek(&gauges);
+        // 200 connections open and close between two looks: no peek sees them.
+        for fd in 0..200 {
+            gauges.connections.opened(Some(fd));
+        }
+        for _ in 0..200 {
+            gauges.connections.closed();
+        }
+        peeks.peek(&gauges);
+        let first = peeks.close(1, ms(1_000), gauges.connections.take_window());
+        assert_eq!(first.connections, 200);
+        assert!(first.fds >= 200, "{first:?}");
+
+        // The next second opens nothing: its window starts at the level, 0.
+        let mut peeks = Peeks::default();
+        peeks.peek(&gauges);
+        let second = peeks.close(2, ms(2_000), gauges.connections.take_window());
+        assert_eq!(second.connections, 0);
+
+        let mut rec = recorder(1);
+        rec.close_row(first);
+        rec.close_row(second);
+        assert_eq!(rec.connections_peak, 200);
+        assert_eq!(rec.fd_peak, first.fds);
+        let rows = &rec.timeline;
+        assert_eq!(rows.iter().map(|r| r.connections).max(), Some(200));
+        assert_eq!(rows.iter().map(|r| r.fds).max(), Some(rec.fd_peak));
+        assert!(rec.fd_peak >= rec.connections_peak as u64);
+    }
+
+    #[test]
+    fn connections_held_across_seconds_count_in_each() {
+        let gauges = Gauges::default();
+        for _ in 0..5 {
+            gauges.connections.opened(None);
+        }
+        let mut rec = recorder(1);
+        for second in 1..=3 {
+            let mut peeks = Peeks::default();
+            peeks.peek(&gauges);
+            rec.close_row(peeks.close(second, ms(second * 1000), gauges.connections.take_window()));
+        }
+        assert!(rec.timeline.iter().all(|r| r.connections == 5));
+        assert!(rec.timeline.iter().all(|r| r.fds >= 5));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -68,12 +68,32 @@ impl Transport {
     }
 }
 
-/// Live count of open client connections, shared with the sampler.
+/// Live count of open client connections, shared with the sampler: a
+/// high-water gauge kept by the events that open and close connections, so no
+/// sampling interval can miss a peak.
+///
+/// Each open bumps the count and raises three maxima with `fetch_max`: the run's
+/// (`peak`), the current window's (`window`, taken and reset by the recorder's
+/// sampler once a second) and the window's highest "fds in use at an open" (the
+/// socket's fd number + 1: the kernel hands out the lowest free number, so every
+/// lower one was open at that instant). Four relaxed atomics per connection.
 #[derive(Debug, Default)]
 pub struct ConnectionGauge {
     open: AtomicI64,
-    /// Most open at once: kept here, per connection, so no sampling interval can miss it.
+    /// Most open at once since the gauge was made.
     peak: AtomicI64,
+    /// Most open at once since the last [`ConnectionGauge::take_window`].
+    window: AtomicI64,
+    /// Highest fd number + 1 of a connection opened since the last take.
+    window_fds: AtomicU64,
+}
+
+/// What a window of the gauge saw: most connections open at once, and the
+/// most fds known to be open at a connection's open (0 when none opened).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionWindow {
+    pub connections: i64,
+    pub fds_at_open: u64,
 }
 
 impl ConnectionGauge {
@@ -81,8 +101,37 @@ impl ConnectionGauge {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// Most connections open at once since the gauge was made (preflight included).
     pub fn peak(&self) -> i64 {
         self.peak.load(Ordering::Relaxed)
+    }
+
+    /// A connection opened; `fd` is its socket's number, when known.
+    pub fn opened(&self, fd: Option<u64>) {
+        let now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        self.window.fetch_max(now, Ordering::Relaxed);
+        if let Some(fd) = fd {
+            self.window_fds.fetch_max(fd + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection closed.
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The window's maxima, and a new window starting at the connections open now
+    /// (so a level held across seconds counts in each of them).
+    pub fn take_window(&self) -> ConnectionWindow {
+        let level = self.current();
+        let connections = self.window.swap(level, Ordering::Relaxed).max(level);
+        // An open between the load and the swap may have raised the old window only.
+        self.window.fetch_max(self.current(), Ordering::Relaxed);
+        ConnectionWindow {
+            connections,
+            fds_at_open: self.window_fds.swap(0, Ordering::Relaxed),
+        }
     }
 }
 
@@ -365,15 +414,15 @@ struct Counted {
 
 impl Counted {
     fn new(inner: TcpStream, gauge: Arc<ConnectionGauge>) -> Self {
-        let now = gauge.open.fetch_add(1, Ordering::Relaxed) + 1;
-        gauge.peak.fetch_max(now, Ordering::Relaxed);
+        use std::os::fd::AsRawFd;
+        gauge.opened(u64::try_from(inner.as_raw_fd()).ok());
         Counted { inner, gauge }
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.gauge.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.closed();
     }
 }
 
@@ -444,6 +493,29 @@ pub const LISTEN_BACKLOG: u32 = 16_384;
 mod tests {
     use super::loopback_source;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn the_connection_gauge_keeps_every_peak_its_events_made() {
+        let g = super::ConnectionGauge::default();
+        for fd in [7, 9, 8] {
+            g.opened(Some(fd));
+        }
+        g.closed();
+        g.closed();
+        assert_eq!((g.current(), g.peak()), (1, 3));
+        let w = g.take_window();
+        assert_eq!(w.connections, 3, "the window saw three at once");
+        assert_eq!(w.fds_at_open, 10, "fd 9 open: fds 0-9 were in use");
+        // A new window starts at the level still open, with no open seen.
+        let w = g.take_window();
+        assert_eq!((w.connections, w.fds_at_open), (1, 0));
+        g.opened(None);
+        g.closed();
+        g.closed();
+        assert_eq!(g.take_window().connections, 2);
+        assert_eq!(g.take_window().connections, 0);
+        assert_eq!(g.peak(), 3, "the run's peak is never reset");
+    }
 
     #[test]
     fn nodes_spread_over_loopback_sources() {

@@ -7,6 +7,7 @@ use super::html::{esc, fig, table};
 use super::svg::{percentile_chart, Curve};
 use crate::human;
 use crate::result::model::{decode_histogram, ResultDoc};
+use crate::result::summary::NO_DATA;
 use hdrhistogram::Histogram;
 use std::fmt::Write;
 
@@ -133,7 +134,7 @@ fn percentile_table(doc: &ResultDoc) -> String {
             let l = &doc.latency[name];
             let cell = |p: &str, v: f64| {
                 let text = if l.count == 0 {
-                    "\u{2013}".to_string()
+                    NO_DATA.to_string()
                 } else {
                     human::millis(v)
                 };

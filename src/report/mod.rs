@@ -56,21 +56,7 @@ pub fn render(doc: &ResultDoc) -> String {
         esc(&doc.pullstorm_version),
         html::CSS
     );
-    let description = doc
-        .scenario
-        .resolved
-        .get("description")
-        .and_then(|d| d.as_str())
-        .unwrap_or_default();
-    let _ = write!(
-        h,
-        "<header><h1>pullstorm report: {name}</h1><div class=\"sub\">{}{}{} &middot; {} &middot; started {}</div></header>",
-        esc(description),
-        if description.is_empty() { "" } else { " &middot; " },
-        esc(&tables::redact(&doc.target.url)),
-        esc(&doc.target.image),
-        esc(&doc.started_at)
-    );
+    h.push_str(&overview::header(doc));
     h.push_str(&overview::verdict(doc));
     h.push_str(&overview::cards(doc));
     h.push_str(&overview::thresholds(doc));

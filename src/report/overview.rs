@@ -1,9 +1,12 @@
-//! The top of the report: title, the verdict in one line, the key figures as
-//! cards (coloured when they need attention), and the threshold checks.
+//! The top of the report: the header (the run as resolved, then the
+//! scenario author's description, labelled as such), the verdict in one line,
+//! the key figures as cards (coloured when they need attention), and the
+//! threshold checks.
 
 use super::html::{esc, fig, table};
 use crate::human;
 use crate::result::model::{ResultDoc, WatchedKind, WatchedSummary};
+use crate::result::summary::NO_DATA;
 use std::fmt::Write;
 
 /// Share of a limit from which a figure is flagged: warn, then bad.
@@ -64,6 +67,72 @@ fn top_classes(m: &std::collections::BTreeMap<String, u64>, n: usize) -> String 
         out.push(format!("+{} more", v.len() - n));
     }
     out.join(", ")
+}
+
+/// The page header: the scenario's name, then what actually ran, built from
+/// the resolved run (fleet, client, arrival, image, target), so `--target`,
+/// `--image` and `--set` show; the description written in the scenario file
+/// follows on its own line, labelled as the author's (it is not adjusted for
+/// overrides).
+pub fn header(doc: &ResultDoc) -> String {
+    let f = &doc.fleet;
+    let target = if doc.target.embedded {
+        format!(
+            "the embedded registry ({})",
+            super::tables::redact(&doc.target.url)
+        )
+    } else {
+        super::tables::redact(&doc.target.url)
+    };
+    let run = format!(
+        "{} x {} = {} {} nodes, {}, pulling {} from {}",
+        plural(f.clusters as u64, "cluster"),
+        plural(f.nodes_per_cluster as u64, "node"),
+        f.nodes,
+        f.client,
+        f.arrival,
+        doc.target.image,
+        target
+    );
+    let mut h = format!(
+        "<header><h1>pullstorm report: {}</h1><div class=\"sub\" id=\"run-as-resolved\">{} &middot; started {}</div>",
+        esc(&doc.scenario.name),
+        esc(&run),
+        esc(&doc.started_at)
+    );
+    if let Some(description) = author_description(doc) {
+        let _ = write!(
+            h,
+            "<div class=\"sub\" id=\"scenario-description\">Scenario description, as written in {}{}: &ldquo;{}&rdquo;</div>",
+            esc(&doc.scenario.file),
+            if doc.scenario.overrides.is_empty() {
+                ""
+            } else {
+                " (before this run's overrides, listed under Environment)"
+            },
+            esc(description)
+        );
+    }
+    h.push_str("</header>");
+    h
+}
+
+/// The scenario file's `description`, when it has one.
+fn author_description(doc: &ResultDoc) -> Option<&str> {
+    doc.scenario
+        .resolved
+        .get("description")
+        .and_then(|d| d.as_str())
+        .filter(|d| !d.trim().is_empty())
+}
+
+/// `1 cluster`, `4 clusters`.
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// The verdict: pass, fail, or incomplete, and why.
@@ -182,6 +251,17 @@ fn pull_cards(s: &mut String, doc: &ResultDoc) {
         ),
     );
     let pull = doc.latency.get("pull").cloned().unwrap_or_default();
+    if pull.count == 0 {
+        // No pull completed: no pull time, rather than zeros that read as instant pulls.
+        card(
+            s,
+            Tone::Bad,
+            "Pull time p50 / p99",
+            NO_DATA,
+            "no pull completed &middot; from scheduled start",
+        );
+        return;
+    }
     card(
         s,
         Tone::Plain,
@@ -438,4 +518,59 @@ pub fn thresholds(doc: &ResultDoc) -> String {
         "<h3>Threshold checks</h3>{}",
         table("", &["check", "limit", "actual", "result"], &rows)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::build::tests::sample_doc;
+
+    #[test]
+    fn no_completed_pull_shows_no_data_not_zero_pull_time() {
+        let doc = sample_doc(false);
+        let html = cards(&doc);
+        assert!(html.contains("Pull time p50 / p99"), "{html}");
+        assert!(html.contains(">no data<"), "{html}");
+        assert!(!html.contains("0.0ms"), "{html}");
+        let page = crate::report::render(&doc);
+        assert!(
+            !page.contains("0.0ms"),
+            "a zero latency somewhere in the page"
+        );
+        assert!(page.contains("no data"));
+    }
+
+    #[test]
+    fn measured_pull_time_is_shown() {
+        let html = cards(&sample_doc(true));
+        assert!(html.contains("data-k=\"latency.pull.p50\""), "{html}");
+        assert!(!html.contains(">no data<"), "{html}");
+    }
+
+    #[test]
+    fn the_header_describes_the_run_and_labels_the_authors_description() {
+        let mut doc = sample_doc(true);
+        doc.scenario.resolved =
+            serde_json::json!({"description": "32 dockerd nodes pull from the embedded registry"});
+        doc.scenario.overrides = vec!["fleet.clusters=2".into()];
+        doc.target.embedded = false;
+        doc.target.url = "https://user:secret@registry.example:5000/".into();
+        doc.target.image = "team/app:v2".into();
+        let h = header(&doc);
+        assert!(
+            h.contains("2 clusters x 2 nodes = 4 dockerd nodes, herd"),
+            "{h}"
+        );
+        assert!(h.contains("pulling team/app:v2 from https://"), "{h}");
+        assert!(!h.contains("secret"), "{h}");
+        let (run, described) = h.split_once("id=\"scenario-description\"").unwrap();
+        assert!(!run.contains("32 dockerd"), "{h}");
+        assert!(described.starts_with(">Scenario description, as written in scenarios/synthetic.toml (before this run's overrides"), "{h}");
+        assert!(described.contains("32 dockerd nodes pull from the embedded registry"));
+
+        doc.scenario.resolved = serde_json::json!({});
+        assert!(!header(&doc).contains("Scenario description"));
+        doc.target.embedded = true;
+        assert!(header(&doc).contains("from the embedded registry ("));
+    }
 }

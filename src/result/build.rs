@@ -106,8 +106,24 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         clusters: rec.clusters.clone(),
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
-        watched: facts.watched,
+        watched: harness_from_recorder(facts.watched, rec),
     }
+}
+
+/// The harness row of `targets[]` takes its fd peak from the recorder, the
+/// source of `fd.client_peak`: one figure for one thing, whatever second the
+/// watcher happened to read.
+fn harness_from_recorder(mut watched: Vec<WatchedSummary>, rec: &Recorder) -> Vec<WatchedSummary> {
+    if rec.timeline.is_empty() {
+        return watched;
+    }
+    for w in watched
+        .iter_mut()
+        .filter(|w| w.kind == WatchedKind::Harness)
+    {
+        w.fd_peak = Some(rec.fd_peak);
+    }
+    watched
 }
 
 fn fleet(s: &Scenario, nodes: u64, profile: serde_json::Value) -> FleetInfo {
@@ -154,13 +170,52 @@ fn layers(rec: &Recorder) -> Layers {
     }
 }
 
-/// Mean over the whole run (at least a millisecond, so a run that ended at once
-/// divides by something), peak over the best second of the timeline.
+/// Throughput of the recorder's bytes over `secs` of wall time; see [`rates`].
 fn throughput(rec: &Recorder, secs: f64) -> Throughput {
+    rates(
+        rec.bytes_downloaded(),
+        secs,
+        &rec.timeline,
+        rec.sampled_for.as_secs_f64(),
+    )
+}
+
+/// Mean over the whole run (at least the `covered` seconds of the timeline,
+/// and a millisecond, so a run that ended at once divides by something); peak
+/// over the best second of the timeline, see [`peak_rate`]. The peak is never
+/// below the mean: both divide the same bytes, the mean by at least the time
+/// the peak's windows add up to.
+fn rates(downloaded: u64, secs: f64, rows: &[TimelineRow], covered: f64) -> Throughput {
     Throughput {
-        mean_bytes_per_sec: (rec.bytes_downloaded() as f64 / secs.max(1e-3)).round(),
-        peak_bytes_per_sec: rec.timeline.iter().map(|r| r.bytes).max().unwrap_or(0),
+        mean_bytes_per_sec: (downloaded as f64 / secs.max(covered).max(1e-3)).round(),
+        peak_bytes_per_sec: peak_rate(rows, covered).round() as u64,
     }
+}
+
+/// The best one-second rate of the timeline: each complete row is one second;
+/// a partial last row (the run stopped `covered` seconds in, before the row's
+/// second ended) is joined to the row before it and divided by their real
+/// length, 1 to 2 s, so a few bytes in a short last moment are neither a low
+/// "second" nor blown up into a rate. A run shorter than a second has one
+/// partial row: its rate is the mean. `covered` of 0 (unknown) takes every row
+/// as complete.
+fn peak_rate(rows: &[TimelineRow], covered: f64) -> f64 {
+    let best_complete =
+        |rows: &[TimelineRow]| rows.iter().map(|r| r.bytes).max().unwrap_or(0) as f64;
+    let Some(last) = rows.last() else {
+        return 0.0;
+    };
+    let last_start = last.t.saturating_sub(1) as f64;
+    let partial = covered - last_start;
+    if covered <= 0.0 || partial >= 1.0 || partial <= 0.0 {
+        return best_complete(rows);
+    }
+    let before = &rows[..rows.len() - 1];
+    let joined = match before.last() {
+        Some(prev) => (prev.bytes + last.bytes) as f64 / (partial + 1.0),
+        None => last.bytes as f64 / partial,
+    };
+    best_complete(before).max(joined)
 }
 
 /// Retries in total, by class, and by how far the blob had come, in ten buckets.
@@ -206,7 +261,7 @@ fn error_details(rec: &Recorder) -> Vec<ErrorDetail> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::metrics::{Event, ExchangeKind};
     use crate::net::{Fault, Phase};
@@ -335,6 +390,22 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A whole result for the summary's and the report's unit tests: the
+    /// synthetic run above (two pulls completed), or one where every pull
+    /// failed and nothing was timed (every latency empty).
+    pub(crate) fn sample_doc(any_completed: bool) -> ResultDoc {
+        let l = loaded();
+        let rec = if any_completed {
+            recorder()
+        } else {
+            let mut rec = Recorder::new(2, Instant::now());
+            rec.record(Event::PullStarted { cluster: 0 });
+            rec.record(pull_done(0, false, 0));
+            rec
+        };
+        build(facts(&l, StopReason::Finished), &rec)
+    }
+
     #[test]
     fn counts_pulls_layers_and_the_interrupted_ones() {
         let l = loaded();
@@ -413,6 +484,92 @@ mod tests {
             assert_eq!(doc.stop_reason, key);
             assert!(!doc.complete, "{key}");
         }
+    }
+
+    fn rows(bytes: &[u64]) -> Vec<TimelineRow> {
+        bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| TimelineRow {
+                t: i as u64 + 1,
+                bytes: *b,
+                ..TimelineRow::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_shorter_than_a_second_has_its_mean_as_peak() {
+        // 20 MiB in 0.5 s: the one row holds 20 MiB but lasted half a second.
+        let mib = 1u64 << 20;
+        let t = rates(20 * mib, 0.503, &rows(&[20 * mib]), 0.5);
+        assert_eq!(t.peak_bytes_per_sec, 40 * mib);
+        assert!(t.peak_bytes_per_sec as f64 >= t.mean_bytes_per_sec, "{t:?}");
+        assert!((t.mean_bytes_per_sec - 39.76 * mib as f64).abs() < 0.01 * mib as f64);
+    }
+
+    #[test]
+    fn a_partial_last_second_joins_the_one_before() {
+        // Stopped 0.1 s into the third second: 100 bytes then, 1000 in the second.
+        let t = rates(2100, 2.1, &rows(&[1000, 1000, 100]), 2.1);
+        assert_eq!(t.peak_bytes_per_sec, 1000);
+        assert_eq!(t.mean_bytes_per_sec, 1000.0);
+        // A burst in the last moment is not blown up to a rate over 0.1 s.
+        let t = rates(1500, 2.1, &rows(&[1000, 0, 500]), 2.1);
+        assert_eq!(t.peak_bytes_per_sec, 1000);
+        // Complete rows only (the last second ended): the best row.
+        let t = rates(2100, 3.0, &rows(&[1000, 1000, 100]), 3.0);
+        assert_eq!(t.peak_bytes_per_sec, 1000);
+    }
+
+    #[test]
+    fn the_peak_is_never_below_the_mean() {
+        let shapes: [&[u64]; 5] = [
+            &[5],
+            &[0, 0, 9_000],
+            &[100, 3_000, 7, 0, 12_345],
+            &[1 << 30, 1, 1 << 30],
+            &[0, 0, 0],
+        ];
+        for bytes in shapes {
+            let n = bytes.len() as f64;
+            for partial in [0.01, 0.25, 0.5, 0.99, 1.0] {
+                let covered = n - 1.0 + partial;
+                for wall in [covered, covered + 0.3] {
+                    let total = bytes.iter().sum();
+                    let t = rates(total, wall, &rows(bytes), covered);
+                    assert!(
+                        t.peak_bytes_per_sec as f64 >= t.mean_bytes_per_sec,
+                        "{bytes:?} covered {covered}: {t:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_harness_row_shows_the_recorders_fd_peak() {
+        let l = loaded();
+        let mut rec = recorder();
+        rec.fd_peak = 214;
+        rec.connections_peak = 96;
+        let mut harness =
+            WatchedSummary::empty("harness".into(), WatchedKind::Harness, Some(1), None);
+        harness.fd_peak = Some(199);
+        let mut other =
+            WatchedSummary::empty("nginx[7]".into(), WatchedKind::Process, Some(7), None);
+        other.fd_peak = Some(50);
+        let mut f = facts(&l, StopReason::Finished);
+        f.watched = vec![harness, other];
+        let doc = build(f, &rec);
+        assert_eq!(doc.fd.client_peak, 214);
+        assert_eq!(doc.connections.peak, 96);
+        assert_eq!(doc.watched[0].fd_peak, Some(214));
+        assert_eq!(
+            doc.watched[1].fd_peak,
+            Some(50),
+            "other processes keep theirs"
+        );
     }
 
     #[test]

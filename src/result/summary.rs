@@ -76,23 +76,37 @@ fn figures(s: &mut String, r: &ResultDoc) {
     );
 }
 
-/// Percentiles of every metric that has samples.
+/// What a figure with no samples shows (never a zero that reads as "instant").
+pub const NO_DATA: &str = "no data";
+
+/// Percentiles of every metric that has samples; `pull` is always listed
+/// (`no data` when no pull completed), the other empty metrics on one line.
 fn latency_table(s: &mut String, r: &ResultDoc) {
     let _ = writeln!(
         s,
         "  latency          count        p50        p90        p99        max"
     );
-    for (name, l) in r.latency.iter().filter(|(_, l)| l.count > 0) {
-        let _ = writeln!(
-            s,
-            "    {:<12} {:>8} {:>10} {:>10} {:>10} {:>10}",
-            name,
-            l.count,
-            millis(l.p50),
-            millis(l.p90),
-            millis(l.p99),
-            millis(l.max)
-        );
+    let mut empty = Vec::new();
+    for (name, l) in &r.latency {
+        if l.count > 0 {
+            let _ = writeln!(
+                s,
+                "    {:<12} {:>8} {:>10} {:>10} {:>10} {:>10}",
+                name,
+                l.count,
+                millis(l.p50),
+                millis(l.p90),
+                millis(l.p99),
+                millis(l.max)
+            );
+        } else if name == "pull" {
+            let _ = writeln!(s, "    {:<12} {:>8} {:>10}", name, 0, NO_DATA);
+        } else {
+            empty.push(name.as_str());
+        }
+    }
+    if !empty.is_empty() {
+        let _ = writeln!(s, "    {NO_DATA}: {}", empty.join(", "));
     }
 }
 
@@ -132,6 +146,7 @@ fn failed_thresholds(s: &mut String, r: &ResultDoc) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::result::build::tests::sample_doc;
     use crate::result::model::ErrorDetail;
 
     #[test]
@@ -159,5 +174,28 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("evil.example/\\x1b]0;owned\\x07"), "{text}");
+    }
+
+    #[test]
+    fn empty_latencies_read_no_data_not_zero() {
+        let doc = sample_doc(false);
+        assert_eq!(doc.latency["pull"].count, 0);
+        let text = render(&doc);
+        assert!(
+            text.contains("    pull                0    no data"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    no data: connect, layer, manifest"),
+            "{text}"
+        );
+        assert!(!text.contains("0.0ms"), "{text}");
+    }
+
+    #[test]
+    fn measured_latencies_keep_their_rows() {
+        let text = render(&sample_doc(true));
+        assert!(text.contains("    pull                2 "), "{text}");
+        assert!(!text.contains("pull                0    no data"), "{text}");
     }
 }

@@ -23,6 +23,7 @@ mod instances;
 
 mod exits;
 mod faults;
+mod figures;
 mod gate;
 mod lab;
 mod proxy;

@@ -30,7 +30,7 @@ pub(super) struct ProcessSampler {
 struct Harness {
     tcp: tcp::Paced,
     target_ports: Vec<u16>,
-    /// The recorder's per-second fd count, read instead of counting again.
+    /// The recorder's per-second fd count and its high-water, read instead of counting again.
     shared_fds: Option<Arc<FdGauge>>,
 }
 
@@ -139,7 +139,14 @@ impl ProcessSampler {
         let mut errors = Vec::new();
         let shared = self.harness.as_ref().and_then(|h| h.shared_fds.as_ref());
         let fds = match shared {
-            Some(gauge) => gauge.get(),
+            Some(gauge) => {
+                // The harness's peak is the gauge's high-water, not the highest
+                // second this watcher happened to read (fd.client_peak is the same).
+                if let Some(peak) = gauge.peak() {
+                    summary.fd_peak = Some(summary.fd_peak.unwrap_or(0).max(peak));
+                }
+                gauge.get()
+            }
             None => match fds::count_open(pid) {
                 Ok(n) => Some(n),
                 Err(e) => {

@@ -4,6 +4,7 @@
 use crate::human;
 use crate::report::html::{esc, table};
 use crate::result::model::ResultDoc;
+use crate::result::summary::NO_DATA;
 
 /// Clusters listed in full up to this many; beyond, the worst ones.
 const MAX_CLUSTERS: usize = 100;
@@ -39,7 +40,11 @@ pub fn clusters(doc: &ResultDoc) -> String {
                 },
                 esc(&human::bytes(c.bytes as f64)),
                 c.errors.to_string(),
-                esc(&human::millis(c.pull_max_ms)),
+                if c.pulls_completed == 0 {
+                    NO_DATA.to_string()
+                } else {
+                    esc(&human::millis(c.pull_max_ms))
+                },
             ]
         })
         .collect();
