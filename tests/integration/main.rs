@@ -22,6 +22,7 @@ mod common;
 mod instances;
 
 mod faults;
+mod hostile_input;
 mod lab;
 mod proxy;
 mod report;
