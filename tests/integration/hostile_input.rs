@@ -9,7 +9,7 @@ use crate::common::*;
 use pullstorm::digest::sha256_digest;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Exit code of a panicking Rust program: never acceptable.
