@@ -28,10 +28,11 @@ pub struct Failure {
 
 impl Failure {
     /// Bad input: the message must name the file, line and key when there is one.
+    /// A password in any URL the message quotes is masked (as in every `Failure`).
     pub fn bad_input(message: impl Into<String>) -> Self {
         Failure {
             code: BAD_INPUT,
-            message: message.into(),
+            message: crate::redact::text(&message.into()),
         }
     }
 
@@ -39,7 +40,7 @@ impl Failure {
     pub fn cannot_proceed(message: impl Into<String>) -> Self {
         Failure {
             code: CANNOT_PROCEED,
-            message: message.into(),
+            message: crate::redact::text(&message.into()),
         }
     }
 }

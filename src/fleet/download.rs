@@ -210,9 +210,23 @@ async fn attempt(
             ));
         }
     };
+    // Where the body starts in the blob: 0 for a 200, the offset for a 206.
+    let starts_at = p.offset - skip;
+    if let Some(length) = content_length(&ex.headers) {
+        if length != blob.size.saturating_sub(starts_at) {
+            // The registry serves another size than the descriptor's: no resume can help.
+            drop(ex.body);
+            return Err(size_mismatch(blob, starts_at.saturating_add(length), p));
+        }
+    }
+    let framed = content_length(&ex.headers).is_some() || is_chunked(&ex.headers);
     read_body(ctx, blob, ex.body, skip, bandwidth, p).await?;
     if p.offset < blob.size {
-        // A body without Content-Length that ended early.
+        if framed {
+            // The body came in full (its framing said where it ends): a shorter blob.
+            return Err(size_mismatch(blob, p.offset, p));
+        }
+        // A body delimited by the connection's close that ended early: maybe a cut.
         return Err(Fault::new(
             FaultClass::UnexpectedEof,
             Phase::Body,
@@ -220,6 +234,31 @@ async fn attempt(
         ));
     }
     Ok(())
+}
+
+/// The response's `Content-Length`, when it has a valid one.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    header_str(headers, "content-length").and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether the body is chunked (its end is marked, so a short one is complete).
+fn is_chunked(headers: &http::HeaderMap) -> bool {
+    header_str(headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+}
+
+/// The blob served has `served` bytes, not the descriptor's size: a
+/// `digest_mismatch` (the contract's class for sizes), and what was held is dropped.
+fn size_mismatch(blob: &Descriptor, served: u64, p: &mut Progress) -> Fault {
+    p.restart();
+    Fault::new(
+        FaultClass::DigestMismatch,
+        Phase::Verify,
+        format!(
+            "{}: size {} expected (descriptor), {served} served",
+            blob.digest, blob.size
+        ),
+    )
 }
 
 /// Why a blob response is not read.
@@ -310,6 +349,10 @@ async fn read_body(
             p.hasher.update(chunk);
         }
         p.offset += chunk.len() as u64;
+        if p.offset > blob.size {
+            // More than the descriptor's size (a body without Content-Length): stop reading.
+            return Err(size_mismatch(blob, p.offset, p));
+        }
         // Free the chunk before waiting for the link, so a throttled download holds no data.
         drop(data);
         if let Some(link) = bandwidth {

@@ -215,7 +215,7 @@ async fn fetch_image(
     }
     let mut failed = false;
     while let Some(done) = downloads.join_next().await {
-        let outcome = done.unwrap_or_default();
+        let outcome = joined(done, events, cluster).await;
         tally.add(&outcome);
         if !outcome.ok && !failed {
             // One failed layer fails the pull; the daemon cancels the other transfers.
@@ -227,5 +227,86 @@ async fn fetch_image(
         Err(None)
     } else {
         Ok(())
+    }
+}
+
+/// A download task's outcome; a task that panicked is a failed layer and an
+/// `internal` fault with the panic's message (a task aborted by the pull, after
+/// another layer failed, is only a failed layer).
+async fn joined(
+    done: Result<download::Outcome, tokio::task::JoinError>,
+    events: &Sink,
+    cluster: u32,
+) -> download::Outcome {
+    match done {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if e.is_panic() {
+                let fault = Fault::internal("download task", &e);
+                report_internal(events, fault, ExchangeKind::Blob, cluster).await;
+            }
+            download::Outcome::default()
+        }
+    }
+}
+
+/// Reports an `internal` fault (a panicked task) to the recorder.
+pub async fn report_internal(events: &Sink, fault: Fault, kind: ExchangeKind, cluster: u32) {
+    let event = Event::Fault {
+        fault,
+        kind,
+        cluster,
+        at: Instant::now(),
+    };
+    let _ = events.send(event).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{FaultClass, Phase};
+
+    /// A download task that panics fails its layer and is an `internal` fault with the
+    /// panic's message (main turned it into a silent default outcome).
+    #[tokio::test]
+    async fn a_panicking_download_is_an_internal_fault() {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async { panic!("end + 1 overflowed") });
+        let done = tasks.join_next().await.expect("one task");
+        let (sink, mut events) = tokio::sync::mpsc::channel(8);
+        let outcome = joined(done, &sink, 2).await;
+        assert!(!outcome.ok);
+        match events.try_recv() {
+            Ok(Event::Fault {
+                fault,
+                kind,
+                cluster,
+                ..
+            }) => {
+                assert_eq!(
+                    (fault.class, fault.phase),
+                    (FaultClass::Internal, Phase::Internal)
+                );
+                assert!(
+                    fault.detail.contains("end + 1 overflowed"),
+                    "{}",
+                    fault.detail
+                );
+                assert_eq!((kind, cluster), (ExchangeKind::Blob, 2));
+            }
+            other => panic!("expected an internal fault, got {other:?}"),
+        }
+    }
+
+    /// A download aborted because another layer failed is no fault of its own.
+    #[tokio::test]
+    async fn an_aborted_download_is_not_a_fault() {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(std::future::pending::<download::Outcome>());
+        tasks.abort_all();
+        let done = tasks.join_next().await.expect("one task");
+        let (sink, mut events) = tokio::sync::mpsc::channel(8);
+        assert!(!joined(done, &sink, 0).await.ok);
+        assert!(events.try_recv().is_err());
     }
 }

@@ -19,6 +19,8 @@ pub enum ExchangeKind {
     Blob,
     /// Push requests (`pullstorm seed`).
     Upload,
+    /// No request: a task of the harness itself (its `internal` faults).
+    Task,
 }
 
 /// One thing that happened on a node.

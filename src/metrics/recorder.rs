@@ -277,7 +277,10 @@ impl Recorder {
         match kind {
             ExchangeKind::Blob => self.observe(Metric::Ttfb, ttfb),
             ExchangeKind::Manifest => self.observe(Metric::Manifest, ttfb),
-            ExchangeKind::Ping | ExchangeKind::Token | ExchangeKind::Upload => {}
+            ExchangeKind::Ping
+            | ExchangeKind::Token
+            | ExchangeKind::Upload
+            | ExchangeKind::Task => {}
         }
     }
 

@@ -30,12 +30,14 @@ pub enum FaultClass {
     ClientFdExhausted,
     /// EADDRNOTAVAIL: the harness ran out of source ports.
     EphemeralPortsExhausted,
+    /// A task of the harness panicked: a bug of ours, counted and shown, never swallowed.
+    Internal,
     Other,
 }
 
 impl FaultClass {
     /// The fixed classes, in report order (`http_<code>` classes are open-ended).
-    pub const FIXED: [FaultClass; 12] = [
+    pub const FIXED: [FaultClass; 13] = [
         FaultClass::ConnectRefused,
         FaultClass::ConnectTimeout,
         FaultClass::Dns,
@@ -47,6 +49,7 @@ impl FaultClass {
         FaultClass::DigestMismatch,
         FaultClass::ClientFdExhausted,
         FaultClass::EphemeralPortsExhausted,
+        FaultClass::Internal,
         FaultClass::Other,
     ];
 
@@ -72,6 +75,7 @@ impl FaultClass {
             FaultClass::DigestMismatch => "digest_mismatch",
             FaultClass::ClientFdExhausted => "client_fd_exhausted",
             FaultClass::EphemeralPortsExhausted => "ephemeral_ports_exhausted",
+            FaultClass::Internal => "internal",
             FaultClass::Other => "other",
         }
     }
@@ -97,6 +101,8 @@ pub enum Phase {
     Request,
     Body,
     Verify,
+    /// Inside the harness (a panicked task), not in an exchange.
+    Internal,
 }
 
 /// One failed exchange: its class, where it happened and a human detail
@@ -109,12 +115,24 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// A fault; a password in any URL the detail quotes is masked.
     pub fn new(class: FaultClass, phase: Phase, detail: impl Into<String>) -> Self {
         Fault {
             class,
             phase,
-            detail: detail.into(),
+            detail: crate::redact::text(&detail.into()),
         }
+    }
+
+    /// A task of the harness that panicked (or ended without its result), as an
+    /// `internal` fault; the detail carries the panic's message (tokio's text:
+    /// `task 12 panicked with message "..."`).
+    pub fn internal(what: &str, e: &tokio::task::JoinError) -> Self {
+        Fault::new(
+            FaultClass::Internal,
+            Phase::Internal,
+            format!("{what}: {e}"),
+        )
     }
 }
 

@@ -205,6 +205,14 @@ async fn open(url: &Url, transport: &Transport, started: Instant) -> Result<Box<
             format!("URL without host: {url}"),
         )
     })?;
+    // Refused before any connect: a scheme this client does not speak never opens a socket.
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Fault::new(
+            FaultClass::Other,
+            Phase::Connect,
+            format!("unsupported URL scheme {}", url.scheme()),
+        ));
+    }
     let port = url.port_or_known_default().unwrap_or(80);
     let stream = Counted::new(
         connect(host, port, timeouts.connect, transport.loopback_source).await?,

@@ -34,10 +34,9 @@ pub fn connector(
             let _ = roots.add(cert);
         }
         if let Some(path) = ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: cannot read CA file: {e}", path.display()))?;
+            let pem = read_ca_file(path)?;
             let mut added = 0;
-            for cert in certs {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
                 roots
                     .add(cert)
@@ -51,6 +50,29 @@ pub fn connector(
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Largest CA file read: a bundle of every public root is about 250 KiB.
+pub const CA_FILE_LIMIT: u64 = 1 << 20;
+
+/// The CA file's bytes, at most [`CA_FILE_LIMIT`] (`/dev/zero` or a huge file is an
+/// error naming the file, not an allocation that never ends).
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("{}: cannot read CA file: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut pem = Vec::new();
+    file.take(CA_FILE_LIMIT + 1)
+        .read_to_end(&mut pem)
+        .map_err(cannot)?;
+    if pem.len() as u64 > CA_FILE_LIMIT {
+        return Err(format!(
+            "{}: CA file is larger than {} KiB; expected a PEM file of CA certificates",
+            path.display(),
+            CA_FILE_LIMIT >> 10
+        ));
+    }
+    Ok(pem)
 }
 
 /// The server name to verify, from the URL's host.
@@ -141,5 +163,32 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(path: &str) -> String {
+        match connector(Some(Path::new(path)), false) {
+            Ok(_) => panic!("{path} accepted"),
+            Err(e) => e,
+        }
+    }
+
+    /// `/dev/zero` as the CA file aborted the process on allocation on main.
+    #[test]
+    fn an_endless_ca_file_is_an_error_naming_it() {
+        let e = refused("/dev/zero");
+        assert!(e.contains("/dev/zero") && e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_an_error_naming_it() {
+        let e = refused("/nonexistent/ca.pem");
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        let e = refused("/dev/null");
+        assert!(e.contains("no certificate"), "{e}");
     }
 }

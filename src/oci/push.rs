@@ -247,7 +247,7 @@ async fn upload_chunks(
     let mut resumes = 0u64;
     let mut attempt = 1;
     while offset < size {
-        let end = (offset + opts.chunk_size.max(1)).min(size);
+        let end = offset.saturating_add(opts.chunk_size.max(1)).min(size);
         match patch(session, &location, image, source, offset, end).await {
             Ok(next) => {
                 location = next;
@@ -257,7 +257,7 @@ async fn upload_chunks(
                 // The cut may have landed part of the chunk: ask the registry where the upload stands.
                 attempt += 1;
                 resumes += 1;
-                let (next, stands_at) = upload_status(session, &location).await?;
+                let (next, stands_at) = upload_status(session, &location, size).await?;
                 location = next;
                 offset = stands_at;
             }
@@ -350,7 +350,7 @@ async fn patch(
 }
 
 /// `GET <location>`: 204 with `Range: 0-<end>` says the next byte is end+1.
-async fn upload_status(session: &Session, location: &Url) -> Result<(Url, u64), Fault> {
+async fn upload_status(session: &Session, location: &Url, size: u64) -> Result<(Url, u64), Fault> {
     let ex = session
         .authorized(
             ExchangeKind::Upload,
@@ -373,16 +373,35 @@ async fn upload_status(session: &Session, location: &Url) -> Result<(Url, u64), 
             "GET upload status",
         ));
     }
-    let stands_at = range
-        .as_deref()
-        .and_then(|r| r.trim().trim_start_matches("bytes=").split_once('-'))
-        .and_then(|(_, end)| end.trim().parse::<u64>().ok())
-        .map(|end| end + 1)
-        .unwrap_or(0);
+    let stands_at = upload_offset(range.as_deref(), size)?;
     Ok((
         resolve_location(location, next.or_else(|| Some(location.to_string())))?,
         stands_at,
     ))
+}
+
+/// Where an upload of a `size`-byte blob stands, from the upload status's
+/// `Range: 0-<end>` (the next byte is end+1; no header or no number: 0). An end
+/// at or past the blob's last byte (`0-18446744073709551615`) is the registry's
+/// error, never an overflow.
+fn upload_offset(range: Option<&str>, size: u64) -> Result<u64, Fault> {
+    let Some(end) = range
+        .and_then(|r| r.trim().trim_start_matches("bytes=").split_once('-'))
+        .and_then(|(_, end)| end.trim().parse::<u64>().ok())
+    else {
+        return Ok(0);
+    };
+    match end.checked_add(1) {
+        Some(next) if next <= size => Ok(next),
+        _ => Err(Fault::new(
+            FaultClass::Other,
+            Phase::Request,
+            format!(
+                "GET upload status: Range {:?} ends past the blob's {size} bytes",
+                range.unwrap_or_default()
+            ),
+        )),
+    }
 }
 
 async fn put_manifest(session: &Session, reference: &str, doc: &SynthDoc) -> Result<String, Fault> {
@@ -470,5 +489,29 @@ impl Body for LayerChunks {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.end - self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upload_offset;
+    use crate::net::FaultClass;
+
+    #[test]
+    fn upload_status_range_gives_the_next_byte() {
+        assert_eq!(upload_offset(Some("0-1023"), 4096).unwrap(), 1024);
+        assert_eq!(upload_offset(Some("bytes=0-4095"), 4096).unwrap(), 4096);
+        assert_eq!(upload_offset(None, 4096).unwrap(), 0);
+        assert_eq!(upload_offset(Some("garbage"), 4096).unwrap(), 0);
+    }
+
+    /// `end + 1` overflowed on main (a panic in debug builds, offset 0 in release).
+    #[test]
+    fn a_range_past_the_blob_is_an_error_not_an_overflow() {
+        for range in ["0-18446744073709551615", "0-4096", "bytes=0-99999"] {
+            let f = upload_offset(Some(range), 4096).expect_err(range);
+            assert_eq!(f.class, FaultClass::Other);
+            assert!(f.detail.contains("ends past the blob"), "{}", f.detail);
+        }
     }
 }

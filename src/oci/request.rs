@@ -10,6 +10,7 @@ use super::auth::{Challenge, Credentials};
 use super::manifest;
 use crate::net::{Fault, FaultClass, Phase};
 use http::{HeaderMap, HeaderValue};
+use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
@@ -130,6 +131,19 @@ pub fn fresh_token(
     }
 }
 
+/// Longest a token is kept, whatever the token server says (`expires_in` may be
+/// anything up to 2^64-1 seconds, which no clock can add).
+pub const MAX_TOKEN_LIFE: Duration = Duration::from_secs(24 * 3600);
+
+/// When a token fetched at `now` for `lifetime_secs` is renewed: 5 s early, so it never
+/// expires mid-request, and never later than [`MAX_TOKEN_LIFE`] from `now`.
+pub fn token_expiry(now: Instant, lifetime_secs: u64) -> Instant {
+    let life = Duration::from_secs(lifetime_secs)
+        .min(MAX_TOKEN_LIFE)
+        .saturating_sub(Duration::from_secs(5));
+    now.checked_add(life).unwrap_or(now)
+}
+
 /// The token request: `realm` (absolute, or relative to the registry at `base`)
 /// with `service` when the challenge named one and `scope=repository:<repo>:<actions>`.
 pub fn token_url(
@@ -148,6 +162,7 @@ pub fn token_url(
                 format!("bad token realm {realm:?}: {e}"),
             )
         })?;
+    require_http(&url, "token realm")?;
     {
         let mut q = url.query_pairs_mut();
         if let Some(s) = service {
@@ -176,12 +191,30 @@ pub fn redirect(from: &Url, location: &str) -> Result<Redirect, Fault> {
             format!("bad redirect Location {location:?}: {e}"),
         )
     })?;
+    require_http(&url, "redirect")?;
     let keep_authorization = url.host_str() == from.host_str()
         && url.port_or_known_default() == from.port_or_known_default();
     Ok(Redirect {
         url,
         keep_authorization,
     })
+}
+
+/// Refuses a URL the registry handed over (a redirect, a token realm) unless it is
+/// http or https, before anything connects to it: `gopher://`, `file://` and the like
+/// are a fault of class `other`.
+pub fn require_http(url: &Url, what: &str) -> Result<(), Fault> {
+    if matches!(url.scheme(), "http" | "https") {
+        return Ok(());
+    }
+    Err(Fault::new(
+        FaultClass::Other,
+        Phase::Request,
+        format!(
+            "{what} to {url} refused: scheme {} is not http or https",
+            url.scheme()
+        ),
+    ))
 }
 
 /// Marks a header value as a secret (hidden from `Debug`, kept out of HPACK tables).
@@ -194,6 +227,39 @@ pub fn sensitive(mut v: HeaderValue) -> HeaderValue {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn redirects_and_realms_only_to_http_or_https() {
+        let from = url("http://127.0.0.1:5000/v2/a/blobs/x");
+        for to in [
+            "gopher://127.0.0.1:70/",
+            "file:///etc/passwd",
+            "ftp://h/x",
+            "data:,x",
+        ] {
+            let f = redirect(&from, to).expect_err(to);
+            assert_eq!(f.class, FaultClass::Other, "{to}");
+            assert!(
+                f.detail.contains("is not http or https"),
+                "{to}: {}",
+                f.detail
+            );
+        }
+        assert!(redirect(&from, "https://cdn.example/b").is_ok());
+        let realm = token_url(&from, "gopher://auth.example/token", None, "a", "pull");
+        assert!(realm.is_err());
+    }
+
+    #[test]
+    fn token_lifetimes_are_clamped() {
+        let now = Instant::now();
+        assert_eq!(
+            token_expiry(now, u64::MAX),
+            now + MAX_TOKEN_LIFE - Duration::from_secs(5)
+        );
+        assert_eq!(token_expiry(now, 60), now + Duration::from_secs(55));
+        assert_eq!(token_expiry(now, 0), now);
+    }
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -14,7 +14,6 @@ use crate::metrics::{Event, ExchangeKind, Sink};
 use crate::net::{self, Exchange, Fault, FaultClass, Phase, RequestBody, Timeouts, Transport};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
@@ -354,10 +353,10 @@ impl Session {
             )
         })?;
         let value = request::bearer_authorization(token)?;
-        // Renew a little early so a token never expires mid-request.
-        let life =
-            Duration::from_secs(parsed.lifetime_secs()).saturating_sub(Duration::from_secs(5));
-        Ok((value, Instant::now() + life))
+        Ok((
+            value,
+            request::token_expiry(Instant::now(), parsed.lifetime_secs()),
+        ))
     }
 
     async fn send(

@@ -21,6 +21,7 @@ pub fn class_color(class: &str) -> &'static str {
         "digest_mismatch" => "#db2777",
         "client_fd_exhausted" => "#111827",
         "ephemeral_ports_exhausted" => "#6b7280",
+        "internal" => "#be185d",
         "other" => "#9ca3af",
         c if c.starts_with("http_5") => "#991b1b",
         c if c.starts_with("http_4") => "#a16207",

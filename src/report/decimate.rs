@@ -5,6 +5,11 @@
 /// Most buckets (points) per chart.
 pub const MAX_BUCKETS: usize = 600;
 
+/// Longest time axis drawn, seconds (about 31 years): a result claiming a row at
+/// `t = 2^64-1` s is drawn to here with that row in the last bucket, so no grid
+/// arithmetic can overflow.
+pub const MAX_SPAN: f64 = 1e9;
+
 /// The time grid shared by every timeline chart of a report.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Grid {
@@ -21,9 +26,14 @@ impl Grid {
         Grid::with_max(span, MAX_BUCKETS)
     }
 
-    /// A grid over `0..=span` seconds with at most `max` buckets.
+    /// A grid over `0..=span` seconds (at most [`MAX_SPAN`]) with at most `max` buckets.
     pub fn with_max(span: f64, max: usize) -> Grid {
-        let span = span.max(1.0);
+        // NaN (a crafted result) counts as the shortest span.
+        let span = if span.is_nan() {
+            1.0
+        } else {
+            span.clamp(1.0, MAX_SPAN)
+        };
         let secs = span.ceil() as u64 + 1;
         let width = secs.div_ceil(max.max(1) as u64).max(1);
         Grid {
@@ -33,8 +43,11 @@ impl Grid {
         }
     }
 
+    /// The bucket of second `t`; a `t` past the span falls in the last bucket.
     pub fn bucket(&self, t: u64) -> usize {
-        ((t / self.width) as usize).min(self.buckets - 1)
+        usize::try_from(t / self.width)
+            .unwrap_or(usize::MAX)
+            .min(self.buckets.saturating_sub(1))
     }
 
     /// Centre of a bucket, seconds (a one-second bucket is its own second).
@@ -143,6 +156,22 @@ mod tests {
         let r = a.rate(&g);
         assert!((r[1].unwrap() - 1.0).abs() < 1e-9);
         assert_eq!(a.min_opt()[g.bucket(1234)], Some(1.0));
+    }
+
+    /// A crafted row at `t = u64::MAX` (span 1.8e19 s) overflowed `secs + 1` on main.
+    #[test]
+    fn a_row_at_the_end_of_time_lands_in_the_last_bucket() {
+        for max in [MAX_BUCKETS, 60, 1] {
+            let g = Grid::with_max(u64::MAX as f64, max);
+            assert!(g.buckets >= 1 && g.buckets <= max, "{g:?}");
+            assert_eq!(g.span, MAX_SPAN);
+            assert_eq!(g.bucket(u64::MAX), g.buckets - 1);
+            let a = Agg::new(&g, [(0, 1.0), (u64::MAX, 2.0)]);
+            assert_eq!(a.peak(), Some(2.0));
+            assert!(g.centre(g.buckets - 1) <= MAX_SPAN);
+        }
+        let g = Grid::new(f64::NAN);
+        assert_eq!((g.width, g.buckets), (1, 2));
     }
 
     #[test]

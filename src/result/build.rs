@@ -64,7 +64,7 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         .unwrap_or_default();
     let pulls = pulls(rec, facts.planned_pulls);
     let (latency, histograms) = measured(rec);
-    ResultDoc {
+    let mut doc = ResultDoc {
         schema: SCHEMA.to_string(),
         pullstorm_version: env!("CARGO_PKG_VERSION").to_string(),
         scenario: ScenarioInfo {
@@ -107,7 +107,10 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
         watched: harness_from_recorder(facts.watched, rec),
-    }
+    };
+    // No password of any URL (target, `[watch]`, `--set`) reaches the result or the report.
+    crate::redact::result_doc(&mut doc);
+    doc
 }
 
 /// The harness row of `targets[]` takes its fd peak from the recorder, the

@@ -30,9 +30,10 @@ pub(super) async fn preflight(
             media_type: d.media_type.clone(),
         })
         .collect();
-    let image_bytes = blobs.iter().map(|b| b.size).sum();
+    let image_bytes = image_bytes(&blobs)
+        .ok_or_else(|| Failure::cannot_proceed(format!("image size overflows: {reference} at {base} lists blobs whose sizes add up to more than 2^64-1 bytes")))?;
     Ok(TargetInfo {
-        url: base.to_string(),
+        url: crate::redact::text(base.as_str()),
         image: reference.to_string(),
         embedded,
         manifest_digest: Some(resolved.digest),
@@ -41,6 +42,14 @@ pub(super) async fn preflight(
         server,
         api_version,
     })
+}
+
+/// The image's size, the sum of its blobs' sizes; `None` when a manifest's
+/// sizes (each up to 2^64-1) add up past what a u64 holds.
+fn image_bytes(blobs: &[BlobInfo]) -> Option<u64> {
+    blobs
+        .iter()
+        .try_fold(0u64, |sum, b| sum.checked_add(b.size))
 }
 
 /// `GET /v2/` with generous timeouts; returns the `Server` and
@@ -108,4 +117,29 @@ async fn resolve(
         };
         Failure::cannot_proceed(format!("cannot resolve {reference} at {base}: {f}{hint}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(size: u64) -> BlobInfo {
+        BlobInfo {
+            digest: String::new(),
+            size,
+            media_type: String::new(),
+        }
+    }
+
+    /// Two 2^63-byte layers summed to 0 on main (`target.image_bytes: 78` with the config).
+    #[test]
+    fn image_size_is_summed_without_wrapping() {
+        assert_eq!(
+            image_bytes(&[blob(78), blob(1 << 20)]),
+            Some(78 + (1 << 20))
+        );
+        assert_eq!(image_bytes(&[blob(78), blob(1 << 63), blob(1 << 63)]), None);
+        assert_eq!(image_bytes(&[blob(u64::MAX), blob(0)]), Some(u64::MAX));
+        assert_eq!(image_bytes(&[]), Some(0));
+    }
 }

@@ -13,6 +13,7 @@ use crate::metrics::{recorder, Recorder, Sink};
 use crate::progress::{self, ProgressHandle};
 use crate::result::build::StopReason;
 use crate::result::model::WatchedSummary;
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::SystemTime;
 use tokio::sync::oneshot;
@@ -37,9 +38,10 @@ pub(super) async fn storm(
     let started = SystemTime::now();
     let t0 = Instant::now();
     let (measuring, sink) = Measuring::start(opts, ready, t0);
-    let mut nodes = spawn_fleet(ready, t0, sink);
+    let mut fleet = spawn_fleet(ready, t0, sink.clone());
     let deadline = t0 + opts.loaded.scenario.run.duration.0;
-    let stop = supervise(&mut nodes, deadline, shutdown).await;
+    let stop = supervise(&mut fleet, deadline, shutdown, &sink).await;
+    drop(sink);
     let (recorder, watched) = measuring.stop().await?;
     Ok(Stormed {
         recorder,
@@ -50,36 +52,70 @@ pub(super) async fn storm(
     })
 }
 
+/// The node tasks, and each one's cluster (to file a panicked node's fault under it).
+struct Fleet {
+    nodes: JoinSet<()>,
+    clusters: HashMap<tokio::task::Id, u32>,
+}
+
 /// Starts every node of the plan; each sends its events through a clone of `sink`.
-fn spawn_fleet(ready: &Ready, t0: Instant, sink: Sink) -> JoinSet<()> {
-    let mut nodes = JoinSet::new();
+fn spawn_fleet(ready: &Ready, t0: Instant, sink: Sink) -> Fleet {
+    let mut fleet = Fleet {
+        nodes: JoinSet::new(),
+        clusters: HashMap::new(),
+    };
     for node in &ready.plan.nodes {
-        nodes.spawn(fleet::run_node(*node, ready.ctx.clone(), t0, sink.clone()));
+        let task = fleet
+            .nodes
+            .spawn(fleet::run_node(*node, ready.ctx.clone(), t0, sink.clone()));
+        fleet.clusters.insert(task.id(), node.cluster);
     }
-    nodes
+    fleet
 }
 
 /// Waits for the first of: every node done, the deadline, the shutdown
 /// future. Nodes still running are aborted (and awaited) before returning.
+/// A node that panicked is reported to `sink` as an `internal` fault.
 async fn supervise(
-    nodes: &mut JoinSet<()>,
+    fleet: &mut Fleet,
     deadline: Instant,
     shutdown: impl Future,
+    sink: &Sink,
 ) -> StopReason {
     let deadline = tokio::time::sleep_until(deadline);
     tokio::pin!(deadline, shutdown);
     let stop = loop {
         tokio::select! {
-            done = nodes.join_next() => if done.is_none() { break StopReason::Finished },
+            done = fleet.nodes.join_next() => match done {
+                None => break StopReason::Finished,
+                Some(done) => node_ended(done, &fleet.clusters, sink).await,
+            },
             _ = &mut deadline => break StopReason::Deadline,
             _ = &mut shutdown => break StopReason::Interrupted,
         }
     };
     if stop != StopReason::Finished {
-        nodes.abort_all();
-        while nodes.join_next().await.is_some() {}
+        fleet.nodes.abort_all();
+        while let Some(done) = fleet.nodes.join_next().await {
+            node_ended(done, &fleet.clusters, sink).await;
+        }
     }
     stop
+}
+
+/// A node's end: a panic is never swallowed (an aborted node is not one).
+async fn node_ended(
+    done: Result<(), tokio::task::JoinError>,
+    clusters: &HashMap<tokio::task::Id, u32>,
+    sink: &Sink,
+) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            let cluster = clusters.get(&e.id()).copied().unwrap_or(0);
+            let fault = crate::net::Fault::internal("node task", &e);
+            fleet::report_internal(sink, fault, crate::metrics::ExchangeKind::Task, cluster).await;
+        }
+    }
 }
 
 /// What measures the storm: the recorder (fed by the nodes' events), the
@@ -153,4 +189,70 @@ fn watch_spec(opts: &RunOptions, ready: &Ready) -> WatchSpec {
     spec.harness_fds = Some(ready.ctx.gauges.fds.clone());
     spec.target_ports = ready.ctx.base.port_or_known_default().into_iter().collect();
     spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Event, ExchangeKind};
+    use crate::net::{FaultClass, Phase};
+    use std::time::Duration;
+
+    /// A node that panics is an `internal` fault under its cluster, with the panic's
+    /// message; the run goes on and finishes (main dropped the JoinError).
+    #[tokio::test]
+    async fn a_panicking_node_is_an_internal_fault() {
+        let mut fleet = Fleet {
+            nodes: JoinSet::new(),
+            clusters: HashMap::new(),
+        };
+        let task = fleet.nodes.spawn(async { panic!("token cache overflow") });
+        fleet.clusters.insert(task.id(), 3);
+        fleet.nodes.spawn(async {});
+        let (sink, mut events) = tokio::sync::mpsc::channel(8);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let stop = supervise(&mut fleet, deadline, std::future::pending::<()>(), &sink).await;
+        assert_eq!(stop, StopReason::Finished);
+        match events.try_recv() {
+            Ok(Event::Fault {
+                fault,
+                kind,
+                cluster,
+                ..
+            }) => {
+                assert_eq!(
+                    (fault.class, fault.phase),
+                    (FaultClass::Internal, Phase::Internal)
+                );
+                assert!(
+                    fault.detail.contains("token cache overflow"),
+                    "{}",
+                    fault.detail
+                );
+                assert_eq!((kind, cluster), (ExchangeKind::Task, 3));
+            }
+            other => panic!("expected an internal fault, got {other:?}"),
+        }
+        assert!(events.try_recv().is_err(), "one fault only");
+    }
+
+    /// Nodes aborted at the deadline are not faults.
+    #[tokio::test]
+    async fn aborted_nodes_are_not_faults() {
+        let mut fleet = Fleet {
+            nodes: JoinSet::new(),
+            clusters: HashMap::new(),
+        };
+        fleet.nodes.spawn(std::future::pending::<()>());
+        let (sink, mut events) = tokio::sync::mpsc::channel(8);
+        let stop = supervise(
+            &mut fleet,
+            Instant::now(),
+            std::future::pending::<()>(),
+            &sink,
+        )
+        .await;
+        assert_eq!(stop, StopReason::Deadline);
+        assert!(events.try_recv().is_err());
+    }
 }

@@ -25,6 +25,7 @@ mod exits;
 mod faults;
 mod figures;
 mod gate;
+mod hostile_input;
 mod lab;
 mod proxy;
 mod report;
