@@ -20,6 +20,8 @@ mod finish;
 pub mod plan;
 mod preflight;
 mod prepare;
+#[cfg(test)]
+mod startup_tests;
 mod storm;
 #[cfg(test)]
 mod tests;
@@ -29,9 +31,14 @@ pub use prepare::EMBEDDED_IMAGE;
 
 use crate::exit::Failure;
 use crate::metrics::watch::WatchSpec;
+use crate::metrics::Recorder;
+use crate::result::build::StopReason;
 use crate::scenario;
+use prepare::Prepared;
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::SystemTime;
+use storm::Stormed;
 
 /// What `pullstorm run` was asked.
 pub struct RunOptions {
@@ -44,9 +51,33 @@ pub struct RunOptions {
 }
 
 /// Runs the scenario and writes its result; returns the exit code. The run
-/// stops early, still writing its result, when `shutdown` completes.
+/// stops early, still writing its result, when `shutdown` completes or
+/// `run.duration` runs out, during startup as well as during the storm.
 pub async fn execute(opts: RunOptions, shutdown: impl Future) -> Result<i32, Failure> {
-    let ready = prepare::prepare(&opts).await?;
-    let stormed = storm::storm(&opts, &ready, shutdown).await?;
-    finish::finish(&opts, ready, stormed)
+    let started = SystemTime::now();
+    let mut shutdown = std::pin::pin!(shutdown);
+    match prepare::prepare(&opts, shutdown.as_mut()).await? {
+        Prepared::Ready(ready) => {
+            let stormed = storm::storm(&opts, &ready, shutdown).await?;
+            finish::finish(&opts, ready, stormed)
+        }
+        Prepared::Stopped(ready, stop) => {
+            let stormed = nothing_stormed(&opts, stop, started);
+            finish::finish(&opts, ready, stormed)
+        }
+    }
+}
+
+/// What a run stopped during startup measured: nothing, no node having started.
+fn nothing_stormed(opts: &RunOptions, stop: StopReason, started: SystemTime) -> Stormed {
+    Stormed {
+        recorder: Recorder::new(
+            opts.loaded.scenario.fleet.clusters,
+            tokio::time::Instant::now(),
+        ),
+        watched: Vec::new(),
+        stop,
+        started,
+        ended: SystemTime::now(),
+    }
 }

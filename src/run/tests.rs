@@ -61,7 +61,10 @@ async fn shutdown_mid_pull_writes_an_interrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(SLOW, dir.path());
     // The steps of `execute`, to reach the gauges the shutdown future watches.
-    let ready = prepare::prepare(&opts).await.unwrap();
+    let never = std::pin::pin!(std::future::pending::<()>());
+    let prepare::Prepared::Ready(ready) = prepare::prepare(&opts, never).await.unwrap() else {
+        panic!("stopped during startup");
+    };
     let shutdown = once_bytes_arrive(ready.ctx.gauges.clone());
     let stormed = storm::storm(&opts, &ready, shutdown).await.unwrap();
     let code = finish::finish(&opts, ready, stormed).unwrap();

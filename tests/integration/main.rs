@@ -22,6 +22,7 @@ mod common;
 mod instances;
 
 mod faults;
+mod hostile_registry;
 mod lab;
 mod proxy;
 mod report;
@@ -31,6 +32,7 @@ mod schema;
 mod seeds;
 mod serve_skopeo;
 mod signals;
+mod startup;
 mod trace;
 mod watch;
 
