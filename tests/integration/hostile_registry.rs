@@ -742,7 +742,7 @@ fn assert_deadline(run: &Run) -> serde_json::Value {
 fn honest_registry_is_pulled() {
     let outcome = run(Honest);
     let run = &outcome.run;
-    let v = assert_pulled(&run);
+    let v = assert_pulled(run);
     assert_eq!(v["target"]["blobs"].as_array().map(Vec::len), Some(2));
 }
 
@@ -752,7 +752,7 @@ fn honest_registry_is_pulled() {
 fn manifest_not_json() {
     let outcome = run(ManifestNotJson);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "other");
+    assert_refused_at_preflight(run, "other");
     assert!(run.stderr.contains("not valid JSON"), "{}", run.stderr);
 }
 
@@ -762,14 +762,14 @@ fn manifest_not_json() {
 fn manifest_unknown_media_type_with_an_image_shape() {
     let outcome = run(ManifestUnknownMediaType);
     let run = &outcome.run;
-    assert_pulled(&run);
+    assert_pulled(run);
 }
 
 #[test]
 fn manifest_claims_to_be_an_index() {
     let outcome = run(ManifestClaimsToBeAnIndex);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "other");
+    assert_refused_at_preflight(run, "other");
     assert!(run.stderr.contains("index without"), "{}", run.stderr);
 }
 
@@ -777,14 +777,14 @@ fn manifest_claims_to_be_an_index() {
 fn manifest_without_layers() {
     let outcome = run(ManifestWithoutLayers);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "other");
+    assert_refused_at_preflight(run, "other");
 }
 
 #[test]
 fn manifest_negative_size() {
     let outcome = run(ManifestNegativeSize);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "other");
+    assert_refused_at_preflight(run, "other");
 }
 
 /// Either refused at preflight or pulled with the sizes summed without wrapping:
@@ -796,10 +796,10 @@ fn manifest_sizes_that_overflow_a_sum() {
     let run = &outcome.run;
     assert_ne!(run.code, 101, "panicked:\n{}", run.stderr);
     if run.code == 3 {
-        assert!(!has_result(&run));
+        assert!(!has_result(run));
         return;
     }
-    let v = assert_counted(&run, 1, "digest_mismatch");
+    let v = assert_counted(run, 1, "digest_mismatch");
     let bytes = v["target"]["image_bytes"].as_u64().unwrap();
     assert!(bytes >= 1 << 63, "image_bytes wrapped: {bytes}");
 }
@@ -812,9 +812,9 @@ fn manifest_bad_layer_digest() {
     let outcome = run(ManifestBadLayerDigest);
     let run = &outcome.run;
     if run.code == 3 {
-        assert_refused_at_preflight(&run, "other");
+        assert_refused_at_preflight(run, "other");
     } else {
-        assert_counted(&run, 1, "http_404");
+        assert_counted(run, 1, "http_404");
     }
 }
 
@@ -822,7 +822,7 @@ fn manifest_bad_layer_digest() {
 fn manifest_bytes_do_not_match_their_digest() {
     let outcome = run(ManifestDigestMismatch);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "digest_mismatch");
+    assert_refused_at_preflight(run, "digest_mismatch");
 }
 
 /// A garbled Docker-Content-Digest on HEAD: the client GETs the tag instead.
@@ -830,14 +830,14 @@ fn manifest_bytes_do_not_match_their_digest() {
 fn manifest_digest_header_garbage_falls_back_to_get() {
     let outcome = run(ManifestDigestHeaderGarbage);
     let run = &outcome.run;
-    assert_pulled(&run);
+    assert_pulled(run);
 }
 
 #[test]
 fn manifest_too_big_is_not_read_whole() {
     let outcome = run(ManifestTooBig);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "other");
+    assert_refused_at_preflight(run, "other");
     assert!(run.stderr.contains("larger than"), "{}", run.stderr);
 }
 
@@ -845,7 +845,7 @@ fn manifest_too_big_is_not_read_whole() {
 fn manifest_unknown_keeps_the_registry_code() {
     let outcome = run(ManifestUnknown);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "http_404");
+    assert_refused_at_preflight(run, "http_404");
     assert!(run.stderr.contains("MANIFEST_UNKNOWN"), "{}", run.stderr);
 }
 
@@ -854,7 +854,7 @@ fn manifest_unknown_keeps_the_registry_code() {
 fn manifest_turns_bad_after_preflight() {
     let outcome = run(ManifestTurnsBadAfterPreflight);
     let run = &outcome.run;
-    let v = assert_counted(&run, 1, "other");
+    let v = assert_counted(run, 1, "other");
     assert_eq!(v["pulls"]["failed"], 1, "{}", v["pulls"]);
 }
 
@@ -864,7 +864,7 @@ fn manifest_turns_bad_after_preflight() {
 fn blob_digest_mismatch() {
     let outcome = run(BlobDigestMismatch);
     let run = &outcome.run;
-    assert_counted(&run, 1, "digest_mismatch");
+    assert_counted(run, 1, "digest_mismatch");
 }
 
 /// The descriptor says one byte more than the blob (served with a correct
@@ -875,7 +875,7 @@ fn blob_digest_mismatch() {
 fn blob_one_byte_shorter_than_its_descriptor() {
     let outcome = run(BlobOneByteShort);
     let run = &outcome.run;
-    let v = assert_counted(&run, 1, "digest_mismatch");
+    let v = assert_counted(run, 1, "digest_mismatch");
     common::only_errors(&v, &["digest_mismatch"]);
 }
 
@@ -883,7 +883,7 @@ fn blob_one_byte_shorter_than_its_descriptor() {
 fn blob_longer_than_its_descriptor() {
     let outcome = run(BlobLongerThanDescriptor);
     let run = &outcome.run;
-    assert_counted(&run, 1, "digest_mismatch");
+    assert_counted(run, 1, "digest_mismatch");
 }
 
 // Redirects.
@@ -892,7 +892,7 @@ fn blob_longer_than_its_descriptor() {
 fn redirect_loop_ends() {
     let outcome = run(RedirectLoop);
     let run = &outcome.run;
-    let v = assert_counted(&run, 1, "other");
+    let v = assert_counted(run, 1, "other");
     assert!(
         v["error_details"].to_string().contains("redirects"),
         "{}",
@@ -917,21 +917,21 @@ fn redirect_to_gopher_opens_no_connection() {
 fn redirect_to_gopher_is_a_fault() {
     let outcome = run(RedirectToGopher);
     let run = &outcome.run;
-    assert_counted(&run, 1, "other");
+    assert_counted(run, 1, "other");
 }
 
 #[test]
 fn redirect_to_a_closed_port() {
     let outcome = run(RedirectToClosedPort);
     let run = &outcome.run;
-    assert_counted(&run, 1, "connect_refused");
+    assert_counted(run, 1, "connect_refused");
 }
 
 #[test]
 fn redirect_without_location() {
     let outcome = run(RedirectWithoutLocation);
     let run = &outcome.run;
-    assert_counted(&run, 1, "http_302");
+    assert_counted(run, 1, "http_302");
 }
 
 // Headers.
@@ -940,28 +940,28 @@ fn redirect_without_location() {
 fn content_length_garbage() {
     let outcome = run(ContentLengthGarbage);
     let run = &outcome.run;
-    assert_counted(&run, 1, "other");
+    assert_counted(run, 1, "other");
 }
 
 #[test]
 fn content_lengths_that_conflict() {
     let outcome = run(ContentLengthsConflict);
     let run = &outcome.run;
-    assert_counted(&run, 1, "other");
+    assert_counted(run, 1, "other");
 }
 
 #[test]
 fn content_length_longer_than_the_body() {
     let outcome = run(ContentLengthLongerThanBody);
     let run = &outcome.run;
-    assert_counted(&run, 1, "unexpected_eof");
+    assert_counted(run, 1, "unexpected_eof");
 }
 
 #[test]
 fn content_range_garbage_on_a_resume() {
     let outcome = run(ContentRangeGarbage);
     let run = &outcome.run;
-    let v = assert_counted(&run, 1, "range_not_honoured");
+    let v = assert_counted(run, 1, "range_not_honoured");
     assert!(
         v["errors"]["unexpected_eof"].as_u64() >= Some(1),
         "{}",
@@ -973,21 +973,21 @@ fn content_range_garbage_on_a_resume() {
 fn partial_content_that_starts_elsewhere() {
     let outcome = run(PartialContentFromElsewhere);
     let run = &outcome.run;
-    assert_counted(&run, 1, "range_not_honoured");
+    assert_counted(run, 1, "range_not_honoured");
 }
 
 #[test]
 fn status_line_garbage() {
     let outcome = run(StatusLineGarbage);
     let run = &outcome.run;
-    assert_counted(&run, 1, "other");
+    assert_counted(run, 1, "other");
 }
 
 #[test]
 fn blob_server_error_keeps_the_registry_message() {
     let outcome = run(BlobServerError);
     let run = &outcome.run;
-    let v = assert_counted(&run, 1, "http_500");
+    let v = assert_counted(run, 1, "http_500");
     assert!(
         v["error_details"]
             .to_string()
@@ -1003,28 +1003,28 @@ fn blob_server_error_keeps_the_registry_message() {
 fn challenge_garbled() {
     let outcome = run(ChallengeGarbled);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "http_401");
+    assert_refused_at_preflight(run, "http_401");
 }
 
 #[test]
 fn token_realm_unreachable() {
     let outcome = run(RealmUnreachable);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "connect_refused");
+    assert_refused_at_preflight(run, "connect_refused");
 }
 
 #[test]
 fn token_realm_gopher() {
     let outcome = run(RealmGopher);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "other");
+    assert_refused_at_preflight(run, "other");
 }
 
 #[test]
 fn token_response_not_json() {
     let outcome = run(TokenNotJson);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "other");
+    assert_refused_at_preflight(run, "other");
     assert!(run.stderr.contains("not JSON"), "{}", run.stderr);
 }
 
@@ -1032,7 +1032,7 @@ fn token_response_not_json() {
 fn token_response_without_a_token() {
     let outcome = run(TokenMissing);
     let run = &outcome.run;
-    assert_refused_at_preflight(&run, "other");
+    assert_refused_at_preflight(run, "other");
 }
 
 /// `expires_in: u64::MAX` must not overflow `Instant + Duration` (a panic today).
@@ -1041,7 +1041,7 @@ fn token_response_without_a_token() {
 fn token_expires_in_huge() {
     let outcome = run(TokenExpiresInHuge);
     let run = &outcome.run;
-    assert_pulled(&run);
+    assert_pulled(run);
 }
 
 // Hanging, trickling and cut responses. Startup hangs end at `run.duration` (the
@@ -1051,7 +1051,7 @@ fn token_expires_in_huge() {
 fn ping_hangs_until_the_deadline() {
     let outcome = run_with(PingHangs, "2s", false);
     let run = &outcome.run;
-    let v = assert_deadline(&run);
+    let v = assert_deadline(run);
     assert_eq!(v["pulls"]["started"], 0);
 }
 
@@ -1059,7 +1059,7 @@ fn ping_hangs_until_the_deadline() {
 fn token_hangs_until_the_deadline() {
     let outcome = run_with(TokenHangs, "2s", false);
     let run = &outcome.run;
-    let v = assert_deadline(&run);
+    let v = assert_deadline(run);
     assert_eq!(v["pulls"]["started"], 0);
 }
 
@@ -1067,7 +1067,7 @@ fn token_hangs_until_the_deadline() {
 fn manifest_hangs_until_the_deadline() {
     let outcome = run_with(ManifestHangs, "2s", false);
     let run = &outcome.run;
-    let v = assert_deadline(&run);
+    let v = assert_deadline(run);
     assert_eq!(v["pulls"]["started"], 0);
 }
 
@@ -1075,14 +1075,14 @@ fn manifest_hangs_until_the_deadline() {
 fn blob_hangs_is_a_read_timeout() {
     let outcome = run(BlobHangs);
     let run = &outcome.run;
-    assert_counted(&run, 1, "read_timeout");
+    assert_counted(run, 1, "read_timeout");
 }
 
 #[test]
 fn blob_stalls_midway_is_a_read_timeout() {
     let outcome = run(BlobStallsMidway);
     let run = &outcome.run;
-    assert_counted(&run, 1, "read_timeout");
+    assert_counted(run, 1, "read_timeout");
 }
 
 /// A byte every 200 ms never trips the 2 s stall timeout; the deadline ends the
@@ -1091,7 +1091,7 @@ fn blob_stalls_midway_is_a_read_timeout() {
 fn blob_trickles_until_the_deadline() {
     let outcome = run_with(BlobTrickles, "3s", true);
     let run = &outcome.run;
-    let v = assert_deadline(&run);
+    let v = assert_deadline(run);
     assert_eq!(v["pulls"]["interrupted"], 1, "{}", v["pulls"]);
     assert!(
         v["bytes"]["downloaded"].as_u64() >= Some(1),
@@ -1104,5 +1104,5 @@ fn blob_trickles_until_the_deadline() {
 fn blob_reset_midway() {
     let outcome = run(BlobResetMidway);
     let run = &outcome.run;
-    assert_counted(&run, 1, "connection_reset");
+    assert_counted(run, 1, "connection_reset");
 }
