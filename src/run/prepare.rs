@@ -2,9 +2,11 @@
 //! The plan must fit the fd limit, the target must exist (the embedded
 //! registry is started here when the scenario names none), the image
 //! reference must parse, and preflight must find the image at the target.
-//! The slow steps (building the embedded image, preflight) obey the deadline
-//! and the shutdown future as the storm does: either one stops the run here,
+//! The slow steps obey the shutdown future as the storm does, and preflight
+//! (the target's part) `run.duration` too: either one stops the run here,
 //! before any node starts, and it still gets its (empty, incomplete) result.
+//! Building the embedded image is the harness's own setup, bounded by the
+//! embedded size limits: the deadline starts after it, as the storm's does.
 
 use super::plan::{Plan, FD_MARGIN};
 use super::{preflight, RunOptions};
@@ -23,6 +25,7 @@ use crate::scenario::{Loaded, Scenario};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
@@ -52,16 +55,16 @@ pub(super) enum Prepared {
 }
 
 /// Checks, starts and resolves everything the storm needs; prints the
-/// one-line announcement unless quiet. The embedded image build and preflight
-/// (ping, token, manifest) race the shutdown future and the run's deadline
-/// (`run.duration` from now), so a target that never answers cannot hold the run.
+/// one-line announcement unless quiet. The embedded image build races the
+/// shutdown future; preflight (ping, token, manifest) races it and a deadline
+/// of `run.duration`, so a target that never answers cannot hold the run.
 pub(super) async fn prepare<S: Future>(
     opts: &RunOptions,
     shutdown: Pin<&mut S>,
 ) -> Result<Prepared, Failure> {
     let s = &opts.loaded.scenario;
     let stops = Stops {
-        deadline: Instant::now() + s.run.duration.0,
+        duration: s.run.duration.0,
         shutdown,
     };
     let limits = fds::raise_nofile();
@@ -120,7 +123,7 @@ async fn start_and_check<S: Future>(
         if let (Some(note), false) = (pending.slow_build_note(), opts.quiet) {
             eprintln!("{note}");
         }
-        match stops.race(pending.start()).await {
+        match stops.race(pending.start(), None).await {
             Ok(started) => ready._registry = Some(started?),
             Err(stop) => return Ok(stopped(opts, ready, stop, "building the embedded image")),
         }
@@ -134,7 +137,8 @@ async fn start_and_check<S: Future>(
         c.credentials.clone(),
         ready._registry.is_some(),
     );
-    match stops.race(checked).await {
+    let deadline = Instant::now() + stops.duration;
+    match stops.race(checked, Some(deadline)).await {
         Ok(target) => ready.target = target?,
         Err(stop) => {
             return Ok(stopped(
@@ -148,21 +152,32 @@ async fn start_and_check<S: Future>(
     Ok(Prepared::Ready(ready))
 }
 
-/// What may end startup before the storm: the run's deadline and the shutdown future.
+/// What may end startup before the storm: the shutdown future, and for the
+/// target's checks a deadline `duration` (`run.duration`) after they start.
 struct Stops<'a, S> {
-    deadline: Instant,
+    duration: Duration,
     shutdown: Pin<&'a mut S>,
 }
 
 impl<S: Future> Stops<'_, S> {
-    /// Awaits `step`, unless the shutdown future or the deadline comes first
+    /// Awaits `step`, unless the shutdown future or the `deadline` comes first
     /// (then `step` is dropped, which cancels it). Never polls a completed
     /// shutdown future again: the caller stops at the first `Err`.
-    async fn race<T>(&mut self, step: impl Future<Output = T>) -> Result<T, StopReason> {
+    async fn race<T>(
+        &mut self,
+        step: impl Future<Output = T>,
+        deadline: Option<Instant>,
+    ) -> Result<T, StopReason> {
+        let deadline = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = self.shutdown.as_mut() => Err(StopReason::Interrupted),
-            _ = tokio::time::sleep_until(self.deadline) => Err(StopReason::Deadline),
+            _ = deadline => Err(StopReason::Deadline),
             done = step => Ok(done),
         }
     }
