@@ -43,6 +43,7 @@ use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// OCI image manifest media type.
 pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -138,11 +139,26 @@ impl SyntheticImage {
     /// Builds the image: hashes every layer once (in parallel across cores,
     /// each thread with one reusable 1 MiB buffer) and renders the documents.
     pub fn build(seed: u64, requested_layer_sizes: &[u64]) -> SyntheticImage {
+        let never = AtomicBool::new(false);
+        match SyntheticImage::build_cancellable(seed, requested_layer_sizes, &never) {
+            Some(image) => image,
+            None => unreachable!("a build nobody can cancel was cancelled"),
+        }
+    }
+
+    /// [`SyntheticImage::build`] that gives up, returning `None`, soon after
+    /// `cancel` is set: the hashing threads look at it before each 1 MiB, so a
+    /// multi-GB build stops within milliseconds of a Ctrl-C.
+    pub fn build_cancellable(
+        seed: u64,
+        requested_layer_sizes: &[u64],
+        cancel: &AtomicBool,
+    ) -> Option<SyntheticImage> {
         let sizes: Vec<u64> = requested_layer_sizes
             .iter()
             .map(|&s| layer_size(s))
             .collect();
-        let layers = hash_layers(seed, &sizes);
+        let layers = hash_layers(seed, &sizes, cancel)?;
         let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
 
         let config = SynthDoc::new(MEDIA_OCI_CONFIG, config_json("amd64", None, &diff_ids));
@@ -183,7 +199,7 @@ impl SyntheticImage {
         );
         let index = SynthDoc::new(MEDIA_OCI_INDEX, index_json(&manifest, &arm64_manifest));
 
-        SyntheticImage {
+        Some(SyntheticImage {
             seed,
             layers,
             config,
@@ -192,7 +208,7 @@ impl SyntheticImage {
             arm64_config,
             arm64_manifest,
             index,
-        }
+        })
     }
 
     /// The layer or config blob with this digest.
@@ -379,8 +395,9 @@ fn put_octal(field: &mut [u8], mut value: u64) {
     }
 }
 
-/// Hashes every layer, spreading layers over the available cores.
-fn hash_layers(seed: u64, sizes: &[u64]) -> Vec<SynthBlob> {
+/// Hashes every layer, spreading layers over the available cores; `None`
+/// when `cancel` was set before every layer was hashed.
+fn hash_layers(seed: u64, sizes: &[u64], cancel: &AtomicBool) -> Option<Vec<SynthBlob>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(sizes.len())
@@ -388,7 +405,7 @@ fn hash_layers(seed: u64, sizes: &[u64]) -> Vec<SynthBlob> {
     let mut digests: Vec<Option<String>> = vec![None; sizes.len()];
     if threads <= 1 {
         for (i, &size) in sizes.iter().enumerate() {
-            digests[i] = Some(hash_layer(seed, i, size));
+            digests[i] = Some(hash_layer(seed, i, size, cancel)?);
         }
     } else {
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -396,9 +413,11 @@ fn hash_layers(seed: u64, sizes: &[u64]) -> Vec<SynthBlob> {
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&size) = sizes.get(i) else { break };
-                    let digest = hash_layer(seed, i, size);
+                    let Some(digest) = hash_layer(seed, i, size, cancel) else {
+                        break;
+                    };
                     if let Ok(mut results) = results.lock() {
                         results[i] = Some(digest);
                     }
@@ -406,29 +425,36 @@ fn hash_layers(seed: u64, sizes: &[u64]) -> Vec<SynthBlob> {
             }
         });
     }
+    if cancel.load(Ordering::Relaxed) {
+        return None;
+    }
     sizes
         .iter()
         .zip(digests)
         .enumerate()
-        .map(|(i, (&size, digest))| SynthBlob {
+        .map(|(i, (&size, digest))| {
             // A worker cannot fail, but if one did the layer is hashed here instead.
-            digest: digest.unwrap_or_else(|| hash_layer(seed, i, size)),
-            size,
+            let digest = digest.or_else(|| hash_layer(seed, i, size, cancel))?;
+            Some(SynthBlob { digest, size })
         })
         .collect()
 }
 
-fn hash_layer(seed: u64, index: usize, size: u64) -> String {
+/// The digest of layer `index`, or `None` once `cancel` is set.
+fn hash_layer(seed: u64, index: usize, size: u64, cancel: &AtomicBool) -> Option<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; HASH_BUF];
     let mut pos = 0;
     while pos < size {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
         let n = (size - pos).min(HASH_BUF as u64) as usize;
         fill_layer(seed, index, size, pos, &mut buf[..n]);
         hasher.update(&buf[..n]);
         pos += n as u64;
     }
-    crate::digest::format_sha256(&hasher.finalize())
+    Some(crate::digest::format_sha256(&hasher.finalize()))
 }
 
 #[derive(Serialize)]
@@ -693,6 +719,31 @@ mod tests {
         let image = SyntheticImage::build(9, &[3 * HASH_BUF as u64 + 777]);
         let whole = whole_layer(9, 0, image.layers[0].size);
         assert_eq!(image.layers[0].digest, sha256_digest(&whole));
+    }
+
+    #[test]
+    fn a_cancelled_build_stops_before_hashing_anything() {
+        // 16 EiB would hash for ever: a set flag must stop it at the first 1 MiB.
+        let cancel = AtomicBool::new(true);
+        let sizes = [u64::MAX / 2, u64::MAX / 2, 1 << 20];
+        assert!(SyntheticImage::build_cancellable(1, &sizes, &cancel).is_none());
+        let go_on = AtomicBool::new(false);
+        let image = SyntheticImage::build_cancellable(1, &[4096, 8192], &go_on).unwrap();
+        assert_eq!(image.layers, SyntheticImage::build(1, &[4096, 8192]).layers);
+    }
+
+    #[test]
+    fn a_build_cancelled_midway_returns_none_promptly() {
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let build = std::thread::spawn(move || {
+            SyntheticImage::build_cancellable(1, &[u64::MAX / 2], &flag).is_none()
+        });
+        // Let it hash a little (not needed for correctness: a flag set before the
+        // first chunk is the case above), then cancel; it must return, not run for ever.
+        std::thread::yield_now();
+        cancel.store(true, Ordering::Relaxed);
+        assert!(build.join().unwrap(), "a cancelled build gives no image");
     }
 
     #[test]

@@ -105,6 +105,17 @@ impl ServeArgs {
         if self.layers.is_empty() {
             return Err(Failure::bad_input("--layers: give at least one layer size"));
         }
+        let sizes: Vec<u64> = self.layers.iter().map(|s| s.0).collect();
+        if let Some(problem) = super::oversized_layers(&sizes).first() {
+            let which = problem
+                .layer
+                .map(|i| format!(" layer {i}"))
+                .unwrap_or_default();
+            return Err(Failure::bad_input(format!(
+                "--layers{which}: {}",
+                problem.message
+            )));
+        }
         let token_credentials = match (&self.token_user, password) {
             (None, _) => None,
             (Some(_), _) if self.auth != AuthMode::Bearer => {
@@ -153,12 +164,15 @@ pub async fn serve_main(args: ServeArgs, shutdown: impl Future) -> Result<(), Fa
             args.listen
         ))
     })?;
-    let for_build = config.clone();
-    let image = tokio::task::spawn_blocking(move || for_build.build_image())
-        .await
-        .map_err(|e| {
+    tokio::pin!(shutdown);
+    // A signal during a multi-GB build stops the build too (dropping it cancels it).
+    let image = tokio::select! {
+        biased;
+        _ = &mut shutdown => return Ok(()),
+        built = config.build_image_async() => built.map_err(|e| {
             Failure::cannot_proceed(format!("pullstorm serve: building the image failed: {e}"))
-        })?;
+        })?,
+    };
     let registry = start_with_image(listener, config, Arc::new(image))
         .await
         .map_err(|e| Failure::cannot_proceed(format!("pullstorm serve: cannot start: {e}")))?;

@@ -62,13 +62,10 @@ impl EmbeddedRegistry {
     }
 }
 
-/// Builds the image (off the async threads: hashing takes ~0.6 s per GiB)
-/// and starts serving it on `listener`.
+/// Builds the image (off the async threads: hashing takes ~0.6 s per GiB;
+/// dropping this future cancels the build) and starts serving it on `listener`.
 pub async fn start(listener: TcpListener, config: EmbeddedConfig) -> io::Result<EmbeddedRegistry> {
-    let for_build = config.clone();
-    let image = tokio::task::spawn_blocking(move || for_build.build_image())
-        .await
-        .map_err(io::Error::other)?;
+    let image = config.build_image_async().await?;
     start_with_image(listener, config, Arc::new(image)).await
 }
 

@@ -657,3 +657,46 @@ async fn from_section_and_shutdown_frees_the_port() {
         "still accepting after shutdown"
     );
 }
+
+#[test]
+fn layers_over_the_size_limits_are_named() {
+    assert_eq!(oversized_layers(&[MAX_LAYER_BYTES, 1 << 20]), []);
+    // The case: 16777215 TiB, which would hash for ever.
+    let huge = 16_777_215u64 << 40;
+    let problems = oversized_layers(&[1 << 20, huge]);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].layer, Some(1));
+    assert!(problems[0].message.contains("64.00 GiB"), "{problems:?}");
+    // Each layer within its limit, the sum over the image's (and no overflow).
+    let problems = oversized_layers(&[MAX_LAYER_BYTES; 5]);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].layer, None);
+    assert!(problems[0].message.contains("256.00 GiB"), "{problems:?}");
+    assert_eq!(oversized_layers(&[u64::MAX; 3]).len(), 3);
+}
+
+#[test]
+fn dropping_an_image_build_cancels_it() {
+    use std::time::{Duration, Instant};
+    let mut c = config();
+    // Far more than a test could wait for: only a cancelled build ends.
+    c.layer_sizes = vec![MAX_LAYER_BYTES, MAX_LAYER_BYTES];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let raced = tokio::time::timeout(Duration::from_millis(200), c.build_image_async()).await;
+        assert!(raced.is_err(), "a 128 GiB image cannot be built in 200 ms");
+    });
+    // The timeout dropped the build; shutting down waits for the blocking
+    // threads, so it returns early only if the hashing thread stopped.
+    let limit = Duration::from_secs(20);
+    let shutting = Instant::now();
+    runtime.shutdown_timeout(limit);
+    assert!(
+        shutting.elapsed() < limit,
+        "the hashing thread was still running {limit:?} after its build was dropped"
+    );
+}

@@ -24,6 +24,8 @@ mod out_dir;
 pub mod plan;
 mod preflight;
 mod prepare;
+#[cfg(test)]
+mod startup_tests;
 mod storm;
 #[cfg(test)]
 mod tests;
@@ -33,13 +35,17 @@ pub use prepare::EMBEDDED_IMAGE;
 
 use crate::exit::Failure;
 use crate::metrics::watch::WatchSpec;
+use crate::metrics::Recorder;
+use crate::result::build::StopReason;
 use crate::scenario;
 use crate::shutdown::Caught;
 use out_dir::OutDir;
+use prepare::Prepared;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::SystemTime;
+use storm::Stormed;
 
 /// What `pullstorm run` was asked.
 pub struct RunOptions {
@@ -52,10 +58,11 @@ pub struct RunOptions {
 }
 
 /// Runs the scenario and writes its result; returns the exit code. The run
-/// stops early, still writing its result, when `shutdown` completes; the
-/// signal it reports becomes the exit code (130 for SIGINT, 143 for SIGTERM).
-/// The output folder is claimed first: a run that could not write its result
-/// does not start.
+/// stops early, still writing its result, when `shutdown` completes or
+/// `run.duration` runs out, during startup as well as during the storm; the
+/// signal `shutdown` reports becomes the exit code (130 for SIGINT, 143 for
+/// SIGTERM). The output folder is claimed first: a run that could not write
+/// its result does not start.
 pub async fn execute(
     opts: RunOptions,
     shutdown: impl Future<Output = Caught>,
@@ -65,16 +72,22 @@ pub async fn execute(
         &opts.loaded.name,
         SystemTime::now(),
     )?;
+    let started = SystemTime::now();
     let caught = OnceLock::new();
     let shutdown = async {
         let signal = shutdown.await;
         let _ = caught.set(signal);
         signal
     };
+    let mut shutdown = std::pin::pin!(shutdown);
     let stormed = async {
-        let ready = prepare::prepare(&opts).await?;
-        let stormed = storm::storm(&opts, &ready, shutdown).await?;
-        Ok::<_, Failure>((ready, stormed))
+        match prepare::prepare(&opts, shutdown.as_mut()).await? {
+            Prepared::Ready(ready) => {
+                let stormed = storm::storm(&opts, &ready, shutdown).await?;
+                Ok::<_, Failure>((ready, stormed))
+            }
+            Prepared::Stopped(ready, stop) => Ok((ready, nothing_stormed(&opts, stop, started))),
+        }
     }
     .await;
     match stormed {
@@ -83,5 +96,19 @@ pub async fn execute(
             out.release();
             Err(failure)
         }
+    }
+}
+
+/// What a run stopped during startup measured: nothing, no node having started.
+fn nothing_stormed(opts: &RunOptions, stop: StopReason, started: SystemTime) -> Stormed {
+    Stormed {
+        recorder: Recorder::new(
+            opts.loaded.scenario.fleet.clusters,
+            tokio::time::Instant::now(),
+        ),
+        watched: Vec::new(),
+        stop,
+        started,
+        ended: SystemTime::now(),
     }
 }

@@ -2,6 +2,11 @@
 //! The plan must fit the fd limit, the target must exist (the embedded
 //! registry is started here when the scenario names none), the image
 //! reference must parse, and preflight must find the image at the target.
+//! The slow steps obey the shutdown future as the storm does, and preflight
+//! (the target's part) `run.duration` too: either one stops the run here,
+//! before any node starts, and it still gets its (empty, incomplete) result.
+//! Building the embedded image is the harness's own setup, bounded by the
+//! embedded size limits: the deadline starts after it, as the storm's does.
 
 use super::plan::{Plan, FD_MARGIN};
 use super::{preflight, RunOptions};
@@ -14,9 +19,14 @@ use crate::net;
 use crate::oci::auth::Credentials;
 use crate::oci::Reference;
 use crate::registry::{EmbeddedConfig, EmbeddedRegistry};
+use crate::result::build::StopReason;
 use crate::result::model::TargetInfo;
 use crate::scenario::{Loaded, Scenario};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use url::Url;
 
 /// Image served by the embedded registry when the scenario names none.
@@ -34,15 +44,33 @@ pub(super) struct Ready {
     _registry: Option<EmbeddedRegistry>,
 }
 
+/// How startup ended.
+pub(super) enum Prepared {
+    /// Every check passed: the storm may start.
+    Ready(Ready),
+    /// `run.duration` ran out or the shutdown future completed before any node
+    /// started; the target is described as far as startup got (no blobs when
+    /// preflight did not finish).
+    Stopped(Ready, StopReason),
+}
+
 /// Checks, starts and resolves everything the storm needs; prints the
-/// one-line announcement unless quiet.
-pub(super) async fn prepare(opts: &RunOptions) -> Result<Ready, Failure> {
+/// one-line announcement unless quiet. The embedded image build races the
+/// shutdown future; preflight (ping, token, manifest) races it and a deadline
+/// of `run.duration`, so a target that never answers cannot hold the run.
+pub(super) async fn prepare<S: Future>(
+    opts: &RunOptions,
+    shutdown: Pin<&mut S>,
+) -> Result<Prepared, Failure> {
     let s = &opts.loaded.scenario;
+    let stops = Stops {
+        duration: s.run.duration.0,
+        shutdown,
+    };
     let limits = fds::raise_nofile();
     let profile = Profile::new(s.fleet.client, &s.client);
     let plan = Plan::new(s);
     check_fds(&opts.loaded, &plan, &profile, &limits)?;
-    let (base, registry) = locate_target(s).await?;
     let image = s
         .target
         .image
@@ -50,21 +78,10 @@ pub(super) async fn prepare(opts: &RunOptions) -> Result<Ready, Failure> {
         .unwrap_or_else(|| EMBEDDED_IMAGE.to_string());
     let reference = Reference::parse(&image)
         .map_err(|e| Failure::bad_input(format!("target.image {image:?}: {e}")))?;
+    let (base, pending) = locate_target(s)?;
     let credentials = Credentials::for_registry(&base).map(Arc::new);
     let gauges = Arc::new(Gauges::default());
     let transport = transport(s, &base, &profile, &gauges)?;
-    let target = preflight::preflight(
-        &base,
-        &reference,
-        &s.target.platform,
-        &transport,
-        credentials.clone(),
-        registry.is_some(),
-    )
-    .await?;
-    if !opts.quiet {
-        eprintln!("{}", announcement(s, &plan, &image, &target));
-    }
     let ctx = Arc::new(FleetContext {
         base,
         reference,
@@ -79,14 +96,120 @@ pub(super) async fn prepare(opts: &RunOptions) -> Result<Ready, Failure> {
         kubelet: s.kubelet.clone(),
         loopback_sources: s.fleet.loopback_sources,
     });
-    Ok(Ready {
+    let ready = Ready {
         plan,
         profile,
         limits,
-        target,
+        target: unresolved(&ctx.base, &ctx.reference, pending.is_some()),
         ctx,
-        _registry: registry,
-    })
+        _registry: None,
+    };
+    let prepared = start_and_check(opts, ready, pending, stops).await?;
+    if let (Prepared::Ready(ready), false) = (&prepared, opts.quiet) {
+        eprintln!("{}", announcement(s, &ready.plan, &image, &ready.target));
+    }
+    Ok(prepared)
+}
+
+/// The slow part of startup, each step raced with `stops`: build the embedded
+/// image and start serving it (when there is no target), then preflight.
+async fn start_and_check<S: Future>(
+    opts: &RunOptions,
+    mut ready: Ready,
+    pending: Option<PendingRegistry>,
+    mut stops: Stops<'_, S>,
+) -> Result<Prepared, Failure> {
+    if let Some(pending) = pending {
+        if let (Some(note), false) = (pending.slow_build_note(), opts.quiet) {
+            eprintln!("{note}");
+        }
+        match stops.race(pending.start(), None).await {
+            Ok(started) => ready._registry = Some(started?),
+            Err(stop) => return Ok(stopped(opts, ready, stop, "building the embedded image")),
+        }
+    }
+    let c = ready.ctx.clone();
+    let checked = preflight::preflight(
+        &c.base,
+        &c.reference,
+        &c.platform,
+        &c.transport,
+        c.credentials.clone(),
+        ready._registry.is_some(),
+    );
+    let deadline = Instant::now() + stops.duration;
+    match stops.race(checked, Some(deadline)).await {
+        Ok(target) => ready.target = target?,
+        Err(stop) => {
+            return Ok(stopped(
+                opts,
+                ready,
+                stop,
+                "checking the target (preflight)",
+            ))
+        }
+    }
+    Ok(Prepared::Ready(ready))
+}
+
+/// What may end startup before the storm: the shutdown future, and for the
+/// target's checks a deadline `duration` (`run.duration`) after they start.
+struct Stops<'a, S> {
+    duration: Duration,
+    shutdown: Pin<&'a mut S>,
+}
+
+impl<S: Future> Stops<'_, S> {
+    /// Awaits `step`, unless the shutdown future or the `deadline` comes first
+    /// (then `step` is dropped, which cancels it). Never polls a completed
+    /// shutdown future again: the caller stops at the first `Err`.
+    async fn race<T>(
+        &mut self,
+        step: impl Future<Output = T>,
+        deadline: Option<Instant>,
+    ) -> Result<T, StopReason> {
+        let deadline = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = self.shutdown.as_mut() => Err(StopReason::Interrupted),
+            _ = deadline => Err(StopReason::Deadline),
+            done = step => Ok(done),
+        }
+    }
+}
+
+/// A run stopped during startup, saying so on stderr unless quiet.
+fn stopped(opts: &RunOptions, ready: Ready, stop: StopReason, doing: &str) -> Prepared {
+    if !opts.quiet {
+        let why = match stop {
+            StopReason::Deadline => format!(
+                "run.duration ({}) ran out",
+                human::millis(opts.loaded.scenario.run.duration.0.as_millis() as f64)
+            ),
+            _ => "stopped by a signal".to_string(),
+        };
+        eprintln!("pullstorm: {why} while {doing}; no node started");
+    }
+    Prepared::Stopped(ready, stop)
+}
+
+/// The target before preflight has resolved anything.
+fn unresolved(base: &Url, reference: &Reference, embedded: bool) -> TargetInfo {
+    TargetInfo {
+        url: base.to_string(),
+        image: reference.to_string(),
+        embedded,
+        manifest_digest: None,
+        blobs: Vec::new(),
+        image_bytes: 0,
+        server: None,
+        api_version: None,
+    }
 }
 
 /// Fails with bad input when the plan may need more fds than the process may open.
@@ -115,25 +238,56 @@ fn check_fds(
     )))
 }
 
-/// The target's base URL: `target.url`, or the embedded registry started here
-/// on a free loopback port (returned too: it serves while the caller holds it).
-async fn locate_target(s: &Scenario) -> Result<(Url, Option<EmbeddedRegistry>), Failure> {
+/// The target's base URL: `target.url`, or the address of the embedded
+/// registry, whose listener is bound here; it starts serving (after building
+/// its image) with [`PendingRegistry::start`].
+fn locate_target(s: &Scenario) -> Result<(Url, Option<PendingRegistry>), Failure> {
     if let Some(u) = &s.target.url {
         let base =
             Url::parse(u).map_err(|e| Failure::bad_input(format!("target.url {u:?}: {e}")))?;
         return Ok((base, None));
     }
-    let cannot_start = |e: std::io::Error| {
-        Failure::cannot_proceed(format!("cannot start the embedded registry: {e}"))
-    };
     let listener =
         net::listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).map_err(cannot_start)?;
-    let registry = crate::registry::start(listener, EmbeddedConfig::from_section(&s.embedded))
-        .await
-        .map_err(cannot_start)?;
-    let base = Url::parse(&format!("http://{}", registry.addr()))
+    let addr = listener.local_addr().map_err(cannot_start)?;
+    let base = Url::parse(&format!("http://{addr}"))
         .map_err(|e| Failure::cannot_proceed(format!("embedded registry address: {e}")))?;
-    Ok((base, Some(registry)))
+    let config = EmbeddedConfig::from_section(&s.embedded);
+    Ok((base, Some(PendingRegistry { listener, config })))
+}
+
+/// The embedded registry before its image is built: a bound listener and its config.
+struct PendingRegistry {
+    listener: tokio::net::TcpListener,
+    config: EmbeddedConfig,
+}
+
+impl PendingRegistry {
+    /// Said before a build that takes seconds (1 GiB or more), so the wait is explained.
+    fn slow_build_note(&self) -> Option<String> {
+        let total = self
+            .config
+            .layer_sizes
+            .iter()
+            .fold(0u64, |sum, &s| sum.saturating_add(s));
+        (total >= 1 << 30).then(|| {
+            format!(
+                "pullstorm: building the embedded image ({}; every layer is hashed once)",
+                human::bytes(total as f64)
+            )
+        })
+    }
+
+    /// Builds the image and starts serving; dropping this future cancels the build.
+    async fn start(self) -> Result<EmbeddedRegistry, Failure> {
+        crate::registry::start(self.listener, self.config)
+            .await
+            .map_err(cannot_start)
+    }
+}
+
+fn cannot_start(e: std::io::Error) -> Failure {
+    Failure::cannot_proceed(format!("cannot start the embedded registry: {e}"))
 }
 
 /// The nodes' transport: the profile's timeouts, TLS for https, and a read

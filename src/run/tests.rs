@@ -69,7 +69,10 @@ async fn shutdown_mid_pull_writes_an_interrupted_result() {
         std::time::SystemTime::now(),
     )
     .unwrap();
-    let ready = prepare::prepare(&opts).await.unwrap();
+    let never = std::pin::pin!(std::future::pending::<()>());
+    let prepare::Prepared::Ready(ready) = prepare::prepare(&opts, never).await.unwrap() else {
+        panic!("stopped during startup");
+    };
     let shutdown = once_bytes_arrive(ready.ctx.gauges.clone());
     let stormed = storm::storm(&opts, &ready, shutdown).await.unwrap();
     let code = finish::finish(&opts, &out, ready, stormed, Some(Caught::Interrupt)).unwrap();

@@ -109,7 +109,8 @@ fn check_target(t: &TargetSection, out: &mut Issues) {
     }
 }
 
-/// `[embedded]`: at least one layer, none empty.
+/// `[embedded]`: at least one layer, none empty, none (nor their sum) over
+/// the embedded registry's size limits.
 fn check_embedded(e: &EmbeddedSection, out: &mut Issues) {
     if e.layers.is_empty() {
         out.add("embedded.layers", "needs at least one layer size");
@@ -120,6 +121,13 @@ fn check_embedded(e: &EmbeddedSection, out: &mut Issues) {
                 &format!("embedded.layers[{i}]"),
                 "a layer must be larger than 0 bytes",
             );
+        }
+    }
+    let sizes: Vec<u64> = e.layers.iter().map(|l| l.0).collect();
+    for problem in crate::registry::oversized_layers(&sizes) {
+        match problem.layer {
+            Some(i) => out.add(&format!("embedded.layers[{i}]"), problem.message),
+            None => out.add("embedded.layers", problem.message),
         }
     }
 }

@@ -26,6 +26,7 @@ mod faults;
 mod figures;
 mod gate;
 mod hostile_input;
+mod hostile_registry;
 mod lab;
 mod proxy;
 mod report;
@@ -35,6 +36,7 @@ mod schema;
 mod seeds;
 mod serve_skopeo;
 mod signals;
+mod startup;
 mod trace;
 mod watch;
 
