@@ -42,14 +42,16 @@ pub async fn run(
     Ok(report)
 }
 
-/// `--registry`: an http(s) URL with a host.
+/// `--registry`: an http(s) URL with a host, checked by the same rules and
+/// with the same help as `run --target`.
 fn registry_url(registry: &str) -> Result<Url, Failure> {
-    let base = Url::parse(registry)
-        .map_err(|e| Failure::bad_input(format!("--registry {registry:?}: {e}")))?;
-    if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-        return Err(Failure::bad_input(format!(
-            "--registry {registry:?}: expected http(s)://host[:port]"
-        )));
+    crate::scenario::validate::check_url(registry)
+        .map_err(|e| Failure::bad_input(format!("--registry: {e}")))?;
+    let base = Url::parse(registry).map_err(|e| Failure::bad_input(format!("--registry: {e}")))?;
+    if base.host_str().is_none() {
+        return Err(Failure::bad_input(
+            "--registry: expected http(s)://host[:port]",
+        ));
     }
     Ok(base)
 }
@@ -138,4 +140,22 @@ fn pushed(report: &PushReport, took: Duration) -> String {
         report.resumes,
         secs
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_without_its_scheme_gets_the_same_help_as_a_target() {
+        for bare in ["localhost:5000", "127.0.0.1:5000"] {
+            let err = registry_url(bare).unwrap_err().message;
+            assert!(
+                err.starts_with("--registry: not a URL: missing http:// or https://"),
+                "{bare}: {err}"
+            );
+        }
+        assert!(registry_url("ftp://host/").is_err());
+        assert!(registry_url("http://127.0.0.1:5000").is_ok());
+    }
 }

@@ -77,15 +77,35 @@ impl Document {
         };
         if is_index {
             let manifests = raw.manifests.ok_or("index without `manifests`")?;
+            check_digests(&manifests)?;
             return Ok(Document::Index { manifests });
         }
         match (raw.config, raw.layers) {
-            (Some(config), Some(layers)) => Ok(Document::Image { config, layers }),
+            (Some(config), Some(layers)) => {
+                check_digests(std::slice::from_ref(&config))?;
+                check_digests(&layers)?;
+                Ok(Document::Image { config, layers })
+            }
             _ => Err(format!(
                 "unsupported manifest (media type {}): expected config and layers",
                 media.as_deref().unwrap_or("unknown")
             )),
         }
+    }
+}
+
+/// Every digest a manifest names becomes part of a request path: one that is not
+/// `algorithm:encoded` (say `sha256:x/../../y`) would send the node elsewhere.
+fn check_digests(descriptors: &[Descriptor]) -> Result<(), String> {
+    match descriptors
+        .iter()
+        .find(|d| !super::name::is_digest_shaped(&d.digest))
+    {
+        Some(d) => Err(format!(
+            "manifest names a malformed digest {:?}",
+            d.digest.escape_debug().to_string()
+        )),
+        None => Ok(()),
     }
 }
 
@@ -131,5 +151,14 @@ mod tests {
         ));
         assert!(Document::parse(b"{}", None).is_err());
         assert!(Document::parse(b"not json", None).is_err());
+    }
+
+    #[test]
+    fn a_digest_that_is_a_path_is_refused() {
+        let body = br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:cc","size":3},"layers":[{"mediaType":"y","digest":"sha256:not-hex/../../x","size":4}]}"#;
+        let err = Document::parse(body, None).unwrap_err();
+        assert!(err.contains("malformed digest"), "{err}");
+        let index = br#"{"manifests":[{"mediaType":"m","digest":"../x","size":1}]}"#;
+        assert!(Document::parse(index, None).is_err());
     }
 }

@@ -64,12 +64,17 @@ pub fn is_tag(tag: &str) -> bool {
 /// `[a-z0-9]+` joined by `+`, `.`, `_` or `-`, encoded `[A-Za-z0-9=_-]+`.
 /// A `sha256` digest must moreover be [64 lowercase hex digits](is_sha256_digest).
 pub fn is_digest(digest: &str) -> bool {
+    is_digest_shaped(digest) && (!digest.starts_with("sha256:") || is_sha256_digest(digest))
+}
+
+/// The grammar of [`is_digest`] without the per-algorithm rules: what may safely
+/// stand in a request path (no `/`, `.`, `?` or `%` in the encoded part). A
+/// client takes a digest of this shape from a manifest and lets the content
+/// check judge the rest.
+pub fn is_digest_shaped(digest: &str) -> bool {
     let Some((algorithm, encoded)) = digest.split_once(':') else {
         return false;
     };
-    if algorithm == "sha256" {
-        return is_sha256_digest(digest);
-    }
     let algorithm_ok = !algorithm.is_empty()
         && algorithm.split(['+', '.', '_', '-']).all(|part| {
             !part.is_empty()

@@ -16,7 +16,7 @@
 mod locate;
 pub mod model;
 pub mod units;
-mod validate;
+pub mod validate;
 
 pub use crate::oci::reference::check_reference;
 pub use model::*;

@@ -238,8 +238,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// The URL itself is never echoed: it might carry a password.
-fn check_url(text: &str) -> Result<(), String> {
+/// A target or registry URL: http(s), a host, no credentials. The URL itself is
+/// never echoed: it might carry a password.
+pub fn check_url(text: &str) -> Result<(), String> {
     // `localhost:5000` parses as the scheme `localhost`, `127.0.0.1:5000` not at all:
     // both are a host and port without the scheme in front.
     if !text.contains("://") {
