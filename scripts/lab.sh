@@ -651,7 +651,7 @@ cmd_compose_up() {
   fi
   say "compose lab up in $((SECONDS - t0))s (image check $((t1 - t0))s, compose $((SECONDS - t1))s)"
   cmd_env --compose | sed -n 's/^export PULLSTORM_LAB_\([A-Z_]*\)=\(.*\)/  \1 \2/p' | grep -v 'USERNAME\|PASSWORD\|PROJECT'
-  echo "  credentials: user '$USERNAME', password '$PASSWORD'; CA: docker compose exec nginx cat /lab/secrets/ca.crt"
+  echo "  credentials: user '$USERNAME', password '$PASSWORD'; CA: ${COMPOSE[*]} exec nginx cat /lab/secrets/ca.crt"
 }
 
 cmd_compose_down() {
