@@ -79,10 +79,8 @@ fn hanging_target_scenario(url: &str, duration: &str) -> String {
 fn the_deadline_ends_a_run_whose_manifest_never_comes() {
     let hostile = Hostile::start(Variant::ManifestHangs);
     let dir = tempfile::tempdir().unwrap();
-    let began = Instant::now();
     let mut child = start_run(dir.path(), &hanging_target_scenario(&hostile.url(), "2s"));
     let (code, _) = wait_exit(&mut child, STOPS_WITHIN);
-    assert!(began.elapsed() < STOPS_WITHIN);
     assert_eq!(code, 1, "an incomplete run fails require_complete");
     assert!(hostile.state.manifest_requests.load(Ordering::SeqCst) >= 1);
     let v = result(dir.path());
@@ -171,7 +169,6 @@ fn embedded_layers_over_the_limits_are_refused() {
     for (scenario, want) in cases {
         let file = dir.path().join("x.toml");
         std::fs::write(&file, scenario).unwrap();
-        let began = Instant::now();
         let out = common::bin()
             .arg("run")
             .arg(&file)
@@ -185,7 +182,7 @@ fn embedded_layers_over_the_limits_are_refused() {
             stderr.contains(want),
             "{scenario}\n  got:  {stderr}\n  want: {want}"
         );
-        assert!(began.elapsed() < STOPS_WITHIN, "{:?}", began.elapsed());
+        // Exit 2 with the message means validation refused it before any hashing.
         assert!(!dir.path().join("out/result.json").exists());
     }
     let out = common::bin()
