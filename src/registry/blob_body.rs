@@ -5,10 +5,13 @@
 //! once hyper has written a chunk and dropped its `Bytes`, the next chunk is
 //! generated into the same memory, so the steady state allocates nothing.
 //!
-//! Faults live here too: `corrupt` flips one byte, and a cut stops the body
+//! Faults live here too: `corrupt` flips one byte, a cut stops the body
 //! after `cut_after` bytes, then arms the connection so that the socket layer
-//! ([`super::server`]) closes it once every byte before the cut is written.
+//! ([`super::server`]) closes it once every byte before the cut is written, and a
+//! stall stops it after `stall_after` bytes and never goes on (the connection
+//! stays open until the client gives up).
 
+use super::request_log::End;
 use super::server::ConnCtl;
 use crate::scenario::CutWith;
 use crate::synth::{fill_layer, PRNG_BLOCK};
@@ -62,9 +65,13 @@ pub struct BlobBody {
     pos: u64,
     /// End (exclusive) of what the headers promise.
     end: u64,
-    /// Where sending stops: `end`, or earlier when cut.
+    /// Where sending stops: `end`, or earlier when cut or stalled.
     stop: u64,
+    /// Where the body started (for the bytes sent).
+    start: u64,
     cut: Option<Cut>,
+    /// Whether the body stalls at `stop` (the `stall_after` fault) instead of ending there.
+    stall: bool,
     /// Blob offset of the byte to flip (`corrupt`).
     flip_at: Option<u64>,
     pool: [Option<Bytes>; POOL],
@@ -84,10 +91,40 @@ impl BlobBody {
             pos: start,
             end,
             stop,
+            start,
             cut,
+            stall: false,
             flip_at,
             pool: Default::default(),
         }
+    }
+
+    /// The same body, stalled for good after `after` bytes (when it is longer than that).
+    pub fn stalled_after(mut self, after: u64) -> BlobBody {
+        let at = self.start.saturating_add(after);
+        if at < self.stop {
+            self.stop = at;
+            self.stall = true;
+            self.cut = None;
+        }
+        self
+    }
+
+    /// Bytes handed to hyper so far, and how the body ended (or stands, when dropped).
+    pub fn outcome(&self) -> (u64, End) {
+        let sent = self.pos - self.start;
+        let end = if self.pos >= self.end {
+            End::Complete
+        } else if self.pos < self.stop {
+            End::ClientGone
+        } else if self.stall {
+            End::Stalled
+        } else if self.cut.is_some() {
+            End::Cut
+        } else {
+            End::ClientGone
+        };
+        (sent, end)
     }
 
     fn next_chunk(&mut self) -> Bytes {
@@ -173,6 +210,9 @@ impl Body for BlobBody {
                 cut.conn.arm(cut.with);
                 Poll::Pending
             }
+            // Stalled: no waker is kept, so nothing ever resumes this body; hyper drops
+            // it when the client closes the connection.
+            _ if this.stall => Poll::Pending,
             _ => Poll::Ready(None),
         }
     }
@@ -197,6 +237,17 @@ pub enum ResponseBody {
 impl ResponseBody {
     pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
         ResponseBody::Full(Some(bytes.into()))
+    }
+
+    /// Body bytes handed to hyper and how the body ended, for the request log. A full
+    /// body is one frame: sent whole or not at all (`len` is its length).
+    pub fn outcome_with(&self, full_len: u64) -> (u64, End) {
+        match self {
+            ResponseBody::Empty => (0, End::Complete),
+            ResponseBody::Full(None) => (full_len, End::Complete),
+            ResponseBody::Full(Some(_)) => (0, End::ClientGone),
+            ResponseBody::Blob(blob) => blob.outcome(),
+        }
     }
 }
 

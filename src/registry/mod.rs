@@ -3,23 +3,29 @@
 //!
 //! It exists so a run needs no registry at all (the default scenario), and so
 //! faults can be injected exactly where a test wants them: cut bodies (clean
-//! FIN or RST), ignored Range requests, corrupted bytes, bearer auth. Blobs
-//! are generated as they are sent, so multi-GB images cost no memory or disk.
+//! FIN or RST), stalled bodies, ignored Range requests, corrupted bytes, error
+//! statuses on one kind of request, bearer auth. Blobs are generated as they
+//! are sent, so multi-GB images cost no memory or disk.
 //!
 //! Layout: [`server`] accepts connections and owns their lifetime (shutdown,
 //! the socket-level cut), [`routes`] turns a request into a response,
 //! [`blob_body`] streams blob bytes, [`range`] parses `Range`, [`auth`] issues
-//! and checks bearer tokens, and [`serve`] is the `pullstorm serve` command.
+//! and checks bearer tokens, [`faults`] holds the status fault and the checks
+//! of every fault setting, [`request_log`] records what each request got, and
+//! [`serve`] is the `pullstorm serve` command.
 
 pub mod auth;
 pub mod blob_body;
+pub mod faults;
 pub mod range;
+pub mod request_log;
 pub mod routes;
 pub mod serve;
 pub mod server;
 
 /// The Basic credentials the token endpoint demands: the client's own type.
 pub use crate::oci::auth::Credentials;
+pub use request_log::{End, LoggedRequest, RequestKind, RequestLog};
 pub use serve::{serve_main, ServeArgs};
 pub use server::{start, start_with_image, EmbeddedRegistry};
 
@@ -88,6 +94,8 @@ pub struct EmbeddedConfig {
     pub faults: Faults,
     /// Basic credentials the token endpoint demands (bearer mode only); `None` = anyone gets a token.
     pub token_credentials: Option<Credentials>,
+    /// Where every request is logged; `None` = no log.
+    pub request_log: Option<Arc<RequestLog>>,
 }
 
 impl EmbeddedConfig {
@@ -101,6 +109,7 @@ impl EmbeddedConfig {
             auth: section.auth,
             faults: section.faults.clone(),
             token_credentials: None,
+            request_log: None,
         }
     }
 

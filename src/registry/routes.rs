@@ -10,7 +10,9 @@
 
 use super::auth::{TokenAuth, SERVICE};
 use super::blob_body::{BlobBody, Cut, ResponseBody, Source};
+use super::faults::{error_body, ErrorBody, StatusFault};
 use super::range::{self, RangeRequest};
+use super::request_log::{classify, End, LoggedBody, LoggedRequest, RequestKind, RequestLog};
 use super::server::ConnCtl;
 use super::EmbeddedConfig;
 use crate::oci::name::{is_digest, is_repository_name, is_tag};
@@ -23,6 +25,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -37,6 +40,10 @@ pub struct Registry {
     bearer: bool,
     tokens: TokenAuth,
     faults: Faults,
+    /// The `status` fault, if any, with its own count.
+    status_fault: Option<StatusFault>,
+    /// Where every request is logged, when asked for.
+    log: Option<Arc<RequestLog>>,
     /// Responses cut so far, per blob: layers first, then the amd64 and arm64 configs.
     cut_counts: Vec<AtomicU32>,
     /// Used in the auth realm when the request names no usable Host.
@@ -57,15 +64,29 @@ impl Registry {
             bearer: config.auth == EmbeddedAuth::Bearer,
             tokens: TokenAuth::new(config.token_credentials.as_ref()),
             faults: config.faults.clone(),
+            status_fault: StatusFault::from_faults(&config.faults),
+            log: config.request_log.clone(),
             cut_counts,
             local_addr,
             image,
         }
     }
 
-    /// Answers one request (the body, if any, is ignored: every route is a read).
-    pub fn handle<B>(&self, req: &Request<B>, conn: &Arc<ConnCtl>) -> Resp {
-        let mut resp = self.route(req, conn);
+    /// Answers one request (the body, if any, is ignored: every route is a read), and
+    /// logs it when the request log is on.
+    pub fn handle<B>(&self, req: &Request<B>, conn: &Arc<ConnCtl>) -> Response<LoggedBody> {
+        let at = Instant::now();
+        // Only faults and the log need to know what the request is for.
+        let kind = (self.status_fault.is_some() || self.log.is_some())
+            .then(|| classify(req.uri().path(), &self.image));
+        let injected = match (&self.status_fault, kind) {
+            (Some(fault), Some((kind, _))) => fault.take(kind).map(|s| (s, kind)),
+            _ => None,
+        };
+        let mut resp = match injected {
+            Some((status, kind)) => self.injected(req, status, kind),
+            None => self.route(req, conn),
+        };
         resp.headers_mut()
             .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
         tracing::debug!(
@@ -78,6 +99,58 @@ impl Registry {
         if req.method() == Method::HEAD {
             // Same headers (Content-Length included) as the GET, no body.
             *resp.body_mut() = ResponseBody::Empty;
+        }
+        let pending = match (&self.log, kind) {
+            (Some(log), Some((kind, layer))) => {
+                let header = |name| {
+                    req.headers()
+                        .get(name)
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                };
+                let entry = LoggedRequest {
+                    t_ms: 0,
+                    dur_ms: None,
+                    conn: conn.id(),
+                    method: req.method().to_string(),
+                    path: req.uri().path().to_string(),
+                    kind,
+                    layer,
+                    range: header(header::RANGE),
+                    status: resp.status().as_u16(),
+                    injected: injected.is_some(),
+                    bytes: 0,
+                    end: End::InFlight,
+                    user_agent: header(header::USER_AGENT),
+                };
+                Some(log.begin(entry, at))
+            }
+            _ => None,
+        };
+        resp.map(|body| LoggedBody::new(body, pending))
+    }
+
+    /// The response of the `status` fault: the body a registry (or, for 502/504, its
+    /// load balancer) sends with that status; a 401 carries the Bearer challenge.
+    fn injected<B>(&self, req: &Request<B>, status: StatusCode, kind: RequestKind) -> Resp {
+        let mut resp = match error_body(status, kind) {
+            ErrorBody::Json { code, message } => error(status, code, message),
+            ErrorBody::Html(page) => {
+                let len = page.len() as u64;
+                let mut resp = Response::new(ResponseBody::full(page));
+                *resp.status_mut() = status;
+                let h = resp.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                resp
+            }
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = if kind == RequestKind::Token {
+                format!("Basic realm=\"{SERVICE}\"")
+            } else {
+                self.challenge(req, repository_of(req.uri().path()))
+            };
+            put(resp.headers_mut(), header::WWW_AUTHENTICATE, &challenge);
         }
         resp
     }
@@ -245,7 +318,11 @@ impl Registry {
         } else {
             let cut = self.cut_for(slot, end - start, conn);
             let corrupt = self.faults.corrupt && matches!(source, Source::Layer { .. });
-            ResponseBody::Blob(Box::new(BlobBody::new(source, start, end, cut, corrupt)))
+            let mut body = BlobBody::new(source, start, end, cut, corrupt);
+            if let Some(after) = self.faults.stall_after {
+                body = body.stalled_after(after.0);
+            }
+            ResponseBody::Blob(Box::new(body))
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
@@ -314,16 +391,7 @@ impl Registry {
         if !self.bearer || self.tokens.bearer_ok(req.headers()) {
             return None;
         }
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| valid_host(h))
-            .map_or_else(|| self.local_addr.to_string(), str::to_string);
-        let mut challenge = format!("Bearer realm=\"http://{host}/token\",service=\"{SERVICE}\"");
-        if let Some(name) = repository {
-            challenge.push_str(&format!(",scope=\"repository:{name}:pull\""));
-        }
+        let challenge = self.challenge(req, repository);
         let mut resp = error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
@@ -331,6 +399,21 @@ impl Registry {
         );
         put(resp.headers_mut(), header::WWW_AUTHENTICATE, &challenge);
         Some(resp)
+    }
+
+    /// The Bearer challenge naming this registry's own token endpoint.
+    fn challenge<B>(&self, req: &Request<B>, repository: Option<&str>) -> String {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| valid_host(h))
+            .map_or_else(|| self.local_addr.to_string(), str::to_string);
+        let mut challenge = format!("Bearer realm=\"http://{host}/token\",service=\"{SERVICE}\"");
+        if let Some(name) = repository.filter(|n| is_repository_name(n)) {
+            challenge.push_str(&format!(",scope=\"repository:{name}:pull\""));
+        }
+        challenge
     }
 
     /// `GET /token?service=..&scope=..`: a token for anyone, or for the configured Basic user.
@@ -357,6 +440,14 @@ impl Registry {
             ),
         }
     }
+}
+
+/// The repository name of a `/v2/<name>/<kind>/<reference>` path.
+fn repository_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v2/")?;
+    let mut parts = rest.rsplitn(3, '/');
+    let (_, _, name) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(name.strip_suffix("/blobs").unwrap_or(name))
 }
 
 fn is_read(method: &Method) -> bool {

@@ -5,13 +5,14 @@
 //! [`serve_main`]. The token password comes from the environment only, so it
 //! never shows in `ps` or shell history.
 
-use super::{start_with_image, Credentials, EmbeddedConfig};
+use super::{start_with_image, Credentials, EmbeddedConfig, RequestLog};
 use crate::exit::Failure;
 use crate::scenario::units::ByteSize;
-use crate::scenario::{CutWith, EmbeddedAuth, Faults};
+use crate::scenario::{CutWith, EmbeddedAuth, FaultTarget, Faults};
 use crate::synth::SyntheticImage;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Environment variable holding the password of `--token-user`.
@@ -78,6 +79,58 @@ pub struct ServeArgs {
     /// Fault: flip one byte in the middle of every layer body (clients see a digest mismatch).
     #[arg(long)]
     pub corrupt: bool,
+
+    /// Fault: answer the requests named by --status-on with this HTTP error status (400-599)
+    /// and the body a registry sends with it (JSON error codes; nginx's page for 502/504).
+    #[arg(long, value_name = "CODE", requires = "status_on")]
+    pub status: Option<u16>,
+
+    /// Fault: which requests get --status.
+    #[arg(long, value_enum, value_name = "KIND", requires = "status")]
+    pub status_on: Option<StatusOn>,
+
+    /// Fault: only the first N requests named by --status-on get --status, later ones are served.
+    #[arg(long, value_name = "N", requires = "status")]
+    pub status_times: Option<u32>,
+
+    /// Fault: stop every blob body after this many bytes and hold the connection open.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "cut_after")]
+    pub stall_after: Option<ByteSize>,
+
+    /// Write every request (time, method, kind of path, Range, status, bytes, how it ended)
+    /// to FILE, one JSON object a line, each line flushed as its response ends.
+    #[arg(long, value_name = "FILE")]
+    pub request_log: Option<PathBuf>,
+}
+
+/// `--status-on` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusOn {
+    /// `GET /v2/`
+    Ping,
+    /// The token endpoint, /token
+    Token,
+    /// Manifests, by tag or digest
+    Manifest,
+    /// Image config blobs
+    Config,
+    /// Layer blobs
+    Layer,
+    /// Every blob
+    Blob,
+}
+
+impl From<StatusOn> for FaultTarget {
+    fn from(on: StatusOn) -> FaultTarget {
+        match on {
+            StatusOn::Ping => FaultTarget::Ping,
+            StatusOn::Token => FaultTarget::Token,
+            StatusOn::Manifest => FaultTarget::Manifest,
+            StatusOn::Config => FaultTarget::Config,
+            StatusOn::Layer => FaultTarget::Layer,
+            StatusOn::Blob => FaultTarget::Blob,
+        }
+    }
 }
 
 /// `--auth` values.
@@ -148,16 +201,39 @@ impl ServeArgs {
                 },
                 ignore_range: self.ignore_range,
                 corrupt: self.corrupt,
+                status: self.status,
+                status_on: self.status_on.map(FaultTarget::from),
+                status_times: self.status_times,
+                stall_after: self.stall_after,
             },
             token_credentials,
+            request_log: None,
         })
+        .and_then(
+            |config| match super::faults::problems(&config.faults).first() {
+                Some((key, message)) => Err(Failure::bad_input(format!(
+                    "--{}: {message}",
+                    key.replace('_', "-")
+                ))),
+                None => Ok(config),
+            },
+        )
     }
 }
 
 /// Runs `pullstorm serve` until `shutdown` completes (the CLI passes
 /// [`crate::shutdown::listen`]: SIGINT or SIGTERM), then stops gracefully.
 pub async fn serve_main(args: ServeArgs, shutdown: impl Future) -> Result<(), Failure> {
-    let config = args.to_config(std::env::var(PASSWORD_ENV).ok())?;
+    let mut config = args.to_config(std::env::var(PASSWORD_ENV).ok())?;
+    if let Some(path) = &args.request_log {
+        let log = RequestLog::to_file(path).map_err(|e| {
+            Failure::bad_input(format!(
+                "--request-log {}: cannot create it: {e}",
+                path.display()
+            ))
+        })?;
+        config.request_log = Some(log);
+    }
     let listener = crate::net::listen(args.listen).map_err(|e| {
         Failure::cannot_proceed(format!(
             "pullstorm serve: cannot listen on {}: {e}",
@@ -236,6 +312,25 @@ mod tests {
         assert_eq!(c.faults.cut_after, Some(ByteSize(1 << 20)));
         assert_eq!(c.faults.cut_with, CutWith::Rst);
         assert_eq!(c.faults.cut_times, Some(2));
+        let a = parse(&[
+            "--status",
+            "429",
+            "--status-on",
+            "manifest",
+            "--status-times",
+            "6",
+            "--stall-after",
+            "2MiB",
+            "--request-log",
+            "/tmp/log.jsonl",
+        ])
+        .unwrap();
+        let c = a.to_config(None).unwrap();
+        assert_eq!(c.faults.status, Some(429));
+        assert_eq!(c.faults.status_on, Some(FaultTarget::Manifest));
+        assert_eq!(c.faults.status_times, Some(6));
+        assert_eq!(c.faults.stall_after, Some(ByteSize(2 << 20)));
+        assert_eq!(a.request_log, Some(PathBuf::from("/tmp/log.jsonl")));
     }
 
     #[test]
@@ -252,6 +347,14 @@ mod tests {
         assert_eq!(a.to_config(None).unwrap_err().code, crate::exit::BAD_INPUT);
         let c = a.to_config(Some("pw".into())).unwrap();
         assert_eq!(c.token_credentials.map(|c| c.user), Some("ci".to_string()));
+        assert!(parse(&["--status", "503"]).is_err());
+        assert!(parse(&["--status-on", "layer"]).is_err());
+        assert!(parse(&["--status", "503", "--status-on", "lair"]).is_err());
+        assert!(parse(&["--cut-after", "1MiB", "--stall-after", "1MiB"]).is_err());
+        let b = parse(&["--status", "200", "--status-on", "layer"]).unwrap();
+        let e = b.to_config(None).unwrap_err();
+        assert_eq!(e.code, crate::exit::BAD_INPUT);
+        assert!(e.to_string().contains("--status: 200"), "{e}");
         assert!(!format!("{:?}", a.to_config(Some("pw".into())).unwrap()).contains("pw\""));
     }
 }

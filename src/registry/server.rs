@@ -12,6 +12,7 @@
 //! Per connection the server keeps only hyper's own state, one small `Arc`
 //! and a shutdown receiver, so 10,000+ idle keep-alive connections are cheap.
 
+use super::request_log::{LoggedRequest, RequestLog};
 use super::routes::Registry;
 use super::EmbeddedConfig;
 use crate::scenario::CutWith;
@@ -38,6 +39,7 @@ const GRACE: Duration = Duration::from_secs(5);
 pub struct EmbeddedRegistry {
     addr: SocketAddr,
     image: Arc<SyntheticImage>,
+    log: Option<Arc<RequestLog>>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
 }
@@ -51,6 +53,15 @@ impl EmbeddedRegistry {
     /// The image it serves.
     pub fn image(&self) -> &Arc<SyntheticImage> {
         &self.image
+    }
+
+    /// Every request so far, in arrival order, when the config asked for an in-memory
+    /// request log ([`RequestLog::in_memory`]); `None` without one.
+    pub fn request_log(&self) -> Option<Vec<LoggedRequest>> {
+        self.log
+            .as_ref()
+            .filter(|log| log.in_memory())
+            .map(|log| log.entries())
     }
 
     /// Stops accepting, lets in-flight responses finish (at most 5 s), then returns.
@@ -78,11 +89,16 @@ pub async fn start_with_image(
 ) -> io::Result<EmbeddedRegistry> {
     let addr = listener.local_addr()?;
     let registry = Arc::new(Registry::new(&config, image.clone(), addr));
+    let log = config.request_log.clone();
+    if let Some(log) = &log {
+        log.start_clock();
+    }
     let (stop, stop_rx) = watch::channel(false);
-    let accept = tokio::spawn(accept_loop(listener, registry, stop_rx));
+    let accept = tokio::spawn(accept_loop(listener, registry, log.clone(), stop_rx));
     Ok(EmbeddedRegistry {
         addr,
         image,
+        log,
         stop,
         accept,
     })
@@ -91,14 +107,18 @@ pub async fn start_with_image(
 async fn accept_loop(
     listener: TcpListener,
     registry: Arc<Registry>,
+    log: Option<Arc<RequestLog>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_warning: Option<Instant> = None;
+    let mut connections: u64 = 0;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    tokio::spawn(serve_connection(stream, registry.clone(), stop.clone()));
+                    connections += 1;
+                    let ctl = Arc::new(ConnCtl::new(connections));
+                    tokio::spawn(serve_connection(stream, registry.clone(), ctl, log.clone(), stop.clone()));
                 }
                 Err(e) if is_fd_exhaustion(&e) => {
                     // The backlog keeps the waiting clients; retry once fds free up.
@@ -123,11 +143,13 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 async fn serve_connection(
     stream: TcpStream,
     registry: Arc<Registry>,
+    ctl: Arc<ConnCtl>,
+    log: Option<Arc<RequestLog>>,
     mut stop: watch::Receiver<bool>,
 ) {
     // Small manifests and headers should not wait for Nagle.
     let _ = stream.set_nodelay(true);
-    let ctl = Arc::new(ConnCtl::default());
+    let conn_id = ctl.id();
     let io = TokioIo::new(ConnIo {
         stream,
         ctl: ctl.clone(),
@@ -147,6 +169,12 @@ async fn serve_connection(
         result = conn.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!("connection ended: {e}");
+                // Hyper answers bytes that are no HTTP request (a TLS ClientHello) with 400.
+                if e.is_parse() {
+                    if let Some(log) = &log {
+                        log.not_http(conn_id, 400, Instant::now());
+                    }
+                }
             }
         }
         // A send or a dropped sender both mean stop.
@@ -164,13 +192,26 @@ const ARMED_FIN: u8 = 1;
 const ARMED_RST: u8 = 2;
 const CUT: u8 = 3;
 
-/// Per-connection switch a body flips to have the connection cut.
-#[derive(Default)]
+/// Per-connection switch a body flips to have the connection cut, and the connection's
+/// number (for the request log).
 pub struct ConnCtl {
     state: AtomicU8,
+    id: u64,
 }
 
 impl ConnCtl {
+    pub fn new(id: u64) -> ConnCtl {
+        ConnCtl {
+            state: AtomicU8::new(LIVE),
+            id,
+        }
+    }
+
+    /// The connection's number, from 1 in accept order.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Cut the connection at the next flush of an empty write buffer.
     pub fn arm(&self, with: CutWith) {
         let armed = match with {

@@ -2,9 +2,10 @@
 //! HTTP/1.1 client so that short bodies, FIN and RST are seen exactly as a
 //! pull client would see them (a library client would hide or retry them).
 
+use super::request_log::End as LogEnd;
 use super::*;
 use crate::scenario::units::ByteSize;
-use crate::scenario::{CutWith, EmbeddedAuth, Faults};
+use crate::scenario::{CutWith, EmbeddedAuth, FaultTarget, Faults};
 use crate::synth::{self, fill_layer, sha256_digest};
 use base64::Engine;
 use std::io;
@@ -21,6 +22,7 @@ fn config() -> EmbeddedConfig {
         auth: EmbeddedAuth::None,
         faults: Faults::default(),
         token_credentials: None,
+        request_log: None,
     }
 }
 
@@ -699,4 +701,226 @@ fn dropping_an_image_build_cancels_it() {
         shutting.elapsed() < limit,
         "the hashing thread was still running {limit:?} after its build was dropped"
     );
+}
+
+/// The registry's log, once `n` entries are complete (bounded wait: the log entry of a
+/// response is completed when hyper drops its body, just after the client has read it).
+async fn log_of(reg: &EmbeddedRegistry, n: usize) -> Vec<LoggedRequest> {
+    for _ in 0..250 {
+        let log = reg.request_log().expect("an in-memory log");
+        if log.len() >= n && log.iter().all(|e| e.end != LogEnd::InFlight) {
+            return log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the log never had {n} complete entries: {:?}",
+        reg.request_log()
+    );
+}
+
+fn logged(f: impl FnOnce(&mut Faults)) -> EmbeddedConfig {
+    let mut c = faults(f);
+    c.request_log = Some(RequestLog::memory());
+    c
+}
+
+#[tokio::test]
+async fn status_fault_answers_its_kind_with_a_registry_body_then_serves() {
+    let reg = registry(logged(|f| {
+        f.status = Some(429);
+        f.status_on = Some(FaultTarget::Layer);
+        f.status_times = Some(2);
+    }))
+    .await;
+    let image = reg.image().clone();
+    let layer = format!("/v2/a/blobs/{}", image.layers[0].digest);
+    let config = format!("/v2/a/blobs/{}", image.config.digest);
+    let mut c = Client::connect(&reg).await;
+    assert_eq!(c.send("GET", &config, &[]).await.status, 200);
+    let r = c.send("HEAD", &layer, &[]).await;
+    assert_eq!((r.status, r.body.len()), (429, 0));
+    let r = c.send("GET", &layer, &[]).await;
+    assert_eq!((r.status, r.error_code()), (429, "TOOMANYREQUESTS".into()));
+    // status_times = 2: the third is served.
+    let r = c.send("GET", &layer, &[]).await;
+    assert_eq!((r.status, r.end), (200, End::Complete));
+    let log = log_of(&reg, 4).await;
+    let seen: Vec<_> = log
+        .iter()
+        .map(|e| (e.method.as_str(), e.kind, e.status, e.injected))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("GET", RequestKind::Config, 200, false),
+            ("HEAD", RequestKind::Layer, 429, true),
+            ("GET", RequestKind::Layer, 429, true),
+            ("GET", RequestKind::Layer, 200, false),
+        ]
+    );
+    assert_eq!(log[3].bytes, image.layers[0].size);
+    assert_eq!(log[3].layer, Some(0));
+    assert!(log.iter().all(|e| e.conn == 1), "one keep-alive connection");
+    reg.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_fault_bodies_401_challenge_and_lb_pages() {
+    let reg = registry(faults(|f| {
+        f.status = Some(401);
+        f.status_on = Some(FaultTarget::Manifest);
+    }))
+    .await;
+    let mut c = Client::connect(&reg).await;
+    let r = c.send("HEAD", "/v2/lib/app/manifests/v1", &[]).await;
+    assert_eq!(r.status, 401);
+    let challenge = r.header("www-authenticate").unwrap_or_default().to_string();
+    let realm = format!("Bearer realm=\"http://{}/token\"", reg.addr());
+    assert!(challenge.starts_with(&realm), "{challenge}");
+    assert!(challenge.ends_with(",scope=\"repository:lib/app:pull\""));
+    // Its own token endpoint answers, and the ping is untouched.
+    assert_eq!(c.send("GET", "/token", &[]).await.status, 200);
+    assert_eq!(c.send("GET", "/v2/", &[]).await.status, 200);
+    // A token does not help: the fault is the registry's answer whatever the client sends.
+    let r = c
+        .send(
+            "GET",
+            "/v2/lib/app/manifests/v1",
+            &["Authorization: Bearer x"],
+        )
+        .await;
+    assert_eq!((r.status, r.error_code()), (401, "UNAUTHORIZED".into()));
+    reg.shutdown().await;
+
+    let reg = registry(faults(|f| {
+        f.status = Some(502);
+        f.status_on = Some(FaultTarget::Blob);
+    }))
+    .await;
+    let path = format!("/v2/a/blobs/{}", reg.image().config.digest);
+    let r = Client::connect(&reg).await.send("GET", &path, &[]).await;
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (502, Some("text/html"))
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("<center><h1>502 Bad Gateway</h1></center>"));
+    reg.shutdown().await;
+
+    let reg = registry(faults(|f| {
+        f.status = Some(503);
+        f.status_on = Some(FaultTarget::Ping);
+    }))
+    .await;
+    let r = Client::connect(&reg).await.send("GET", "/v2/", &[]).await;
+    assert_eq!((r.status, r.error_code()), (503, "UNAVAILABLE".into()));
+    reg.shutdown().await;
+}
+
+#[tokio::test]
+async fn stall_holds_the_body_and_the_log_says_so() {
+    let reg = registry(logged(|f| f.stall_after = Some(ByteSize(100_000)))).await;
+    let whole = layer_bytes(&reg, 0);
+    let path = format!("/v2/a/blobs/{}", reg.image().layers[0].digest);
+    let mut c = Client::connect(&reg).await;
+    c.stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nRange: bytes=10-\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Everything up to the stall arrives, then nothing: the read waits until we give up.
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    let head_and_body = loop {
+        let n = c.stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the registry closed a stalled body");
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if got.len() - (i + 4) >= 100_000 {
+                break i + 4;
+            }
+        }
+    };
+    assert_eq!(got[head_and_body..], whole[10..100_010]);
+    let more = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        c.stream.read(&mut chunk),
+    )
+    .await;
+    assert!(more.is_err(), "a stalled body sent more: {more:?}");
+    let log = reg.request_log().unwrap();
+    assert_eq!(log[0].end, LogEnd::InFlight, "{log:?}");
+    assert_eq!(log[0].range.as_deref(), Some("bytes=10-"));
+    // The client gives up: the entry is completed as stalled, with what was sent.
+    drop(c);
+    let log = log_of(&reg, 1).await;
+    assert_eq!(
+        (log[0].status, log[0].end, log[0].bytes),
+        (206, LogEnd::Stalled, 100_000)
+    );
+    // The config blob is shorter than the stall: served whole.
+    let config = format!("/v2/a/blobs/{}", reg.image().config.digest);
+    let r = Client::connect(&reg).await.send("GET", &config, &[]).await;
+    assert_eq!(r.end, End::Complete);
+    reg.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_log_tells_cuts_client_gone_and_connections_that_are_not_http() {
+    // A layer larger than the socket buffers, so that a client leaving early is seen.
+    let mut big = logged(|f| {
+        f.cut_after = Some(ByteSize(100_000));
+        f.cut_times = Some(1);
+    });
+    big.layer_sizes = vec![32 << 20];
+    let reg = registry(big).await;
+    let image = reg.image().clone();
+    let path = format!("/v2/a/blobs/{}", image.layers[0].digest);
+    let r = Client::connect(&reg).await.send("GET", &path, &[]).await;
+    assert_eq!(r.end, End::Eof);
+    // A client that reads the head and leaves.
+    let mut c = Client::connect(&reg).await;
+    c.stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 64];
+    let _ = c.stream.read(&mut head).await.unwrap();
+    drop(c);
+    // A TLS ClientHello (what dockerd sends first to a registry it may reach insecurely).
+    let mut tls = TcpStream::connect(reg.addr()).await.unwrap();
+    tls.write_all(&[
+        0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+    ])
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+    let r = Client::connect(&reg)
+        .await
+        .send("GET", "/v2/a/manifests/v1", &[])
+        .await;
+    assert_eq!(r.status, 200);
+    let log = log_of(&reg, 4).await;
+    let seen: Vec<_> = log
+        .iter()
+        .map(|e| (e.conn, e.kind, e.status, e.end))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, RequestKind::Layer, 200, LogEnd::Cut),
+            (2, RequestKind::Layer, 200, LogEnd::ClientGone),
+            (3, RequestKind::NotHttp, 400, LogEnd::Complete),
+            (4, RequestKind::ManifestByTag, 200, LogEnd::Complete),
+        ]
+    );
+    assert_eq!(log[0].bytes, 100_000);
+    assert!(log[1].bytes < image.layers[0].size, "{:?}", log[1]);
+    assert!(log.windows(2).all(|w| w[0].t_ms <= w[1].t_ms));
+    // Without a log there is nothing to read (not an empty log).
+    let plain = registry(config()).await;
+    assert!(plain.request_log().is_none());
+    plain.shutdown().await;
+    reg.shutdown().await;
 }

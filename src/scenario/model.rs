@@ -147,6 +147,37 @@ pub struct Faults {
     /// Serve blob bodies with one byte flipped (digest mismatch at the client).
     #[serde(default)]
     pub corrupt: bool,
+    /// Answer requests for `status_on` with this HTTP error status (400-599) and the body
+    /// a registry sends with it.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Which requests get `status`.
+    #[serde(default)]
+    pub status_on: Option<FaultTarget>,
+    /// How many requests get `status` (the rest are served); absent = all.
+    #[serde(default)]
+    pub status_times: Option<u32>,
+    /// Stop sending each blob body after this many bytes and hold the connection open.
+    #[serde(default)]
+    pub stall_after: Option<ByteSize>,
+}
+
+/// The requests a `status` fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultTarget {
+    /// `GET /v2/`.
+    Ping,
+    /// The token endpoint (`/token`).
+    Token,
+    /// `/v2/<name>/manifests/<tag or digest>`.
+    Manifest,
+    /// Image config blobs.
+    Config,
+    /// Layer blobs.
+    Layer,
+    /// Every blob (configs and layers).
+    Blob,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -130,6 +130,9 @@ fn check_embedded(e: &EmbeddedSection, out: &mut Issues) {
             None => out.add("embedded.layers", problem.message),
         }
     }
+    for (key, message) in crate::registry::faults::problems(&e.faults) {
+        out.add(&format!("embedded.faults.{key}"), message);
+    }
 }
 
 /// `[fleet]`: sizes, the node cap of one run, and the bandwidth.
