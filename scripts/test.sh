@@ -34,3 +34,4 @@ trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
 scripts/lab.sh up >/dev/null
 cargo test --release --test integration -- --include-ignored --test-threads=1 lab::
 cargo test --release --test integration -- --include-ignored --test-threads=1 faults:: trace:: seeds::
+cargo test --release --test integration -- --include-ignored --test-threads=1 conformance::

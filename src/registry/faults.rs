@@ -35,6 +35,9 @@ pub fn problems(f: &Faults) -> Vec<(&'static str, String)> {
         if f.status_times.is_some() {
             out.push(("status_times", "needs `status` (e.g. status = 503)".into()));
         }
+        if f.status_after.is_some() {
+            out.push(("status_after", "needs `status` (e.g. status = 503)".into()));
+        }
     }
     if f.cut_after.is_some() && f.stall_after.is_some() {
         out.push((
@@ -65,6 +68,8 @@ pub fn applies(target: FaultTarget, kind: RequestKind) -> bool {
 pub struct StatusFault {
     status: StatusCode,
     on: FaultTarget,
+    /// Requests of its kind still to serve before the fault begins.
+    spared: AtomicU32,
     /// `None` = every request; otherwise the requests still to answer with `status`.
     left: Option<AtomicU32>,
 }
@@ -76,6 +81,7 @@ impl StatusFault {
         Some(StatusFault {
             status,
             on: faults.status_on?,
+            spared: AtomicU32::new(faults.status_after.unwrap_or(0)),
             left: faults.status_times.map(AtomicU32::new),
         })
     }
@@ -83,6 +89,14 @@ impl StatusFault {
     /// The status to inject into this request, counting it against `status_times`.
     pub fn take(&self, kind: RequestKind) -> Option<StatusCode> {
         if !applies(self.on, kind) {
+            return None;
+        }
+        let spare = |n: u32| n.checked_sub(1);
+        if self
+            .spared
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, spare)
+            .is_ok()
+        {
             return None;
         }
         if let Some(left) = &self.left {
@@ -181,6 +195,7 @@ mod tests {
             ["status_on"]
         );
         assert_eq!(keys(faults(|f| f.status_times = Some(1))), ["status_times"]);
+        assert_eq!(keys(faults(|f| f.status_after = Some(1))), ["status_after"]);
         assert_eq!(
             keys(faults(|f| {
                 f.cut_after = Some(ByteSize(10));
@@ -219,6 +234,17 @@ mod tests {
             assert!(for_ever.take(RequestKind::ManifestByDigest).is_some());
         }
         assert!(for_ever.take(RequestKind::Ping).is_none());
+        let later = StatusFault::from_faults(&faults(|f| {
+            f.status = Some(500);
+            f.status_on = Some(FaultTarget::Ping);
+            f.status_after = Some(2);
+            f.status_times = Some(1);
+        }))
+        .unwrap();
+        let seen: Vec<bool> = (0..5)
+            .map(|_| later.take(RequestKind::Ping).is_some())
+            .collect();
+        assert_eq!(seen, [false, false, true, false, false]);
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", requires = "status")]
     pub status_times: Option<u32>,
 
+    /// Fault: serve the first N requests named by --status-on before --status begins.
+    #[arg(long, value_name = "N", requires = "status")]
+    pub status_after: Option<u32>,
+
     /// Fault: stop every blob body after this many bytes and hold the connection open.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "cut_after")]
     pub stall_after: Option<ByteSize>,
@@ -204,6 +208,7 @@ impl ServeArgs {
                 status: self.status,
                 status_on: self.status_on.map(FaultTarget::from),
                 status_times: self.status_times,
+                status_after: self.status_after,
                 stall_after: self.stall_after,
             },
             token_credentials,

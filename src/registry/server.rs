@@ -41,6 +41,8 @@ pub struct EmbeddedRegistry {
     image: Arc<SyntheticImage>,
     log: Option<Arc<RequestLog>>,
     stop: watch::Sender<bool>,
+    /// Bumped to close every open connection at once (the listener stays open).
+    close_now: watch::Sender<u64>,
     accept: JoinHandle<()>,
 }
 
@@ -62,6 +64,12 @@ impl EmbeddedRegistry {
             .as_ref()
             .filter(|log| log.in_memory())
             .map(|log| log.entries())
+    }
+
+    /// Closes every connection open now, idle or mid-response (a stalled body too), as a
+    /// load balancer that restarts would; new connections are accepted as before.
+    pub fn close_connections(&self) {
+        self.close_now.send_modify(|n| *n += 1);
     }
 
     /// Stops accepting, lets in-flight responses finish (at most 5 s), then returns.
@@ -94,22 +102,38 @@ pub async fn start_with_image(
         log.start_clock();
     }
     let (stop, stop_rx) = watch::channel(false);
-    let accept = tokio::spawn(accept_loop(listener, registry, log.clone(), stop_rx));
+    let (close_now, close_rx) = watch::channel(0);
+    let signals = Signals {
+        stop: stop_rx,
+        close_now: close_rx,
+    };
+    let accept = tokio::spawn(accept_loop(listener, registry, log.clone(), signals));
     Ok(EmbeddedRegistry {
         addr,
         image,
         log,
         stop,
+        close_now,
         accept,
     })
+}
+
+/// What a connection listens to besides its client.
+#[derive(Clone)]
+struct Signals {
+    /// Graceful shutdown.
+    stop: watch::Receiver<bool>,
+    /// Close now ([`EmbeddedRegistry::close_connections`]).
+    close_now: watch::Receiver<u64>,
 }
 
 async fn accept_loop(
     listener: TcpListener,
     registry: Arc<Registry>,
     log: Option<Arc<RequestLog>>,
-    mut stop: watch::Receiver<bool>,
+    signals: Signals,
 ) {
+    let mut stop = signals.stop.clone();
     let mut last_warning: Option<Instant> = None;
     let mut connections: u64 = 0;
     loop {
@@ -118,7 +142,7 @@ async fn accept_loop(
                 Ok((stream, _peer)) => {
                     connections += 1;
                     let ctl = Arc::new(ConnCtl::new(connections));
-                    tokio::spawn(serve_connection(stream, registry.clone(), ctl, log.clone(), stop.clone()));
+                    tokio::spawn(serve_connection(stream, registry.clone(), ctl, log.clone(), signals.clone()));
                 }
                 Err(e) if is_fd_exhaustion(&e) => {
                     // The backlog keeps the waiting clients; retry once fds free up.
@@ -145,8 +169,12 @@ async fn serve_connection(
     registry: Arc<Registry>,
     ctl: Arc<ConnCtl>,
     log: Option<Arc<RequestLog>>,
-    mut stop: watch::Receiver<bool>,
+    signals: Signals,
 ) {
+    let Signals {
+        mut stop,
+        mut close_now,
+    } = signals;
     // Small manifests and headers should not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let conn_id = ctl.id();
@@ -177,6 +205,8 @@ async fn serve_connection(
                 }
             }
         }
+        // Dropping the connection closes its socket, whatever it was doing.
+        Ok(()) = close_now.changed() => {}
         // A send or a dropped sender both mean stop.
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();

@@ -157,6 +157,10 @@ pub struct Faults {
     /// How many requests get `status` (the rest are served); absent = all.
     #[serde(default)]
     pub status_times: Option<u32>,
+    /// Serve this many requests of `status_on` before `status` begins (a registry that
+    /// fails mid-storm); absent = from the first.
+    #[serde(default)]
+    pub status_after: Option<u32>,
     /// Stop sending each blob body after this many bytes and hold the connection open.
     #[serde(default)]
     pub stall_after: Option<ByteSize>,

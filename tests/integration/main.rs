@@ -21,6 +21,7 @@
 mod common;
 mod instances;
 
+mod conformance;
 mod exits;
 mod faults;
 mod figures;

@@ -484,7 +484,7 @@ fn the_annotated_example_in_the_docs_is_valid() {
 fn the_docs_describe_every_key() {
     // Serializing a scenario with every optional key set lists every key of the model.
     let full = "[target]\nurl = \"http://h\"\nimage = \"a\"\nca_file = \"c\"\n\
-                [embedded.faults]\ncut_after = 1\ncut_times = 1\nstatus = 503\nstatus_on = \"layer\"\nstatus_times = 1\n\
+                [embedded.faults]\ncut_after = 1\ncut_times = 1\nstatus = 503\nstatus_on = \"layer\"\nstatus_times = 1\nstatus_after = 1\n\
                 [fleet]\nnode_bandwidth = 1\n\
                 [client]\nmax_concurrent_downloads = 1\nmax_attempts = 1\nbackoff = 1\nverify_digest = true\n\
                 connect_timeout = 1\nresponse_timeout = 1\nstall_timeout = 1\n\
