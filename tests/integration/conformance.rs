@@ -994,3 +994,233 @@ fn serve_writes_every_request_to_its_log() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--status: 200"));
 }
+
+/// How many real clients and simulated nodes the scale comparison runs.
+const SCALE_NODES: usize = 20;
+/// The scale image's one layer, its cut point, and how many of its responses are cut and
+/// how many layer requests are answered 429 (fewer than containerd's 6 in a row, so no
+/// pull fails on them: the totals do not depend on which client got which).
+const SCALE_LAYER: u64 = 8 << 20;
+const SCALE_CUT_AT: u64 = 2 << 20;
+const SCALE_CUTS: u32 = 5;
+const SCALE_429S: u32 = 5;
+
+/// Registry-side totals of one side, from nginx's access log: requests by (method, kind,
+/// status), and bytes sent.
+#[derive(Default, Debug)]
+struct Totals {
+    requests: BTreeMap<(String, String, u16), u64>,
+    bytes: u64,
+}
+
+fn kind_name(kind: RequestKind) -> &'static str {
+    match kind {
+        RequestKind::Ping => "ping",
+        RequestKind::Token => "token",
+        RequestKind::ManifestByTag => "manifest/tag",
+        RequestKind::ManifestByDigest => "manifest/digest",
+        RequestKind::Config => "config",
+        RequestKind::Layer => "layer",
+        RequestKind::BlobUnknown => "blob?",
+        RequestKind::Upload => "upload",
+        RequestKind::Other => "other",
+        RequestKind::NotHttp => "not-http",
+    }
+}
+
+fn totals(lines: &[AccessLine], image: &pullstorm::synth::SyntheticImage) -> Totals {
+    let mut t = Totals::default();
+    for l in lines {
+        let path = l.path.split('?').next().unwrap_or("");
+        let (kind, _) = pullstorm::registry::request_log::classify(path, image);
+        *t.requests
+            .entry((l.method.clone(), kind_name(kind).to_string(), l.status))
+            .or_default() += 1;
+        t.bytes += l.bytes;
+    }
+    t
+}
+
+/// One stack: an embedded registry with the scale fault behind an nginx of the lab's
+/// Harbor-like configuration.
+struct Stack {
+    served: Served,
+    nginx: Nginx,
+}
+
+fn scale_stack(rt: &tokio::runtime::Runtime, dir: &Path, seed: u64) -> Stack {
+    let faults = Faults {
+        cut_after: Some(ByteSize(SCALE_CUT_AT)),
+        cut_times: Some(SCALE_CUTS),
+        status: Some(429),
+        status_on: Some(FaultTarget::Layer),
+        status_times: Some(SCALE_429S),
+        ..Faults::default()
+    };
+    let config = EmbeddedConfig {
+        layer_sizes: vec![SCALE_LAYER],
+        seed,
+        faults,
+        request_log: Some(RequestLog::memory()),
+        ..EmbeddedConfig::default()
+    };
+    let registry = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        pullstorm::registry::start(listener, config).await.unwrap()
+    });
+    let served = Served { registry };
+    let nginx = Nginx::start(dir, served.port(), NginxConf::default());
+    Stack { served, nginx }
+}
+
+fn access_lines(nginx: &Nginx) -> Vec<AccessLine> {
+    nginx
+        .access_log()
+        .lines()
+        .filter_map(AccessLine::parse)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs containerd and nginx: scripts/test.sh runs it"]
+fn scale_twenty_containerds_and_twenty_simulated_nodes_load_the_registry_alike() {
+    let started = Instant::now();
+    let dir = tempfile::Builder::new()
+        .prefix("pullstorm-conformance-scale-")
+        .tempdir()
+        .unwrap();
+    let rt = runtime();
+    let seed = seed_of("scale", Client::Containerd);
+
+    // Twenty containerd 1.6, each with its own root, state and socket, fetch at once.
+    let real = scale_stack(&rt, &dir.path().join("real"), seed);
+    let containerds: Vec<Containerd> = std::thread::scope(|s| {
+        let started: Vec<_> = (0..SCALE_NODES)
+            .map(|i| {
+                let d = dir.path().join(format!("containerd-{i}"));
+                s.spawn(move || Containerd::start(&d))
+            })
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let image = format!("127.0.0.1:{}/conf/scale:v1", real.nginx.port);
+    let fetches: Vec<Child> = containerds
+        .iter()
+        .map(|c| c.ctr_spawn(&["content", "fetch", "--plain-http", &image]))
+        .collect();
+    let failed = fetches
+        .into_iter()
+        .map(|child| watch(child, Duration::from_secs(120)))
+        .filter(|(exit, _)| *exit != Some(true))
+        .count();
+    drop(containerds);
+    // nginx writes a line when a response ends: every client has exited by now.
+    let real_lines = access_lines(&real.nginx);
+    let real_image = real.served.registry.image().clone();
+    real.served.stop(&rt);
+    drop(real.nginx);
+
+    // Twenty simulated containerd nodes, one run, the kubelet off.
+    let sim = scale_stack(&rt, &dir.path().join("sim"), seed);
+    let run_dir = dir.path().join("run");
+    let scenario = format!(
+        "[fleet]\nclient = \"{CONTAINERD_PROFILE}\"\nnodes_per_cluster = {SCALE_NODES}\n\
+         [kubelet]\npull_retries = 0\n[run]\nduration = \"100s\"\n\
+         [thresholds]\nmax_failed_pulls = {SCALE_NODES}\n"
+    );
+    let child = spawn_run(&run_dir, &scenario, &sim.nginx.url(), "conf/scale:v1", &[]);
+    let run = finish_run(child, &run_dir);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let v = run.result();
+    let sim_failed = common::u(&v, "pulls.failed");
+    let mut sim_lines = access_lines(&sim.nginx);
+    sim.served.stop(&rt);
+    // The preflight, once per run, ends before the first node starts: nginx's first lines.
+    let head: Vec<RequestKind> = sim_lines
+        .iter()
+        .take(4)
+        .map(|l| pullstorm::registry::request_log::classify(&l.path, &real_image).0)
+        .collect();
+    assert_eq!(
+        head, PREFLIGHT,
+        "pullstorm's preflight first in nginx's log"
+    );
+    sim_lines.drain(..4);
+
+    let (a, b) = (
+        totals(&real_lines, &real_image),
+        totals(&sim_lines, &real_image),
+    );
+    let within = |x: u64, y: u64| x.abs_diff(y) as f64 <= 0.1 * x.max(y) as f64;
+    let keys: std::collections::BTreeSet<_> = a.requests.keys().chain(b.requests.keys()).collect();
+    let mut table = format!(
+        "| requests at nginx | {SCALE_NODES} x containerd 1.6 (`ctr content fetch`) | pullstorm, {SCALE_NODES} `{CONTAINERD_PROFILE}` nodes | within 10 % |\n|---|---|---|---|\n"
+    );
+    let mut differ = Vec::new();
+    for key in keys {
+        let (x, y) = (
+            a.requests.get(key).copied().unwrap_or(0),
+            b.requests.get(key).copied().unwrap_or(0),
+        );
+        let ok = within(x, y);
+        if !ok {
+            differ.push(format!("{} {} {}: {x} vs {y}", key.0, key.1, key.2));
+        }
+        writeln!(
+            table,
+            "| {} {} {} | {x} | {y} | {} |",
+            key.0,
+            key.1,
+            key.2,
+            if ok { "yes" } else { "**no**" }
+        )
+        .unwrap();
+    }
+    let bytes_ok = within(a.bytes, b.bytes);
+    if !bytes_ok {
+        differ.push(format!("bytes sent: {} vs {}", a.bytes, b.bytes));
+    }
+    writeln!(
+        table,
+        "| bytes sent (headers included) | {} | {} | {} |\n| pulls failed | {failed} | {sim_failed} | |",
+        a.bytes,
+        b.bytes,
+        if bytes_ok { "yes" } else { "**no**" }
+    )
+    .unwrap();
+    write_scale(&table);
+    eprintln!("{table}\nscale comparison in {:.0?}", started.elapsed());
+    assert!(
+        differ.is_empty(),
+        "registry-side totals differ by more than 10 %:\n{}",
+        differ.join("\n")
+    );
+}
+
+const SCALE_BEGIN: &str = "<!-- conformance-scale:begin -->";
+const SCALE_END: &str = "<!-- conformance-scale:end -->";
+
+/// Writes the scale figures after the matrix in docs/clients.md, between their markers.
+fn write_scale(table: &str) {
+    let path = repo().join("docs/clients.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let text = format!(
+        "{SCALE_BEGIN}\n\nAt scale (`conformance::scale_...`): {SCALE_NODES} containerd 1.6 instances \
+         (private roots and sockets) fetch one image ({} MiB layer) at once through the lab's \
+         nginx, in front of an embedded registry that answers the first {SCALE_429S} layer \
+         requests 429 and closes the first {SCALE_CUTS} layer bodies after {} MiB; then one \
+         pullstorm run of {SCALE_NODES} `{CONTAINERD_PROFILE}` nodes (kubelet off) does the \
+         same against a stack of its own. Totals from nginx's access log (pullstorm's preflight \
+         left out); they must agree within 10 %.\n\n{}\n{SCALE_END}",
+        SCALE_LAYER >> 20,
+        SCALE_CUT_AT >> 20,
+        table.trim_end()
+    );
+    let new = match (doc.find(SCALE_BEGIN), doc.find(SCALE_END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{}{}", &doc[..b], text, &doc[e + SCALE_END.len()..])
+        }
+        _ => format!("{}\n\n{}\n", doc.trim_end_matches('\n'), text),
+    };
+    std::fs::write(&path, new).unwrap();
+}
