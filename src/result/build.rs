@@ -100,9 +100,7 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
             client_hard_limit: facts.fd_limits.hard,
             client_limit_at_start: facts.fd_limits.soft_at_start,
         },
-        connections: ConnectionInfo {
-            peak: rec.connections_peak,
-        },
+        connections: ConnectionInfo::measured(rec),
         clusters: rec.clusters.clone(),
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
@@ -358,7 +356,7 @@ pub(crate) mod tests {
         }
         rec.record(Event::Exchange {
             kind: ExchangeKind::Blob,
-            connect: Duration::from_millis(2),
+            connect: Some(Duration::from_millis(2)),
             ttfb: Duration::from_millis(20),
         });
         let cut = fault(FaultClass::UnexpectedEof, "short body", 0, t0 + ms(250));

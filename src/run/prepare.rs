@@ -21,7 +21,7 @@ use crate::oci::Reference;
 use crate::registry::{EmbeddedConfig, EmbeddedRegistry};
 use crate::result::build::StopReason;
 use crate::result::model::TargetInfo;
-use crate::scenario::{Loaded, Scenario};
+use crate::scenario::{ClientOverrides, Connections, Loaded, Scenario};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -314,7 +314,26 @@ fn transport(
             Some(_) => net::THROTTLED_READ_BUFFER,
             None => net::FULL_SPEED_READ_BUFFER,
         },
+        connections: connection_policy(&s.client),
+        pool: None,
     })
+}
+
+/// How the nodes' pulls open connections: `[client] connections` and `https_probe`;
+/// without them, a new connection per request without `Connection: close`, no probe.
+fn connection_policy(c: &ClientOverrides) -> net::ConnectionPolicy {
+    let mut policy = net::ConnectionPolicy::default();
+    match c.connections {
+        Some(Connections::Close) => policy.model = net::ConnectionModel::Close { header: true },
+        Some(Connections::KeepAlive) => {
+            policy.model = net::ConnectionModel::KeepAlive(net::KeepAlive::GO)
+        }
+        None => {}
+    }
+    if let Some(probe) = c.https_probe {
+        policy.https_probe = probe;
+    }
+    policy
 }
 
 /// `pullstorm: 4 nodes (1 clusters x 4), 1 pull(s) each of ... from ...`.
