@@ -953,6 +953,43 @@ mod tests {
     }
 
     #[test]
+    fn pulls_connection_tallies_add_up_and_tls_handshakes_are_timed() {
+        let mut rec = recorder(1);
+        rec.record(Event::Connections(crate::net::ConnectionTally {
+            opened: 8,
+            requests: 7,
+            most_requests: 1,
+            https_probes: 1,
+            tls_handshakes: vec![],
+        }));
+        rec.record(Event::Connections(crate::net::ConnectionTally {
+            opened: 4,
+            requests: 6,
+            most_requests: 3,
+            https_probes: 0,
+            tls_handshakes: vec![ms(3), ms(5)],
+        }));
+        assert_eq!(
+            rec.connections,
+            ConnectionTotals {
+                opened: 12,
+                requests: 13,
+                most_requests: 3,
+                https_probes: 1,
+            }
+        );
+        assert_eq!(count(&rec, Metric::TlsHandshake), 2);
+        // A request on a kept-alive connection has no connect time to record.
+        rec.record(Event::Exchange {
+            kind: ExchangeKind::Blob,
+            connect: None,
+            ttfb: ms(20),
+        });
+        assert_eq!(count(&rec, Metric::Connect), 0);
+        assert_eq!(count(&rec, Metric::Ttfb), 1);
+    }
+
+    #[test]
     fn a_closed_second_takes_the_events_since_the_last_and_the_samples_levels() {
         let mut rec = recorder(1);
         rec.record(pull_done(0, true, 10));

@@ -494,3 +494,6 @@ fn probe_connector() -> Option<&'static tokio_rustls::TlsConnector> {
         .get_or_init(|| super::tls::connector(None, true).ok())
         .as_ref()
 }
+
+#[cfg(test)]
+mod tests;

@@ -354,3 +354,42 @@ fn announcement(s: &Scenario, plan: &Plan, image: &str, target: &TargetInfo) -> 
         }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::parse;
+
+    fn policy(client: &str) -> net::ConnectionPolicy {
+        let s = parse(&format!("[client]\n{client}\n"), "c.toml", &[]).unwrap();
+        connection_policy(&s.client)
+    }
+
+    #[test]
+    fn client_keys_pick_the_connection_model() {
+        use net::ConnectionModel::{Close, KeepAlive};
+        assert_eq!(policy(""), net::ConnectionPolicy::default());
+        assert_eq!(policy("").model, Close { header: false });
+        assert_eq!(
+            policy("connections = \"close\"").model,
+            Close { header: true }
+        );
+        assert_eq!(
+            policy("connections = \"keep-alive\"").model,
+            KeepAlive(net::KeepAlive::GO)
+        );
+        assert!(policy("https_probe = true").https_probe);
+        assert!(!policy("connections = \"close\"").https_probe);
+    }
+
+    #[test]
+    fn a_connection_model_that_does_not_exist_names_file_line_and_key() {
+        let e = match parse("[client]\nconnections = \"keepalive\"\n", "c.toml", &[]) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.code, crate::exit::BAD_INPUT, "{}", e.message);
+        assert!(e.message.starts_with("c.toml:2:"), "{}", e.message);
+        assert!(e.message.contains("client.connections"), "{}", e.message);
+    }
+}
