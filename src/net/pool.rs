@@ -248,10 +248,6 @@ impl Pool {
         }
     }
 
-    pub fn policy(&self) -> ConnectionPolicy {
-        self.policy
-    }
-
     /// What the pull's connections did so far; the tally starts again from nothing.
     pub fn take_tally(&self) -> ConnectionTally {
         std::mem::take(&mut *lock(&self.tally))
