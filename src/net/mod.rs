@@ -17,7 +17,7 @@ pub mod tls;
 pub use body::Body;
 pub use classify::{Fault, FaultClass, Phase};
 pub use limiter::Bandwidth;
-pub use pool::{ConnectionModel, ConnectionPolicy, ConnectionTally, KeepAlive, Pool};
+pub use pool::{ConnectionModel, ConnectionPolicy, ConnectionTally, HttpsProbe, KeepAlive, Pool};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};

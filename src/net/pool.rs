@@ -14,10 +14,11 @@
 //!   [`resolving`] use the pull's resolve connections, kept apart from those that the
 //!   manifest and blob GETs share.
 //!
-//! With `https_probe`, the pull's first request is preceded by dockerd's HTTPS attempt on
-//! a plain-HTTP registry: a TLS ClientHello on a new connection, which the server answers
-//! with an HTTP 400, then dockerd falls back to http. It counts as a connection, never as
-//! a request or a fault.
+//! With an [`HttpsProbe`], the first request of the pull (dockerd: its ping) or of each of
+//! its two pools (containerd 1.7+ with a localhost registry on a non-default port) is
+//! preceded by an HTTPS attempt on the plain-HTTP registry: a TLS ClientHello on a new
+//! connection, which the server answers with an HTTP 400, then the client falls back to
+//! http. It counts as a connection, never as a request or a fault.
 //!
 //! Every pull counts what it did in a [`ConnectionTally`], sent to the recorder once when
 //! the pull ends. Nothing here runs per body chunk.
@@ -61,12 +62,23 @@ impl KeepAlive {
     };
 }
 
-/// A run's connection behaviour: the model, and whether dockerd's HTTPS probe precedes
-/// each pull against a plain-HTTP target.
+/// A run's connection behaviour: the model, and the HTTPS attempts that precede the
+/// requests to a plain-HTTP target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionPolicy {
     pub model: ConnectionModel,
-    pub https_probe: bool,
+    pub https_probe: HttpsProbe,
+}
+
+/// Where a client tries HTTPS first on a registry it reaches over plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpsProbe {
+    Off,
+    /// Once per pull, before its first request (dockerd's ping of the https endpoint).
+    PerPull,
+    /// Once per pool, before each lane's first request (containerd's `NewHTTPFallback`,
+    /// one per transport).
+    PerPool,
 }
 
 impl Default for ConnectionPolicy {
@@ -75,7 +87,7 @@ impl Default for ConnectionPolicy {
     fn default() -> Self {
         ConnectionPolicy {
             model: ConnectionModel::Close { header: false },
-            https_probe: false,
+            https_probe: HttpsProbe::Off,
         }
     }
 }
@@ -87,6 +99,15 @@ pub enum Lane {
     Resolve,
     /// Manifest and blob GETs.
     Fetch,
+}
+
+impl Lane {
+    fn index(self) -> usize {
+        match self {
+            Lane::Resolve => 0,
+            Lane::Fetch => 1,
+        }
+    }
 }
 
 tokio::task_local! {
@@ -112,7 +133,7 @@ pub struct ConnectionTally {
     pub requests: u64,
     /// Most requests sent on one connection.
     pub most_requests: u64,
-    /// dockerd's HTTPS probes (each also one of `opened`).
+    /// HTTPS attempts on the plain-HTTP target (each also one of `opened`).
     pub https_probes: u64,
     /// Each completed TLS handshake's duration.
     pub tls_handshakes: Vec<Duration>,
@@ -124,7 +145,8 @@ pub struct Pool {
     /// Shared with the idle timers, which may outlive the pull.
     idle: Arc<Mutex<IdleSet>>,
     tally: Mutex<ConnectionTally>,
-    probe_pending: AtomicBool,
+    /// HTTPS attempts still to make: the pull's (`[0]`), or each lane's.
+    probe_pending: [AtomicBool; 2],
 }
 
 /// A live HTTP/1.1 connection of a pool.
@@ -244,7 +266,7 @@ impl Pool {
             policy,
             idle: Arc::default(),
             tally: Mutex::default(),
-            probe_pending: AtomicBool::new(policy.https_probe),
+            probe_pending: [(); 2].map(|_| AtomicBool::new(policy.https_probe != HttpsProbe::Off)),
         }
     }
 
@@ -273,6 +295,16 @@ impl Pool {
         t.most_requests = t.most_requests.max(nth);
     }
 
+    /// Whether a request of `lane` is to be preceded by the HTTPS attempt (once).
+    fn probe_due(&self, lane: Lane) -> bool {
+        let flag = match self.policy.https_probe {
+            HttpsProbe::Off => return false,
+            HttpsProbe::PerPull => &self.probe_pending[0],
+            HttpsProbe::PerPool => &self.probe_pending[lane.index()],
+        };
+        flag.swap(false, Ordering::Relaxed)
+    }
+
     /// Sends one request the pull's way (see the module's doc).
     pub(super) async fn send(
         self: &Arc<Self>,
@@ -282,7 +314,7 @@ impl Pool {
         body: RequestBody,
         transport: &Transport,
     ) -> Result<Exchange, Fault> {
-        if self.probe_pending.swap(false, Ordering::Relaxed) && url.scheme() == "http" {
+        if url.scheme() == "http" && self.probe_due(current_lane()) {
             self.https_probe(url, transport).await;
         }
         match self.policy.model {
@@ -450,8 +482,8 @@ impl Pool {
         }
     }
 
-    /// dockerd's HTTPS attempt on a plain-HTTP registry: a TLS ClientHello on a new
-    /// connection, answered (by nginx, the registry) with an HTTP 400, then closed.
+    /// The HTTPS attempt on a plain-HTTP registry: a TLS ClientHello on a new connection,
+    /// answered (by nginx, the registry) with an HTTP 400, then closed.
     async fn https_probe(&self, url: &Url, transport: &Transport) {
         let Some(host) = url.host_str() else {
             return;

@@ -331,7 +331,11 @@ fn connection_policy(c: &ClientOverrides) -> net::ConnectionPolicy {
         None => {}
     }
     if let Some(probe) = c.https_probe {
-        policy.https_probe = probe;
+        // dockerd's: once per pull.
+        policy.https_probe = match probe {
+            true => net::HttpsProbe::PerPull,
+            false => net::HttpsProbe::Off,
+        };
     }
     policy
 }
@@ -378,8 +382,14 @@ mod tests {
             policy("connections = \"keep-alive\"").model,
             KeepAlive(net::KeepAlive::GO)
         );
-        assert!(policy("https_probe = true").https_probe);
-        assert!(!policy("connections = \"close\"").https_probe);
+        assert_eq!(
+            policy("https_probe = true").https_probe,
+            net::HttpsProbe::PerPull
+        );
+        assert_eq!(
+            policy("connections = \"close\"").https_probe,
+            net::HttpsProbe::Off
+        );
     }
 
     #[test]

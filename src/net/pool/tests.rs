@@ -104,7 +104,7 @@ impl Server {
     }
 }
 
-fn transport(model: ConnectionModel, https_probe: bool) -> Transport {
+fn transport(model: ConnectionModel, https_probe: HttpsProbe) -> Transport {
     Transport {
         timeouts: Timeouts {
             connect: Duration::from_secs(5),
@@ -153,7 +153,7 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test]
 async fn kept_alive_requests_share_one_connection_once_each_has_ended() {
     let server = Server::start().await;
-    let t = transport(keep_alive(), false);
+    let t = transport(keep_alive(), HttpsProbe::Off);
     for _ in 0..3 {
         assert_eq!(fetch(&t, &server.url("/bytes/100")).await.len(), 100);
     }
@@ -169,7 +169,7 @@ async fn kept_alive_requests_share_one_connection_once_each_has_ended() {
 #[tokio::test]
 async fn a_connection_is_not_reused_while_its_response_is_unread() {
     let server = Server::start().await;
-    let t = transport(keep_alive(), false);
+    let t = transport(keep_alive(), HttpsProbe::Off);
     // A body larger than the socket buffers: it cannot have ended on the wire either.
     let first = get(&t, &server.url("/bytes/8388608")).await;
     fetch(&t, &server.url("/bytes/10")).await;
@@ -185,7 +185,7 @@ async fn a_connection_is_not_reused_while_its_response_is_unread() {
 #[tokio::test]
 async fn a_response_dropped_before_its_end_closes_its_connection() {
     let server = Server::start().await;
-    let t = transport(keep_alive(), false);
+    let t = transport(keep_alive(), HttpsProbe::Off);
     // Small enough to be whole in hyper's buffer: hyper alone would drain and keep it.
     let ex = get(&t, &server.url("/bytes/300")).await;
     drop(ex);
@@ -213,7 +213,7 @@ async fn a_response_dropped_before_its_end_closes_its_connection() {
 #[tokio::test]
 async fn at_most_max_idle_per_host_are_kept() {
     let server = Server::start().await;
-    let t = transport(keep_alive(), false);
+    let t = transport(keep_alive(), HttpsProbe::Off);
     let url = server.url("/bytes/10");
     let exchanges = vec![
         get(&t, &url).await,
@@ -236,7 +236,7 @@ async fn an_idle_connection_closes_after_the_idle_timeout_even_after_the_pull() 
         max_idle_per_host: 2,
         idle_timeout: Duration::from_millis(200),
     };
-    let t = transport(ConnectionModel::KeepAlive(quick), false);
+    let t = transport(ConnectionModel::KeepAlive(quick), HttpsProbe::Off);
     fetch(&t, &server.url("/bytes/10")).await;
     assert_eq!(pool(&t).idle(), 1);
     wait_for("the idle timeout", || pool(&t).idle() == 0).await;
@@ -253,7 +253,7 @@ async fn an_idle_connection_closes_after_the_idle_timeout_even_after_the_pull() 
 #[tokio::test]
 async fn a_connection_the_server_closes_is_not_reused() {
     let server = Server::start().await;
-    let t = transport(keep_alive(), false);
+    let t = transport(keep_alive(), HttpsProbe::Off);
     fetch(&t, &server.url("/close/10")).await;
     assert_eq!(pool(&t).idle(), 0, "Connection: close from the server");
     fetch(&t, &server.url("/bytes/10")).await;
@@ -278,7 +278,7 @@ async fn an_idle_connection_closed_by_the_server_is_replaced() {
                 .await;
         }
     });
-    let t = transport(keep_alive(), false);
+    let t = transport(keep_alive(), HttpsProbe::Off);
     assert_eq!(&fetch(&t, &url).await[..], b"ok");
     for _ in 0..2 {
         assert_eq!(&fetch(&t, &url).await[..], b"ok");
@@ -294,7 +294,7 @@ async fn an_idle_connection_closed_by_the_server_is_replaced() {
 #[tokio::test]
 async fn the_resolve_lane_has_connections_of_its_own() {
     let server = Server::start().await;
-    let t = transport(keep_alive(), false);
+    let t = transport(keep_alive(), HttpsProbe::Off);
     let head = |t: Transport, url: Url| async move {
         let ex = crate::net::send(Method::HEAD, &url, HeaderMap::new(), &t)
             .await
@@ -312,7 +312,7 @@ async fn the_resolve_lane_has_connections_of_its_own() {
 #[tokio::test]
 async fn pulls_share_no_connections() {
     let server = Server::start().await;
-    let t = transport(keep_alive(), false);
+    let t = transport(keep_alive(), HttpsProbe::Off);
     fetch(&t, &server.url("/bytes/10")).await;
     let next_pull = t.for_pull();
     fetch(&next_pull, &server.url("/bytes/10")).await;
@@ -322,7 +322,7 @@ async fn pulls_share_no_connections() {
 #[tokio::test]
 async fn the_close_model_opens_one_connection_per_request_and_says_so() {
     let server = Server::start().await;
-    let t = transport(ConnectionModel::Close { header: true }, false);
+    let t = transport(ConnectionModel::Close { header: true }, HttpsProbe::Off);
     for _ in 0..3 {
         fetch(&t, &server.url("/bytes/10")).await;
     }
@@ -340,7 +340,7 @@ async fn the_close_model_opens_one_connection_per_request_and_says_so() {
         (3, 3, 1)
     );
     // Without the header (pullstorm's own requests, and the default): still one each.
-    let quiet = transport(ConnectionModel::Close { header: false }, false);
+    let quiet = transport(ConnectionModel::Close { header: false }, HttpsProbe::Off);
     fetch(&quiet, &server.url("/bytes/10")).await;
     fetch(&quiet, &server.url("/bytes/10")).await;
     let seen = server.seen();
@@ -351,7 +351,7 @@ async fn the_close_model_opens_one_connection_per_request_and_says_so() {
 #[tokio::test]
 async fn the_https_probe_is_one_connection_before_the_first_request_only() {
     let server = Server::start().await;
-    let t = transport(ConnectionModel::Close { header: true }, true);
+    let t = transport(ConnectionModel::Close { header: true }, HttpsProbe::PerPull);
     fetch(&t, &server.url("/bytes/10")).await;
     fetch(&t, &server.url("/bytes/10")).await;
     // The probe's ClientHello is no HTTP request the server could log as such.
@@ -369,4 +369,27 @@ async fn the_https_probe_is_one_connection_before_the_first_request_only() {
     // Each pull probes again.
     fetch(&t.for_pull(), &server.url("/bytes/10")).await;
     assert_eq!(server.accepted(), 5);
+}
+
+#[tokio::test]
+async fn a_probe_per_pool_precedes_each_lanes_first_request() {
+    let server = Server::start().await;
+    let t = transport(keep_alive(), HttpsProbe::PerPool);
+    let head = |t: Transport, url: Url| async move {
+        let ex = crate::net::send(Method::HEAD, &url, HeaderMap::new(), &t)
+            .await
+            .unwrap();
+        drop(ex);
+    };
+    resolving(head(t.clone(), server.url("/bytes/5"))).await;
+    fetch(&t, &server.url("/bytes/10")).await;
+    fetch(&t, &server.url("/bytes/10")).await;
+    // probe, HEAD, probe, GET, GET (kept alive): four connections, two of them probes.
+    assert_eq!(server.accepted(), 4);
+    assert_eq!(server.conns(), [2, 4, 4]);
+    let tally = pool(&t).take_tally();
+    assert_eq!(
+        (tally.opened, tally.requests, tally.https_probes),
+        (4, 3, 2)
+    );
 }
