@@ -49,10 +49,12 @@ pub enum Metric {
     Manifest,
     /// Per pull that retried: the longest retry latency among its blobs.
     PullRetry,
+    /// A completed TLS handshake (after the TCP connect).
+    TlsHandshake,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 9] = [
         Metric::Pull,
         Metric::PullActual,
         Metric::Layer,
@@ -61,6 +63,7 @@ impl Metric {
         Metric::Retry,
         Metric::Manifest,
         Metric::PullRetry,
+        Metric::TlsHandshake,
     ];
 
     pub fn key(&self) -> &'static str {
@@ -73,8 +76,22 @@ impl Metric {
             Metric::Retry => "retry",
             Metric::Manifest => "manifest",
             Metric::PullRetry => "pull_retry",
+            Metric::TlsHandshake => "tls_handshake",
         }
     }
+}
+
+/// The run's connections, from the pulls' tallies (the preflight's are not in them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionTotals {
+    /// Connections opened, HTTPS probes included.
+    pub opened: u64,
+    /// Requests sent on them.
+    pub requests: u64,
+    /// Most requests sent on one connection.
+    pub most_requests: u64,
+    /// dockerd's HTTPS probes of a plain-HTTP target.
+    pub https_probes: u64,
 }
 
 /// Counts and timing of one fault class, for the error table.
@@ -115,6 +132,8 @@ pub struct Recorder {
     pub fd_peak: u64,
     /// Most client connections open at once: the highest `connections` of the timeline.
     pub connections_peak: i64,
+    /// What the pulls' connections did, summed over the pulls that reported.
+    pub connections: ConnectionTotals,
     /// From the start to the last sample: the time the timeline covers (its
     /// last row may be a partial second, from `sampled_for - 1 s` rounded
     /// down to the second, to `sampled_for`).
@@ -165,6 +184,7 @@ impl Recorder {
             timeline: Vec::new(),
             fd_peak: 0,
             connections_peak: 0,
+            connections: ConnectionTotals::default(),
             sampled_for: Duration::ZERO,
             pending: TimelineRow::default(),
             interval: Metric::ALL
@@ -247,6 +267,7 @@ impl Recorder {
                 at,
             } => self.on_fault(fault, kind, cluster, at),
             Event::Retry { class, progress } => self.on_retry(class, progress),
+            Event::Connections(tally) => self.on_connections(tally),
             Event::LayerDone {
                 ok,
                 took,
@@ -270,10 +291,12 @@ impl Recorder {
         }
     }
 
-    /// A response head arrived: its connect time, and its time to first byte under
-    /// the metric of its kind (pings, tokens and uploads have none).
-    fn on_exchange(&mut self, kind: ExchangeKind, connect: Duration, ttfb: Duration) {
-        self.observe(Metric::Connect, connect);
+    /// A response head arrived: its connect time (when it opened a connection), and its
+    /// time to first byte under the metric of its kind (pings, tokens and uploads have none).
+    fn on_exchange(&mut self, kind: ExchangeKind, connect: Option<Duration>, ttfb: Duration) {
+        if let Some(connect) = connect {
+            self.observe(Metric::Connect, connect);
+        }
         match kind {
             ExchangeKind::Blob => self.observe(Metric::Ttfb, ttfb),
             ExchangeKind::Manifest => self.observe(Metric::Manifest, ttfb),
@@ -306,6 +329,18 @@ impl Recorder {
             .or_default() += 1;
         if let Some(c) = self.cluster(cluster) {
             c.errors += 1;
+        }
+    }
+
+    /// A pull's connections: added to the run's, each TLS handshake into its histogram.
+    fn on_connections(&mut self, tally: crate::net::ConnectionTally) {
+        let c = &mut self.connections;
+        c.opened += tally.opened;
+        c.requests += tally.requests;
+        c.most_requests = c.most_requests.max(tally.most_requests);
+        c.https_probes += tally.https_probes;
+        for d in tally.tls_handshakes {
+            self.observe(Metric::TlsHandshake, d);
         }
     }
 
@@ -898,7 +933,7 @@ mod tests {
         ] {
             rec.record(Event::Exchange {
                 kind,
-                connect: Duration::ZERO,
+                connect: Some(Duration::ZERO),
                 ttfb: ms(20),
             });
         }
@@ -915,6 +950,43 @@ mod tests {
         ] {
             assert_eq!(count(&rec, metric), 0, "{metric:?}");
         }
+    }
+
+    #[test]
+    fn pulls_connection_tallies_add_up_and_tls_handshakes_are_timed() {
+        let mut rec = recorder(1);
+        rec.record(Event::Connections(crate::net::ConnectionTally {
+            opened: 8,
+            requests: 7,
+            most_requests: 1,
+            https_probes: 1,
+            tls_handshakes: vec![],
+        }));
+        rec.record(Event::Connections(crate::net::ConnectionTally {
+            opened: 4,
+            requests: 6,
+            most_requests: 3,
+            https_probes: 0,
+            tls_handshakes: vec![ms(3), ms(5)],
+        }));
+        assert_eq!(
+            rec.connections,
+            ConnectionTotals {
+                opened: 12,
+                requests: 13,
+                most_requests: 3,
+                https_probes: 1,
+            }
+        );
+        assert_eq!(count(&rec, Metric::TlsHandshake), 2);
+        // A request on a kept-alive connection has no connect time to record.
+        rec.record(Event::Exchange {
+            kind: ExchangeKind::Blob,
+            connect: None,
+            ttfb: ms(20),
+        });
+        assert_eq!(count(&rec, Metric::Connect), 0);
+        assert_eq!(count(&rec, Metric::Ttfb), 1);
     }
 
     #[test]

@@ -208,6 +208,7 @@ pub fn cards(doc: &ResultDoc) -> String {
     data_cards(&mut s, doc);
     trouble_cards(&mut s, doc);
     harness_fd_card(&mut s, doc);
+    connections_card(&mut s, doc);
     for t in doc
         .watched
         .iter()
@@ -387,6 +388,55 @@ fn harness_fd_card(s: &mut String, doc: &ResultDoc) {
                 &doc.connections.peak.to_string()
             )
         ),
+    );
+}
+
+/// The connections the pulls opened and how many requests each carried; none for a
+/// result written before they were counted.
+fn connections_card(s: &mut String, doc: &ResultDoc) {
+    let c = &doc.connections;
+    let (Some(opened), Some(requests)) = (c.opened, c.requests) else {
+        return;
+    };
+    let mut detail = vec![format!(
+        "{} requests",
+        fig("connections.requests", requests, &requests.to_string())
+    )];
+    match (c.requests_per_connection, c.max_requests_per_connection) {
+        (Some(per), Some(most)) => {
+            detail.push(format!(
+                "{} per connection",
+                fig("connections.requests_per_connection", per, &per.to_string())
+            ));
+            detail.push(format!(
+                "at most {} on one",
+                fig(
+                    "connections.max_requests_per_connection",
+                    most,
+                    &most.to_string()
+                )
+            ));
+        }
+        _ => detail.push(format!("per connection: {NO_DATA}")),
+    }
+    for (key, n, what) in [
+        ("connections.https_probes", c.https_probes, "HTTPS probes"),
+        (
+            "connections.tls_handshakes",
+            c.tls_handshakes,
+            "TLS handshakes",
+        ),
+    ] {
+        if let Some(n) = n.filter(|n| *n > 0) {
+            detail.push(format!("{} {what}", fig(key, n, &n.to_string())));
+        }
+    }
+    card(
+        s,
+        Tone::Plain,
+        "Connections opened",
+        &fig("connections.opened", opened, &opened.to_string()),
+        &detail.join(" &middot; "),
     );
 }
 

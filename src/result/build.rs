@@ -100,9 +100,7 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
             client_hard_limit: facts.fd_limits.hard,
             client_limit_at_start: facts.fd_limits.soft_at_start,
         },
-        connections: ConnectionInfo {
-            peak: rec.connections_peak,
-        },
+        connections: ConnectionInfo::measured(rec),
         clusters: rec.clusters.clone(),
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
@@ -358,7 +356,7 @@ pub(crate) mod tests {
         }
         rec.record(Event::Exchange {
             kind: ExchangeKind::Blob,
-            connect: Duration::from_millis(2),
+            connect: Some(Duration::from_millis(2)),
             ttfb: Duration::from_millis(20),
         });
         let cut = fault(FaultClass::UnexpectedEof, "short body", 0, t0 + ms(250));
@@ -573,6 +571,37 @@ pub(crate) mod tests {
             Some(50),
             "other processes keep theirs"
         );
+    }
+
+    #[test]
+    fn connection_figures_come_from_the_recorder_and_no_connection_is_no_ratio() {
+        let l = loaded();
+        let doc = build(facts(&l, StopReason::Finished), &recorder());
+        let c = &doc.connections;
+        assert_eq!((c.opened, c.requests), (Some(0), Some(0)));
+        assert_eq!(
+            (c.requests_per_connection, c.max_requests_per_connection),
+            (None, None),
+            "nothing opened: no ratio, not a zero"
+        );
+        let mut rec = recorder();
+        rec.record(Event::Connections(crate::net::ConnectionTally {
+            opened: 4,
+            requests: 6,
+            most_requests: 3,
+            https_probes: 1,
+            tls_handshakes: vec![Duration::from_millis(4)],
+        }));
+        let doc = build(facts(&l, StopReason::Finished), &rec);
+        let c = &doc.connections;
+        assert_eq!(
+            (c.opened, c.requests, c.https_probes),
+            (Some(4), Some(6), Some(1))
+        );
+        assert_eq!(c.requests_per_connection, Some(1.5));
+        assert_eq!(c.max_requests_per_connection, Some(3));
+        assert_eq!(c.tls_handshakes, Some(1));
+        assert_eq!(doc.latency["tls_handshake"].count, 1);
     }
 
     #[test]

@@ -180,9 +180,50 @@ pub struct FdInfo {
     pub client_limit_at_start: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+/// Client connections: the most open at once, and what the pulls' connections did.
+/// The counted fields are absent (null) in results written before they existed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ConnectionInfo {
     pub peak: i64,
+    /// Connections the pulls opened (the preflight's not included), HTTPS probes included.
+    #[serde(default)]
+    pub opened: Option<u64>,
+    /// Requests sent on them.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// `requests / opened`; null when no connection was opened.
+    #[serde(default)]
+    pub requests_per_connection: Option<f64>,
+    /// Most requests sent on one connection; null when no request was sent.
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u64>,
+    /// dockerd's HTTPS attempts on a plain-HTTP target (each one of `opened`, none a request).
+    #[serde(default)]
+    pub https_probes: Option<u64>,
+    /// Completed TLS handshakes (their times: `latency.tls_handshake`).
+    #[serde(default)]
+    pub tls_handshakes: Option<u64>,
+}
+
+impl ConnectionInfo {
+    /// The figures of a run: the gauge's peak and the recorder's totals.
+    pub fn measured(rec: &Recorder) -> ConnectionInfo {
+        let c = &rec.connections;
+        let tls = rec
+            .histograms
+            .get(&Metric::TlsHandshake)
+            .map_or(0, |h| h.len());
+        ConnectionInfo {
+            peak: rec.connections_peak,
+            opened: Some(c.opened),
+            requests: Some(c.requests),
+            requests_per_connection: (c.opened > 0)
+                .then(|| (c.requests as f64 / c.opened as f64 * 1000.0).round() / 1000.0),
+            max_requests_per_connection: (c.requests > 0).then_some(c.most_requests),
+            https_probes: Some(c.https_probes),
+            tls_handshakes: Some(tls),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

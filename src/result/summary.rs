@@ -74,6 +74,28 @@ fn figures(s: &mut String, r: &ResultDoc) {
         "  retries   {}   fds peak {} of {}   connections peak {}",
         r.retries.total, r.fd.client_peak, r.fd.client_limit, r.connections.peak
     );
+    if let Some(line) = connections_line(&r.connections) {
+        let _ = writeln!(s, "  conns     {line}");
+    }
+}
+
+/// `8 opened for 7 requests (0.875 per connection, at most 1 on one), 1 HTTPS probe`;
+/// None for a result written before connections were counted.
+pub fn connections_line(c: &crate::result::model::ConnectionInfo) -> Option<String> {
+    let (opened, requests) = (c.opened?, c.requests?);
+    let mut line = format!("{opened} opened for {requests} requests");
+    if let (Some(per), Some(most)) = (c.requests_per_connection, c.max_requests_per_connection) {
+        let _ = write!(line, " ({per} per connection, at most {most} on one)");
+    }
+    for (n, what) in [
+        (c.https_probes.unwrap_or(0), "HTTPS probe"),
+        (c.tls_handshakes.unwrap_or(0), "TLS handshake"),
+    ] {
+        if n > 0 {
+            let _ = write!(line, ", {n} {what}{}", if n == 1 { "" } else { "s" });
+        }
+    }
+    Some(line)
 }
 
 /// What a figure with no samples shows (never a zero that reads as "instant").
@@ -84,14 +106,14 @@ pub const NO_DATA: &str = "no data";
 fn latency_table(s: &mut String, r: &ResultDoc) {
     let _ = writeln!(
         s,
-        "  latency          count        p50        p90        p99        max"
+        "  latency           count        p50        p90        p99        max"
     );
     let mut empty = Vec::new();
     for (name, l) in &r.latency {
         if l.count > 0 {
             let _ = writeln!(
                 s,
-                "    {:<12} {:>8} {:>10} {:>10} {:>10} {:>10}",
+                "    {:<13} {:>8} {:>10} {:>10} {:>10} {:>10}",
                 name,
                 l.count,
                 millis(l.p50),
@@ -100,7 +122,7 @@ fn latency_table(s: &mut String, r: &ResultDoc) {
                 millis(l.max)
             );
         } else if name == "pull" {
-            let _ = writeln!(s, "    {:<12} {:>8} {:>10}", name, 0, NO_DATA);
+            let _ = writeln!(s, "    {:<13} {:>8} {:>10}", name, 0, NO_DATA);
         } else {
             empty.push(name.as_str());
         }
@@ -182,7 +204,7 @@ mod tests {
         assert_eq!(doc.latency["pull"].count, 0);
         let text = render(&doc);
         assert!(
-            text.contains("    pull                0    no data"),
+            text.contains("    pull                 0    no data"),
             "{text}"
         );
         assert!(
@@ -193,9 +215,47 @@ mod tests {
     }
 
     #[test]
+    fn the_connections_line_says_what_was_counted_and_nothing_when_nothing_was() {
+        use crate::result::model::ConnectionInfo;
+        let c = ConnectionInfo {
+            peak: 3,
+            opened: Some(8),
+            requests: Some(7),
+            requests_per_connection: Some(0.875),
+            max_requests_per_connection: Some(1),
+            https_probes: Some(1),
+            tls_handshakes: Some(0),
+        };
+        assert_eq!(
+            connections_line(&c).as_deref(),
+            Some("8 opened for 7 requests (0.875 per connection, at most 1 on one), 1 HTTPS probe")
+        );
+        let none = ConnectionInfo {
+            opened: Some(0),
+            requests: Some(0),
+            ..c.clone()
+        };
+        let none = ConnectionInfo {
+            requests_per_connection: None,
+            max_requests_per_connection: None,
+            https_probes: Some(0),
+            ..none
+        };
+        assert_eq!(
+            connections_line(&none).as_deref(),
+            Some("0 opened for 0 requests")
+        );
+        // A result written before connections were counted: no line, not zeros.
+        assert_eq!(connections_line(&ConnectionInfo::default()), None);
+    }
+
+    #[test]
     fn measured_latencies_keep_their_rows() {
         let text = render(&sample_doc(true));
-        assert!(text.contains("    pull                2 "), "{text}");
-        assert!(!text.contains("pull                0    no data"), "{text}");
+        assert!(text.contains("    pull                 2 "), "{text}");
+        assert!(
+            !text.contains("pull                 0    no data"),
+            "{text}"
+        );
     }
 }
