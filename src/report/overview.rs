@@ -6,7 +6,7 @@
 use super::html::{esc, fig, table};
 use crate::human;
 use crate::result::model::{ResultDoc, WatchedKind, WatchedSummary};
-use crate::result::summary::NO_DATA;
+use crate::result::summary::{self, NO_DATA};
 use std::fmt::Write;
 
 /// Share of a limit from which a figure is flagged: warn, then bad.
@@ -188,6 +188,13 @@ pub fn verdict(doc: &ResultDoc) -> String {
     if doc.stop_reason != "finished" {
         let _ = write!(why, " Stopped by: {}.", esc(&doc.stop_reason));
     }
+    if doc.harness.as_ref().is_some_and(|h| h.saturated) {
+        let _ = write!(
+            why,
+            " <span class=\"warnline\" id=\"harness-saturated\">Harness {}.</span>",
+            esc(&summary::harness(doc.harness.as_ref()))
+        );
+    }
     for t in &doc.watched {
         if let Some(at) = t.exited_at_s {
             let _ = write!(
@@ -208,6 +215,7 @@ pub fn cards(doc: &ResultDoc) -> String {
     data_cards(&mut s, doc);
     trouble_cards(&mut s, doc);
     harness_fd_card(&mut s, doc);
+    harness_cpu_card(&mut s, doc);
     for t in doc
         .watched
         .iter()
@@ -388,6 +396,42 @@ fn harness_fd_card(s: &mut String, doc: &ResultDoc) {
             )
         ),
     );
+}
+
+/// Whether the harness was saturated (bad when it was: the figures may then
+/// describe pullstorm rather than the target), with the console's sentence.
+fn harness_cpu_card(s: &mut String, doc: &ResultDoc) {
+    let Some(h) = doc.harness.as_ref().filter(|h| h.measured_seconds > 0) else {
+        card(
+            s,
+            Tone::Plain,
+            "Harness saturated",
+            NO_DATA,
+            "no CPU or timer figures in this result",
+        );
+        return;
+    };
+    let seconds = fig(
+        "harness.saturated_seconds",
+        h.saturated_seconds,
+        &h.saturated_seconds.to_string(),
+    );
+    let (tone, value) = if h.saturated {
+        (Tone::Bad, format!("SATURATED {seconds} s"))
+    } else {
+        (Tone::Ok, "not saturated".to_string())
+    };
+    let detail = format!(
+        "{} &middot; {seconds} of {} s over the limits &middot; {} s CPU",
+        esc(&summary::harness_figures(h)),
+        h.measured_seconds,
+        fig(
+            "harness.cpu_seconds",
+            h.cpu_seconds,
+            &format!("{:.1}", h.cpu_seconds)
+        )
+    );
+    card(s, tone, "Harness saturated", &value, &detail);
 }
 
 /// A watched process or Prometheus endpoint: fds against its limit, bad

@@ -4,6 +4,7 @@
 
 use super::{procfs, tcp, Moment, WatchedPoint, WatchedSummary};
 use crate::metrics::fds::{self, FdGauge};
+use crate::metrics::harness::HarnessGauge;
 use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ struct Harness {
     target_ports: Vec<u16>,
     /// The recorder's per-second fd count and its high-water, read instead of counting again.
     shared_fds: Option<Arc<FdGauge>>,
+    /// The recorder's per-second CPU figure, read instead of measuring again.
+    shared_cpu: Option<Arc<HarnessGauge>>,
 }
 
 impl ProcessSampler {
@@ -48,14 +51,19 @@ impl ProcessSampler {
         }
     }
 
-    /// This process, with its sockets counted and its fds read from
-    /// `shared_fds` when a recorder counts them.
-    pub(super) fn harness(target_ports: Vec<u16>, shared_fds: Option<Arc<FdGauge>>) -> Self {
+    /// This process, with its sockets counted, and its fds and CPU read from
+    /// `shared_fds` and `shared_cpu` when a recorder measures them.
+    pub(super) fn harness(
+        target_ports: Vec<u16>,
+        shared_fds: Option<Arc<FdGauge>>,
+        shared_cpu: Option<Arc<HarnessGauge>>,
+    ) -> Self {
         ProcessSampler {
             harness: Some(Harness {
                 tcp: tcp::Paced::default(),
                 target_ports,
                 shared_fds,
+                shared_cpu,
             }),
             ..ProcessSampler::new(std::process::id())
         }
@@ -78,7 +86,15 @@ impl ProcessSampler {
             summary.zombie_at_s = Some(at.at_s);
             tracing::warn!(watched = %summary.name, at_s = at.at_s, "watched process is a zombie");
         }
-        let cpu_pct = self.cpu(summary, stat.cpu_ticks, at.now);
+        let shared_cpu = self.harness.as_ref().and_then(|h| h.shared_cpu.as_ref());
+        let cpu_pct = match shared_cpu {
+            // The recorder's last closed second: the figure of `timeline[]` and `harness`.
+            Some(gauge) => {
+                summary.cpu_seconds = gauge.cpu_seconds().or(summary.cpu_seconds);
+                gauge.cpu_pct()
+            }
+            None => self.cpu(summary, stat.cpu_ticks, at.now),
+        };
         let fds = self.fds_and_limit(summary, stat.state);
         let values = match &mut self.harness {
             Some(h) => h.tcp.sample(&h.target_ports),
