@@ -454,7 +454,7 @@ fn watched_card(s: &mut String, t: &WatchedSummary) {
     card(
         s,
         tone,
-        &format!("{} fds peak / limit", t.name),
+        &format!("{} fds peak / limit", t.label()),
         &esc(&value),
         &esc(&watched_detail(t).join(" \u{b7} ")),
     );

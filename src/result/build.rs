@@ -133,11 +133,16 @@ fn harness_from_recorder(mut watched: Vec<WatchedSummary>, rec: &Recorder) -> Ve
     {
         w.fd_peak = Some(rec.fd_peak);
         if rec.cores.is_some() {
-            w.cpu_seconds = Some(rec.harness_cpu_seconds);
+            w.cpu_seconds = Some(harness_cpu_seconds(rec));
             w.cpu_peak_pct = cpu_peak;
         }
     }
     watched
+}
+
+/// The harness's CPU seconds, to the millisecond, as `harness` and its watched row show them.
+fn harness_cpu_seconds(rec: &Recorder) -> f64 {
+    (rec.harness_cpu_seconds * 1000.0).round() / 1000.0
 }
 
 /// Each row's harness CPU and timer lag, as [`harness::verdict`] takes them.
@@ -152,7 +157,7 @@ fn harness(rec: &Recorder, embedded_registry: bool) -> Option<HarnessInfo> {
     let v = harness::verdict(cpu_and_lag(&rec.timeline));
     let measured = rec.sampled_for.as_secs_f64();
     Some(HarnessInfo {
-        cpu_seconds: (rec.harness_cpu_seconds * 1000.0).round() / 1000.0,
+        cpu_seconds: harness_cpu_seconds(rec),
         usable_cores: cores.usable,
         affinity_cores: cores.affinity,
         cpu_quota_cores: cores.quota,

@@ -1,14 +1,18 @@
 //! Sampling one local process through `/proc`: liveness (exit, zombie, a
-//! reused pid), CPU, RSS, threads, open fds against the nofile limit, and for
-//! the harness its sockets by TCP state.
+//! reused pid), CPU, RSS, threads, open fds against the nofile limit, what
+//! tells it apart from others of its name (command line, listening ports),
+//! and for the harness its sockets by TCP state.
 
-use super::{procfs, tcp, Moment, WatchedPoint, WatchedSummary};
+use super::{label, procfs, tcp, Moment, WatchedPoint, WatchedSummary};
 use crate::metrics::fds::{self, FdGauge};
 use crate::metrics::harness::HarnessGauge;
 use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Samples in which a process's listening ports are looked for, until found.
+const PORT_LOOKS: u32 = 10;
 
 /// The sampler state of one watched process.
 #[derive(Debug)]
@@ -20,6 +24,8 @@ pub(super) struct ProcessSampler {
     last_cpu: Option<(u64, Instant)>,
     /// Exited (or its pid reused): never sampled again.
     pub(super) done: bool,
+    /// Looks for listening ports so far (a process may bind after it is first seen).
+    port_looks: u32,
     /// Set when this process is the harness.
     harness: Option<Harness>,
     ticks_per_second: u64,
@@ -45,6 +51,7 @@ impl ProcessSampler {
             first_cpu: None,
             last_cpu: None,
             done: false,
+            port_looks: 0,
             harness: None,
             ticks_per_second: procfs::ticks_per_second(),
             page_size: procfs::page_size(),
@@ -96,6 +103,9 @@ impl ProcessSampler {
             None => self.cpu(summary, stat.cpu_ticks, at.now),
         };
         let fds = self.fds_and_limit(summary, stat.state);
+        if self.harness.is_none() {
+            self.identify(summary);
+        }
         let values = match &mut self.harness {
             Some(h) => h.tcp.sample(&h.target_ports),
             None => BTreeMap::new(),
@@ -108,6 +118,21 @@ impl ProcessSampler {
             cpu_pct,
             values,
         }))
+    }
+
+    /// Its command line (once) and listening ports (in the first
+    /// [`PORT_LOOKS`] samples, until some are found), for the reader to tell
+    /// processes of one name apart.
+    fn identify(&mut self, summary: &mut WatchedSummary) {
+        if summary.command.is_none() {
+            summary.command = procfs::cmdline(self.pid)
+                .ok()
+                .and_then(|args| label::command_label(&args));
+        }
+        if summary.listen_ports.is_empty() && self.port_looks < PORT_LOOKS {
+            self.port_looks += 1;
+            summary.listen_ports = tcp::listening_ports_of(self.pid);
+        }
     }
 
     /// `/proc/PID/stat` while the process first seen lives; `None` (and the

@@ -99,10 +99,10 @@ fn file_descriptors(b: &mut Charts) {
         if a.peak().is_none() {
             continue;
         }
-        c.lines.push(b.line(&t.name, color, &a));
+        c.lines.push(b.line(&t.label(), color, &a));
         if let Some(limit) = t.fd_limit {
             c.limits.push(Limit {
-                name: format!("{} limit", t.name),
+                name: format!("{} limit", t.label()),
                 color,
                 value: limit as f64,
             });

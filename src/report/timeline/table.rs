@@ -173,7 +173,7 @@ fn head(watched: &[&WatchedSummary]) -> Vec<String> {
     ];
     run.iter()
         .map(|s| s.to_string())
-        .chain(watched.iter().map(|t| format!("{} fds", t.name)))
+        .chain(watched.iter().map(|t| format!("{} fds", t.label())))
         .chain(counts.iter().map(|s| s.to_string()))
         .collect()
 }
