@@ -3,27 +3,34 @@
 //! late, so latencies grow that the registry never caused.
 //!
 //! Each second the recorder's sampler notes the share of the usable cores
-//! this process used and how late a timer on the fleet's runtime woke. Here:
+//! this process used, the share its threads spent waiting for a CPU (ready to
+//! run while other processes had the cores), and how late a timer on the
+//! fleet's runtime woke. Here:
 //! - the rule (pure, unit-tested): a second is saturated when the harness
-//!   used [`CPU_SATURATED_PERCENT`] of its usable cores or more, or a timer
-//!   woke more than [`TIMER_LAG_SATURATED_MS`] late; the run is saturated when
-//!   its saturated seconds are more than [`SATURATED_RUN_PERCENT`] of the
-//!   seconds measured ([`verdict`]);
+//!   used, or used and waited for, [`CPU_SATURATED_PERCENT`] of its usable
+//!   cores or more, or a timer woke more than [`TIMER_LAG_SATURATED_MS`] late;
+//!   the run is saturated when its saturated seconds are more than
+//!   [`SATURATED_RUN_PERCENT`] of the seconds measured ([`verdict`]). The wait
+//!   counts because on a shared machine a harness that gets only part of its
+//!   cores is as much the bottleneck as one that uses them all;
 //! - at the edges, the measurements: the process CPU clock (every thread,
-//!   user + system), the usable cores (CPU affinity and cgroup quota), the
-//!   timer-lag probe (a task on the fleet's runtime that sleeps
-//!   [`PROBE_PERIOD`] and notes how late it woke: what node tasks suffer), and
-//!   [`SecondProbe`], which turns them into one second's figures.
+//!   user + system), the run-queue wait of every thread (`schedstat`), the
+//!   usable cores (CPU affinity and cgroup quota), the timer-lag probe (a task
+//!   on the fleet's runtime that sleeps [`PROBE_PERIOD`] and notes how late it
+//!   woke: what node tasks suffer), and [`SecondProbe`], which turns them into
+//!   one second's figures.
 //!
 //! The figures are published in [`HarnessGauge`] so the watcher's harness row
 //! shows the recorder's figure (as it does for fds), not one of its own.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A second in which the harness used this share of its usable cores or more is saturated.
+/// A second in which the harness used (or used and waited for) this share of
+/// its usable cores or more is saturated.
 pub const CPU_SATURATED_PERCENT: f64 = 90.0;
 /// A second in which a timer woke more than this late is saturated.
 pub const TIMER_LAG_SATURATED_MS: f64 = 100.0;
@@ -32,10 +39,32 @@ pub const SATURATED_RUN_PERCENT: f64 = 5.0;
 /// How long the timer-lag probe sleeps each time.
 pub const PROBE_PERIOD: Duration = Duration::from_millis(50);
 
-/// Whether one second was saturated; an unknown figure never makes it so.
-pub fn second_saturated(cpu_percent: Option<f64>, timer_lag_ms: Option<f64>) -> bool {
-    cpu_percent.is_some_and(|c| c >= CPU_SATURATED_PERCENT)
-        || timer_lag_ms.is_some_and(|l| l > TIMER_LAG_SATURATED_MS)
+/// One second of the harness.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Second {
+    /// CPU used, percent of the usable cores.
+    pub cpu_percent: Option<f64>,
+    /// Time its threads were ready to run but waited for a CPU, percent of
+    /// the usable cores (threads waiting together add up).
+    pub cpu_wait_percent: Option<f64>,
+    /// How late a timer on the fleet's runtime woke, at worst, ms.
+    pub timer_lag_ms: Option<f64>,
+}
+
+impl Second {
+    /// Whether the second was saturated; an unknown figure never makes it so.
+    pub fn saturated(&self) -> bool {
+        let demand = match (self.cpu_percent, self.cpu_wait_percent) {
+            (None, None) => None,
+            (used, waited) => Some(used.unwrap_or(0.0) + waited.unwrap_or(0.0)),
+        };
+        demand.is_some_and(|d| d >= CPU_SATURATED_PERCENT)
+            || self.timer_lag_ms.is_some_and(|l| l > TIMER_LAG_SATURATED_MS)
+    }
+
+    fn measured(&self) -> bool {
+        self.cpu_percent.is_some() || self.cpu_wait_percent.is_some() || self.timer_lag_ms.is_some()
+    }
 }
 
 /// The run's verdict over its seconds.
@@ -48,30 +77,31 @@ pub struct Verdict {
     pub saturated: bool,
     /// The busiest second, percent of the usable cores.
     pub cpu_peak_percent: Option<f64>,
+    /// The second with the most waiting for a CPU, percent of the usable cores.
+    pub cpu_wait_peak_percent: Option<f64>,
     pub timer_lag_max_ms: Option<f64>,
 }
 
-/// The verdict over `(cpu_percent, timer_lag_ms)` of each second.
-pub fn verdict(seconds: impl IntoIterator<Item = (Option<f64>, Option<f64>)>) -> Verdict {
+/// The verdict over the run's seconds.
+pub fn verdict(seconds: impl IntoIterator<Item = Second>) -> Verdict {
     let mut v = Verdict {
         measured_seconds: 0,
         saturated_seconds: 0,
         saturated: false,
         cpu_peak_percent: None,
+        cpu_wait_peak_percent: None,
         timer_lag_max_ms: None,
     };
     let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
-    for (cpu, lag) in seconds {
-        if cpu.is_none() && lag.is_none() {
-            continue;
-        }
+    for second in seconds.into_iter().filter(Second::measured) {
         v.measured_seconds += 1;
-        v.saturated_seconds += u64::from(second_saturated(cpu, lag));
-        v.cpu_peak_percent = max(v.cpu_peak_percent, cpu);
-        v.timer_lag_max_ms = max(v.timer_lag_max_ms, lag);
+        v.saturated_seconds += u64::from(second.saturated());
+        v.cpu_peak_percent = max(v.cpu_peak_percent, second.cpu_percent);
+        v.cpu_wait_peak_percent = max(v.cpu_wait_peak_percent, second.cpu_wait_percent);
+        v.timer_lag_max_ms = max(v.timer_lag_max_ms, second.timer_lag_ms);
     }
     v.saturated = v.saturated_seconds as f64 * 100.0
         > SATURATED_RUN_PERCENT * v.measured_seconds as f64
@@ -204,6 +234,50 @@ pub fn process_cpu_time() -> Duration {
     Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
+/// The run-queue wait of a thread, ns: the second field of
+/// `/proc/self/task/TID/schedstat` (time on a CPU, time waiting for one,
+/// time slices).
+pub fn parse_schedstat_wait(text: &str) -> Option<u64> {
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The threads' run-queue wait since the last look, summed: per thread the
+/// growth of its counter; a thread not seen before counts whole (it started
+/// since); a thread gone takes its last stretch with it (at most a second).
+#[derive(Debug, Default)]
+pub struct RunQueueWait {
+    last: HashMap<u32, u64>,
+}
+
+impl RunQueueWait {
+    /// Folds in the counters read now, `(thread id, wait ns)`; returns the
+    /// wait since the last call.
+    pub fn advance(&mut self, now: &[(u32, u64)]) -> Duration {
+        let mut sum = 0u64;
+        for (tid, wait) in now {
+            let before = self.last.get(tid).copied().unwrap_or(0);
+            sum = sum.saturating_add(wait.saturating_sub(before));
+        }
+        self.last = now.iter().copied().collect();
+        Duration::from_nanos(sum)
+    }
+
+    /// Every thread's counter now; `None` where the kernel keeps none
+    /// (no `/proc`, or no `schedstat`).
+    pub fn read() -> Option<Vec<(u32, u64)>> {
+        let counters: Vec<(u32, u64)> = std::fs::read_dir("/proc/self/task")
+            .ok()?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let text = std::fs::read_to_string(e.path().join("schedstat")).ok()?;
+                Some((tid, parse_schedstat_wait(&text)?))
+            })
+            .collect();
+        (!counters.is_empty()).then_some(counters)
+    }
+}
+
 /// What "not waiting" is in [`TimerLag`]'s `due`.
 const NOT_WAITING: u64 = u64::MAX;
 
@@ -267,10 +341,7 @@ impl TimerLag {
 /// One second of the harness, as [`SecondProbe::close`] measures it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct HarnessSecond {
-    /// CPU used in the second, percent of the usable cores.
-    pub cpu_percent: Option<f64>,
-    /// The worst timer lag of the second, ms.
-    pub timer_lag_ms: Option<f64>,
+    pub figures: Second,
     /// CPU seconds used since the probe started.
     pub cpu_seconds: f64,
 }
@@ -281,6 +352,7 @@ pub struct SecondProbe {
     pub cores: Cores,
     lag: Arc<TimerLag>,
     gauge: Arc<HarnessGauge>,
+    wait: RunQueueWait,
     first_cpu: Duration,
     last: (Duration, Instant),
 }
@@ -289,10 +361,15 @@ impl SecondProbe {
     /// Starts counting CPU from now.
     pub fn start(cores: Cores, lag: Arc<TimerLag>, gauge: Arc<HarnessGauge>) -> SecondProbe {
         let cpu = process_cpu_time();
+        let mut wait = RunQueueWait::default();
+        if let Some(counters) = RunQueueWait::read() {
+            wait.advance(&counters);
+        }
         SecondProbe {
             cores,
             lag,
             gauge,
+            wait,
             first_cpu: cpu,
             last: (cpu, Instant::now()),
         }
@@ -302,13 +379,14 @@ impl SecondProbe {
     pub fn close(&mut self) -> HarnessSecond {
         let (cpu, now) = (process_cpu_time(), Instant::now());
         let (last_cpu, last_at) = std::mem::replace(&mut self.last, (cpu, now));
+        let wall = now.saturating_duration_since(last_at);
+        let waited = RunQueueWait::read().map(|counters| self.wait.advance(&counters));
         let second = HarnessSecond {
-            cpu_percent: cpu_percent(
-                cpu.saturating_sub(last_cpu),
-                now.saturating_duration_since(last_at),
-                self.cores.usable,
-            ),
-            timer_lag_ms: self.lag.take(now),
+            figures: Second {
+                cpu_percent: cpu_percent(cpu.saturating_sub(last_cpu), wall, self.cores.usable),
+                cpu_wait_percent: waited.and_then(|w| cpu_percent(w, wall, self.cores.usable)),
+                timer_lag_ms: self.lag.take(now),
+            },
             cpu_seconds: cpu.saturating_sub(self.first_cpu).as_secs_f64(),
         };
         self.gauge.set(&second, self.cores.usable);
@@ -336,7 +414,7 @@ impl Default for HarnessGauge {
 
 impl HarnessGauge {
     fn set(&self, s: &HarnessSecond, usable: f64) {
-        if let Some(c) = s.cpu_percent {
+        if let Some(c) = s.figures.cpu_percent {
             let tenths = (one_core_percent(c, usable) * 10.0).round() as u64;
             self.last_tenths.store(tenths, Ordering::Relaxed);
         }
@@ -365,22 +443,38 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    fn second(cpu: Option<f64>, wait: Option<f64>, lag: Option<f64>) -> Second {
+        Second {
+            cpu_percent: cpu,
+            cpu_wait_percent: wait,
+            timer_lag_ms: lag,
+        }
+    }
+
+    fn saturated(cpu: Option<f64>, wait: Option<f64>, lag: Option<f64>) -> bool {
+        second(cpu, wait, lag).saturated()
+    }
+
     #[test]
     fn a_second_is_saturated_by_cpu_from_90_percent_or_by_lag_over_100_ms() {
-        assert!(!second_saturated(Some(89.9), Some(100.0)));
-        assert!(second_saturated(Some(90.0), Some(0.0)));
-        assert!(second_saturated(Some(12.0), Some(100.1)));
-        assert!(second_saturated(None, Some(250.0)));
-        assert!(second_saturated(Some(95.0), None));
+        assert!(!saturated(Some(89.9), Some(0.0), Some(100.0)));
+        assert!(saturated(Some(90.0), Some(0.0), Some(0.0)));
+        assert!(saturated(Some(12.0), Some(1.0), Some(100.1)));
+        assert!(saturated(None, None, Some(250.0)));
+        assert!(saturated(Some(95.0), None, None));
+        // CPU used and CPU waited for (other processes had the cores) add up.
+        assert!(saturated(Some(60.0), Some(30.0), Some(40.0)));
+        assert!(!saturated(Some(60.0), Some(29.9), Some(40.0)));
+        assert!(saturated(None, Some(120.0), None));
         // Unknown is not saturated (and not 0 either: it is simply not counted).
-        assert!(!second_saturated(None, None));
+        assert!(!saturated(None, None, None));
     }
 
     #[test]
     fn the_run_is_saturated_when_more_than_5_percent_of_its_seconds_are() {
-        let calm = (Some(40.0), Some(2.0));
-        let busy = (Some(97.0), Some(3.0));
-        let late = (Some(30.0), Some(180.0));
+        let calm = second(Some(40.0), Some(1.0), Some(2.0));
+        let busy = second(Some(97.0), Some(0.5), Some(3.0));
+        let late = second(Some(30.0), Some(4.0), Some(180.0));
         // 1 of 20 seconds is exactly 5 %: not more than 5 %.
         let mut seconds = vec![calm; 19];
         seconds.push(busy);
@@ -388,6 +482,7 @@ mod tests {
         assert_eq!((v.measured_seconds, v.saturated_seconds), (20, 1));
         assert!(!v.saturated);
         assert_eq!(v.cpu_peak_percent, Some(97.0));
+        assert_eq!(v.cpu_wait_peak_percent, Some(1.0));
         assert_eq!(v.timer_lag_max_ms, Some(3.0));
         // 2 of 21: 9.5 %.
         seconds.push(late);
@@ -401,13 +496,18 @@ mod tests {
 
     #[test]
     fn seconds_without_figures_are_not_measured_and_no_data_is_no_verdict() {
-        let v = verdict([(None, None), (Some(10.0), None), (None, Some(1.0))]);
+        let v = verdict([
+            second(None, None, None),
+            second(Some(10.0), None, None),
+            second(None, None, Some(1.0)),
+        ]);
         assert_eq!((v.measured_seconds, v.saturated_seconds), (2, 0));
         assert_eq!(v.cpu_peak_percent, Some(10.0));
         let none = verdict(std::iter::empty());
         assert_eq!(none.measured_seconds, 0);
         assert!(!none.saturated);
         assert_eq!((none.cpu_peak_percent, none.timer_lag_max_ms), (None, None));
+        assert_eq!(none.cpu_wait_peak_percent, None);
     }
 
     #[test]
@@ -419,6 +519,21 @@ mod tests {
         assert_eq!(cpu_percent(ms(200), ms(250), 1.0), Some(80.0));
         assert_eq!(cpu_percent(ms(10), Duration::ZERO, 2.0), None);
         assert_eq!(one_core_percent(75.0, 2.0), 150.0);
+    }
+
+    #[test]
+    fn run_queue_wait_is_the_growth_of_each_threads_counter() {
+        assert_eq!(parse_schedstat_wait("123 4567 89\n"), Some(4567));
+        assert_eq!(parse_schedstat_wait("123"), None);
+        let mut w = RunQueueWait::default();
+        w.advance(&[(1, 1_000), (2, 5_000)]);
+        // Thread 1 waited 2 µs more, thread 2 is gone, thread 3 is new and waited 700 ns.
+        assert_eq!(w.advance(&[(1, 3_000), (3, 700)]), Duration::from_nanos(2_700));
+        // A counter never goes back; a reused id starting lower counts as nothing.
+        assert_eq!(w.advance(&[(1, 2_000), (3, 700)]), Duration::ZERO);
+        // This kernel keeps the counters (CONFIG_SCHED_INFO, on in the usual distributions).
+        let now = RunQueueWait::read().expect("schedstat of this process's threads");
+        assert!(now.iter().any(|(tid, _)| *tid == std::process::id()));
     }
 
     #[test]
@@ -505,8 +620,7 @@ mod tests {
         assert_eq!((g.cpu_pct(), g.cpu_seconds()), (None, None));
         g.set(
             &HarnessSecond {
-                cpu_percent: Some(45.5),
-                timer_lag_ms: Some(1.0),
+                figures: second(Some(45.5), Some(3.0), Some(1.0)),
                 cpu_seconds: 3.25,
             },
             2.0,

@@ -411,8 +411,9 @@ impl Recorder {
         row.active_pulls = sample.active_pulls;
         row.connections = sample.connections;
         row.fds = sample.fds;
-        row.harness_cpu_percent = sample.harness.cpu_percent;
-        row.timer_lag_ms = sample.harness.timer_lag_ms;
+        row.harness_cpu_percent = sample.harness.figures.cpu_percent;
+        row.harness_cpu_wait_percent = sample.harness.figures.cpu_wait_percent;
+        row.timer_lag_ms = sample.harness.figures.timer_lag_ms;
         self.harness_cpu_seconds = self.harness_cpu_seconds.max(sample.harness.cpu_seconds);
         row.bytes = sample.bytes.saturating_sub(self.last_bytes);
         self.last_bytes = self.last_bytes.max(sample.bytes);
@@ -1009,8 +1010,11 @@ mod tests {
     fn a_closed_second_carries_the_harness_figures_and_unknown_stays_unknown() {
         let mut rec = recorder(1);
         let busy = HarnessSecond {
-            cpu_percent: Some(97.5),
-            timer_lag_ms: Some(130.0),
+            figures: harness::Second {
+                cpu_percent: Some(97.5),
+                cpu_wait_percent: Some(4.0),
+                timer_lag_ms: Some(130.0),
+            },
             cpu_seconds: 2.5,
         };
         rec.close_row(Sample {
@@ -1020,10 +1024,21 @@ mod tests {
         rec.close_row(sample(2, 0));
         let rows = &rec.timeline;
         assert_eq!(
-            (rows[0].harness_cpu_percent, rows[0].timer_lag_ms),
-            (Some(97.5), Some(130.0))
+            (
+                rows[0].harness_cpu_percent,
+                rows[0].harness_cpu_wait_percent,
+                rows[0].timer_lag_ms
+            ),
+            (Some(97.5), Some(4.0), Some(130.0))
         );
-        assert_eq!((rows[1].harness_cpu_percent, rows[1].timer_lag_ms), (None, None));
+        assert_eq!(
+            (
+                rows[1].harness_cpu_percent,
+                rows[1].harness_cpu_wait_percent,
+                rows[1].timer_lag_ms
+            ),
+            (None, None, None)
+        );
         // The CPU total is the latest sample's, never lowered by a second without one.
         assert_eq!(rec.harness_cpu_seconds, 2.5);
     }

@@ -124,7 +124,7 @@ fn harness_from_recorder(mut watched: Vec<WatchedSummary>, rec: &Recorder) -> Ve
         return watched;
     }
     let cpu_peak = rec.cores.and_then(|cores| {
-        let peak = harness::verdict(cpu_and_lag(&rec.timeline)).cpu_peak_percent?;
+        let peak = harness::verdict(harness_seconds(&rec.timeline)).cpu_peak_percent?;
         Some(harness::one_core_percent(peak, cores.usable))
     });
     for w in watched
@@ -145,16 +145,20 @@ fn harness_cpu_seconds(rec: &Recorder) -> f64 {
     (rec.harness_cpu_seconds * 1000.0).round() / 1000.0
 }
 
-/// Each row's harness CPU and timer lag, as [`harness::verdict`] takes them.
-pub fn cpu_and_lag(rows: &[TimelineRow]) -> impl Iterator<Item = (Option<f64>, Option<f64>)> + '_ {
-    rows.iter().map(|r| (r.harness_cpu_percent, r.timer_lag_ms))
+/// Each row's harness figures, as [`harness::verdict`] takes them.
+pub fn harness_seconds(rows: &[TimelineRow]) -> impl Iterator<Item = harness::Second> + '_ {
+    rows.iter().map(|r| harness::Second {
+        cpu_percent: r.harness_cpu_percent,
+        cpu_wait_percent: r.harness_cpu_wait_percent,
+        timer_lag_ms: r.timer_lag_ms,
+    })
 }
 
 /// The harness's verdict over the timeline; `None` when the recorder never
 /// sampled (no cores known, no rows).
 fn harness(rec: &Recorder, embedded_registry: bool) -> Option<HarnessInfo> {
     let cores = rec.cores?;
-    let v = harness::verdict(cpu_and_lag(&rec.timeline));
+    let v = harness::verdict(harness_seconds(&rec.timeline));
     let measured = rec.sampled_for.as_secs_f64();
     Some(HarnessInfo {
         cpu_seconds: harness_cpu_seconds(rec),
@@ -168,6 +172,7 @@ fn harness(rec: &Recorder, embedded_registry: bool) -> Option<HarnessInfo> {
         )
         .filter(|_| measured > 0.0),
         cpu_peak_percent: v.cpu_peak_percent,
+        cpu_wait_peak_percent: v.cpu_wait_peak_percent,
         timer_lag_max_ms: v.timer_lag_max_ms,
         measured_seconds: v.measured_seconds,
         saturated_seconds: v.saturated_seconds,
@@ -633,17 +638,18 @@ pub(crate) mod tests {
         rec.harness_cpu_seconds = 4.25;
         rec.sampled_for = Duration::from_millis(3_500);
         let figures = [
-            (Some(40.0), Some(2.0)),
-            (Some(95.0), Some(4.0)),
-            (None, None),
-            (Some(30.0), Some(250.0)),
+            (Some(40.0), Some(1.0), Some(2.0)),
+            (Some(95.0), Some(0.0), Some(4.0)),
+            (None, None, None),
+            (Some(30.0), Some(7.5), Some(250.0)),
         ];
         rec.timeline = figures
             .iter()
             .enumerate()
-            .map(|(t, (cpu, lag))| TimelineRow {
+            .map(|(t, (cpu, wait, lag))| TimelineRow {
                 t: t as u64 + 1,
                 harness_cpu_percent: *cpu,
+                harness_cpu_wait_percent: *wait,
                 timer_lag_ms: *lag,
                 ..TimelineRow::default()
             })
@@ -667,6 +673,7 @@ pub(crate) mod tests {
                 // 4.25 s of CPU over 3.5 s on 2 cores.
                 cpu_mean_percent: Some(60.7),
                 cpu_peak_percent: Some(95.0),
+                cpu_wait_peak_percent: Some(7.5),
                 timer_lag_max_ms: Some(250.0),
                 measured_seconds: 3,
                 saturated_seconds: 2,

@@ -206,11 +206,15 @@ pub struct HarnessInfo {
     pub cpu_mean_percent: Option<f64>,
     /// The busiest second, percent of the usable cores.
     pub cpu_peak_percent: Option<f64>,
+    /// The second in which its threads waited longest for a CPU (other
+    /// processes had the cores), percent of the usable cores.
+    pub cpu_wait_peak_percent: Option<f64>,
     /// The latest a timer on the fleet's runtime woke, ms.
     pub timer_lag_max_ms: Option<f64>,
     /// Seconds with a figure (timeline rows).
     pub measured_seconds: u64,
-    /// Seconds in which pullstorm used 90 % of its usable cores or more, or a timer woke over 100 ms late.
+    /// Seconds in which pullstorm used, or used and waited for, 90 % of its
+    /// usable cores or more, or a timer woke over 100 ms late.
     pub saturated_seconds: u64,
     /// Saturated seconds are more than 5 % of the measured ones.
     pub saturated: bool,
@@ -251,6 +255,9 @@ pub struct TimelineRow {
     /// The harness's CPU in this second, percent of its usable cores; absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness_cpu_percent: Option<f64>,
+    /// Time the harness's threads waited for a CPU in this second, percent of its usable cores; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_cpu_wait_percent: Option<f64>,
     /// How late a timer on the fleet's runtime woke in this second, at worst, ms; absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timer_lag_ms: Option<f64>,

@@ -78,8 +78,8 @@ fn figures(s: &mut String, r: &ResultDoc) {
 }
 
 /// Whether the harness was saturated, said plainly either way, with the
-/// figures to judge it: `not saturated (peak 41% of 2 cores, timer lag max
-/// 3.0ms)`, or `SATURATED for 12 s (18% of the run; ...): figures may
+/// figures to judge it: `not saturated (peak 41% of 2 cores, waiting for a
+/// CPU up to 3%, timer lag max 3.0ms)`, or `SATURATED for 12 s (18% of the run; ...): figures may
 /// describe pullstorm, not the target; ...`. The report shows the same text.
 pub fn harness(h: Option<&HarnessInfo>) -> String {
     // Nothing measured is no verdict, not "not saturated".
@@ -102,23 +102,28 @@ pub fn harness(h: Option<&HarnessInfo>) -> String {
     )
 }
 
-/// `peak 41% of 2 cores, timer lag max 3.0ms`, and whether the embedded
+/// `peak 41% of 2 cores, waiting for a CPU up to 3%, timer lag max 3.0ms`,
+/// and whether the embedded
 /// registry's CPU is in it.
 pub fn harness_figures(h: &HarnessInfo) -> String {
     let peak = match h.cpu_peak_percent {
         Some(p) => format!("peak {p:.0}% of {}", cores(h.usable_cores)),
         None => format!("CPU {NO_DATA}"),
     };
+    let wait = match h.cpu_wait_peak_percent {
+        Some(w) => format!("waiting for a CPU up to {w:.0}%"),
+        None => format!("CPU wait {NO_DATA}"),
+    };
     let lag = match h.timer_lag_max_ms {
         Some(l) => format!("timer lag max {}", millis(l)),
         None => format!("timer lag {NO_DATA}"),
     };
     let embedded = if h.embedded_registry {
-        "; the embedded registry runs in this process and is counted"
+        "; the in-process embedded registry included"
     } else {
         ""
     };
-    format!("{peak}, {lag}{embedded}")
+    format!("{peak}, {wait}, {lag}{embedded}")
 }
 
 /// `1 core`, `2 cores`, `1.5 cores`.
@@ -254,6 +259,7 @@ mod tests {
             cpu_quota_cores: None,
             cpu_mean_percent: Some(30.0),
             cpu_peak_percent: Some(41.26),
+            cpu_wait_peak_percent: Some(2.6),
             timer_lag_max_ms: Some(3.04),
             measured_seconds: 66,
             saturated_seconds,
@@ -266,17 +272,17 @@ mod tests {
     fn the_harness_line_says_plainly_whether_it_was_saturated() {
         assert_eq!(
             harness(Some(&harness_info(0, false))),
-            "not saturated (peak 41% of 2 cores, timer lag max 3.0ms)"
+            "not saturated (peak 41% of 2 cores, waiting for a CPU up to 3%, timer lag max 3.0ms)"
         );
         let saturated = harness(Some(&harness_info(12, false)));
         assert_eq!(
             saturated,
-            "SATURATED for 12 s (18% of the run; peak 41% of 2 cores, timer lag max 3.0ms): \
+            "SATURATED for 12 s (18% of the run; peak 41% of 2 cores, waiting for a CPU up to 3%, timer lag max 3.0ms): \
              figures may describe pullstorm, not the target; use fewer nodes or more cores"
         );
         let embedded = harness(Some(&harness_info(12, true)));
         assert!(
-            embedded.contains("the embedded registry runs in this process and is counted)"),
+            embedded.contains("timer lag max 3.0ms; the in-process embedded registry included)"),
             "{embedded}"
         );
         assert!(embedded.ends_with("or a registry outside pullstorm"), "{embedded}");
@@ -288,7 +294,7 @@ mod tests {
         };
         assert_eq!(
             harness(Some(&no_lag)),
-            "not saturated (peak 41% of 1.5 cores, timer lag no data)"
+            "not saturated (peak 41% of 1.5 cores, waiting for a CPU up to 3%, timer lag no data)"
         );
         let nothing = HarnessInfo {
             measured_seconds: 0,

@@ -188,6 +188,11 @@ fn harness(b: &mut Charts) {
         rows.iter()
             .filter_map(|r| Some((r.t, r.harness_cpu_percent?))),
     );
+    let wait = Agg::new(
+        &b.grid,
+        rows.iter()
+            .filter_map(|r| Some((r.t, r.harness_cpu_wait_percent?))),
+    );
     let lag = Agg::new(
         &b.grid,
         rows.iter().filter_map(|r| Some((r.t, r.timer_lag_ms?))),
@@ -199,7 +204,8 @@ fn harness(b: &mut Charts) {
         ),
         Unit::Percent,
     );
-    c.lines.push(b.line("harness CPU", PALETTE[0], &cpu));
+    c.lines.push(b.line("used", PALETTE[0], &cpu));
+    c.lines.push(b.line("waiting for a CPU", PALETTE[1], &wait));
     c.limits.push(Limit {
         name: "saturated from".into(),
         color: PALETTE[3],
@@ -207,7 +213,7 @@ fn harness(b: &mut Charts) {
     });
     c.min_top = 100.0;
     let note = format!(
-        "All of pullstorm's threads, user + system{}. Dashed: {CPU_SATURATED_PERCENT}%, from which a second counts as saturated. {}",
+        "All of pullstorm's threads, user + system{}; waiting: ready to run while other processes had the cores (threads waiting together add up). Dashed: {CPU_SATURATED_PERCENT}%, from which used, or used + waiting, makes a second saturated. {}",
         if h.embedded_registry {
             ", the embedded registry's included"
         } else {
@@ -215,7 +221,7 @@ fn harness(b: &mut Charts) {
         },
         bucket_note(&b.grid)
     );
-    b.push_lines(c, &[cpu], note.trim_end());
+    b.push_lines(c, &[cpu, wait], note.trim_end());
     let mut c = b.chart("Harness timer lag (fleet runtime)", Unit::Millis);
     c.lines.push(b.line("timer lag", PALETTE[0], &lag));
     c.limits.push(Limit {

@@ -71,6 +71,7 @@ struct RunColumns {
     connections: Vec<Option<f64>>,
     fds: Vec<Option<f64>>,
     harness_cpu: Vec<Option<f64>>,
+    harness_wait: Vec<Option<f64>>,
     timer_lag: Vec<Option<f64>>,
     completed: Vec<f64>,
     failed: Vec<f64>,
@@ -96,6 +97,12 @@ impl RunColumns {
                     .filter_map(|r| Some((r.t, r.harness_cpu_percent?))),
             )
             .max_opt(),
+            harness_wait: Agg::new(
+                grid,
+                rows.iter()
+                    .filter_map(|r| Some((r.t, r.harness_cpu_wait_percent?))),
+            )
+            .max_opt(),
             timer_lag: Agg::new(
                 grid,
                 rows.iter().filter_map(|r| Some((r.t, r.timer_lag_ms?))),
@@ -108,8 +115,9 @@ impl RunColumns {
         }
     }
 
-    /// Throughput mean and peak, active pulls, connections, fds, the harness's CPU and timer lag.
-    fn levels(&self, i: usize) -> [String; 7] {
+    /// Throughput mean and peak, active pulls, connections, fds, the
+    /// harness's CPU used and waited for, and its timer lag.
+    fn levels(&self, i: usize) -> [String; 8] {
         [
             opt(self.throughput_mean[i], human::rate),
             opt(self.throughput_peak[i], human::rate),
@@ -117,6 +125,7 @@ impl RunColumns {
             opt(self.connections[i], human::num),
             opt(self.fds[i], human::num),
             opt(self.harness_cpu[i], |p| format!("{p:.0}%")),
+            opt(self.harness_wait[i], |p| format!("{p:.0}%")),
             opt(self.timer_lag[i], human::millis),
         ]
     }
@@ -162,6 +171,7 @@ fn head(watched: &[&WatchedSummary]) -> Vec<String> {
         "connections",
         "fds",
         "harness CPU",
+        "CPU wait",
         "timer lag",
     ];
     let counts = [
