@@ -59,7 +59,9 @@ impl Second {
             (used, waited) => Some(used.unwrap_or(0.0) + waited.unwrap_or(0.0)),
         };
         demand.is_some_and(|d| d >= CPU_SATURATED_PERCENT)
-            || self.timer_lag_ms.is_some_and(|l| l > TIMER_LAG_SATURATED_MS)
+            || self
+                .timer_lag_ms
+                .is_some_and(|l| l > TIMER_LAG_SATURATED_MS)
     }
 
     fn measured(&self) -> bool {
@@ -231,7 +233,10 @@ pub fn usable_cores() -> Cores {
 /// CPU time this process has used, every thread, user and system.
 pub fn process_cpu_time() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// The run-queue wait of a thread, ns: the second field of
@@ -419,7 +424,8 @@ impl HarnessGauge {
             self.last_tenths.store(tenths, Ordering::Relaxed);
         }
         let us = (s.cpu_seconds * 1e6).round() as u64;
-        self.cpu_us.store(us.min(NOT_WAITING - 1), Ordering::Relaxed);
+        self.cpu_us
+            .store(us.min(NOT_WAITING - 1), Ordering::Relaxed);
     }
 
     /// The last closed second's CPU, percent of one core.
@@ -528,7 +534,10 @@ mod tests {
         let mut w = RunQueueWait::default();
         w.advance(&[(1, 1_000), (2, 5_000)]);
         // Thread 1 waited 2 µs more, thread 2 is gone, thread 3 is new and waited 700 ns.
-        assert_eq!(w.advance(&[(1, 3_000), (3, 700)]), Duration::from_nanos(2_700));
+        assert_eq!(
+            w.advance(&[(1, 3_000), (3, 700)]),
+            Duration::from_nanos(2_700)
+        );
         // A counter never goes back; a reused id starting lower counts as nothing.
         assert_eq!(w.advance(&[(1, 2_000), (3, 700)]), Duration::ZERO);
         // This kernel keeps the counters (CONFIG_SCHED_INFO, on in the usual distributions).

@@ -588,7 +588,58 @@ mod tests {
     fn measured_pull_time_is_shown() {
         let html = cards(&sample_doc(true));
         assert!(html.contains("data-k=\"latency.pull.p50\""), "{html}");
-        assert!(!html.contains(">no data<"), "{html}");
+        let pull_card = html
+            .split("<div class=\"card")
+            .find(|c| c.contains("Pull time"))
+            .unwrap();
+        assert!(!pull_card.contains("no data"), "{html}");
+    }
+
+    #[test]
+    fn the_harness_card_says_saturated_or_not_and_no_data_for_old_results() {
+        let mut doc = sample_doc(true);
+        let card_of = |doc: &ResultDoc| {
+            cards(doc)
+                .split("<div class=\"card")
+                .find(|c| c.contains("Harness saturated"))
+                .unwrap()
+                .to_string()
+        };
+        // A result written before pullstorm measured itself.
+        assert!(card_of(&doc).contains(">no data<"));
+        let mut h = crate::result::model::HarnessInfo {
+            cpu_seconds: 12.5,
+            usable_cores: 2.0,
+            affinity_cores: 2,
+            cpu_quota_cores: None,
+            cpu_mean_percent: Some(50.0),
+            cpu_peak_percent: Some(97.0),
+            cpu_wait_peak_percent: Some(1.0),
+            timer_lag_max_ms: Some(20.0),
+            measured_seconds: 10,
+            saturated_seconds: 4,
+            saturated: true,
+            embedded_registry: false,
+        };
+        doc.harness = Some(h.clone());
+        let card = card_of(&doc);
+        assert!(card.starts_with(" c-bad\""), "{card}");
+        assert!(
+            card.contains(
+                ">SATURATED <span data-k=\"harness.saturated_seconds\" data-v=\"4\">4</span> s<"
+            ),
+            "{card}"
+        );
+        assert!(card.contains("peak 97% of 2 cores"), "{card}");
+        assert!(verdict(&doc)
+            .contains("id=\"harness-saturated\">Harness SATURATED for 4 s (40% of the run;"));
+        h.saturated = false;
+        h.saturated_seconds = 0;
+        doc.harness = Some(h);
+        let card = card_of(&doc);
+        assert!(card.starts_with(" c-ok\""), "{card}");
+        assert!(card.contains(">not saturated<"), "{card}");
+        assert!(!verdict(&doc).contains("harness-saturated"));
     }
 
     #[test]

@@ -285,7 +285,10 @@ mod tests {
             embedded.contains("timer lag max 3.0ms; the in-process embedded registry included)"),
             "{embedded}"
         );
-        assert!(embedded.ends_with("or a registry outside pullstorm"), "{embedded}");
+        assert!(
+            embedded.ends_with("or a registry outside pullstorm"),
+            "{embedded}"
+        );
         // Unknown figures read "no data", never 0.
         let no_lag = HarnessInfo {
             timer_lag_max_ms: None,
@@ -304,7 +307,10 @@ mod tests {
         };
         assert_eq!(harness(Some(&nothing)), "no data");
         assert_eq!(harness(None), "no data");
-        assert_eq!((cores(1.0), cores(1.5), cores(4.0)), ("1 core".into(), "1.5 cores".into(), "4 cores".into()));
+        assert_eq!(
+            (cores(1.0), cores(1.5), cores(4.0)),
+            ("1 core".into(), "1.5 cores".into(), "4 cores".into())
+        );
     }
 
     #[test]

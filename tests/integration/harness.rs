@@ -121,10 +121,7 @@ fn every_run_says_whether_the_harness_was_saturated() {
     assert!(line.contains(&figures), "{line} lacks {figures}");
     if h["saturated"] == true {
         assert!(
-            line.starts_with(&format!(
-                "SATURATED for {} s",
-                u(h, "saturated_seconds")
-            )),
+            line.starts_with(&format!("SATURATED for {} s", u(h, "saturated_seconds"))),
             "{line}"
         );
         assert!(line.contains("figures may describe pullstorm, not the target"));
@@ -204,6 +201,9 @@ fn a_harness_squeezed_onto_one_core_is_saturated() {
     assert!(line.contains("of 1 core"), "{line}");
     assert!(line.ends_with("use fewer nodes or more cores, or a registry outside pullstorm"));
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
-    assert!(html.contains("id=\"harness-saturated\""), "no saturated verdict line");
+    assert!(
+        html.contains("id=\"harness-saturated\""),
+        "no saturated verdict line"
+    );
     assert!(html.contains(">SATURATED <span data-k=\"harness.saturated_seconds\""));
 }

@@ -113,14 +113,20 @@ mod tests {
         ))
         .unwrap();
         for secret in ["hunter2", "abc123", "s3cret", "xyz", "k99"] {
-            assert!(!line.contains(secret) && !env.contains(secret), "{secret}: {line} / {env}");
+            assert!(
+                !line.contains(secret) && !env.contains(secret),
+                "{secret}: {line} / {env}"
+            );
         }
         assert_eq!(
             line,
             "app --password *** --token=*** -u admin --upstream=https://bob:***@mirror.test"
         );
         // Only the value right after a secret flag; a flag is never taken for one.
-        assert_eq!(env, "env REGISTRY_AUTH_SECRET=*** app --verbose --api-key *** next");
+        assert_eq!(
+            env,
+            "env REGISTRY_AUTH_SECRET=*** app --verbose --api-key *** next"
+        );
         let flags = command_label(&args("x --password --verbose")).unwrap();
         assert_eq!(flags, "x --password --verbose");
     }

@@ -154,7 +154,10 @@ Max open files            1024                 524288               files     \n
             parse_cmdline(b"/usr/bin/registry\0serve\0/etc/a b.yml\0"),
             ["/usr/bin/registry", "serve", "/etc/a b.yml"]
         );
-        assert_eq!(parse_cmdline(b"nginx: worker process\0"), ["nginx: worker process"]);
+        assert_eq!(
+            parse_cmdline(b"nginx: worker process\0"),
+            ["nginx: worker process"]
+        );
         assert!(parse_cmdline(b"").is_empty());
     }
 

@@ -5,8 +5,8 @@
 //! make a second saturated.
 
 use super::charts::Charts;
-use crate::report::axis::Unit;
 use crate::metrics::harness::{CPU_SATURATED_PERCENT, TIMER_LAG_SATURATED_MS};
+use crate::report::axis::Unit;
 use crate::report::colors::{class_color, PALETTE};
 use crate::report::decimate::{Agg, Grid};
 use crate::report::svg::{Limit, Stack};
