@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -294,16 +294,17 @@ pub struct TimerLag {
     base: Instant,
     worst_us: AtomicU64,
     due_us: AtomicU64,
-    running: AtomicBool,
 }
 
 impl TimerLag {
+    /// Expects the probe's first wake-up [`PROBE_PERIOD`] from now: spawn
+    /// [`TimerLag::probe`] at once, so a runtime too busy to start it at all
+    /// shows as lag too.
     pub fn new() -> Arc<TimerLag> {
         Arc::new(TimerLag {
             base: Instant::now(),
             worst_us: AtomicU64::new(0),
-            due_us: AtomicU64::new(NOT_WAITING),
-            running: AtomicBool::new(false),
+            due_us: AtomicU64::new(PROBE_PERIOD.as_micros() as u64),
         })
     }
 
@@ -314,7 +315,6 @@ impl TimerLag {
     /// The probe: sleeps [`PROBE_PERIOD`] on the runtime it is spawned on, for
     /// ever, noting how late each sleep ended. Spawn it on the fleet's runtime.
     pub async fn probe(self: Arc<Self>) {
-        self.running.store(true, Ordering::Relaxed);
         loop {
             let due = Instant::now() + PROBE_PERIOD;
             self.due_us.store(self.micros(due), Ordering::Relaxed);
@@ -326,12 +326,8 @@ impl TimerLag {
     }
 
     /// The worst lag since the last call, in ms (to 0.1): the latest wake-up,
-    /// or the one still awaited when it is overdue at `now`. `None` before the
-    /// probe first ran.
-    pub fn take(&self, now: Instant) -> Option<f64> {
-        if !self.running.load(Ordering::Relaxed) {
-            return None;
-        }
+    /// or the one still awaited when it is overdue at `now`.
+    pub fn take(&self, now: Instant) -> f64 {
         let woke = self.worst_us.swap(0, Ordering::Relaxed);
         let due = self.due_us.load(Ordering::Relaxed);
         let overdue = if due == NOT_WAITING {
@@ -339,7 +335,7 @@ impl TimerLag {
         } else {
             self.micros(now).saturating_sub(due)
         };
-        Some(round1(woke.max(overdue) as f64 / 1000.0))
+        round1(woke.max(overdue) as f64 / 1000.0)
     }
 }
 
@@ -390,7 +386,7 @@ impl SecondProbe {
             figures: Second {
                 cpu_percent: cpu_percent(cpu.saturating_sub(last_cpu), wall, self.cores.usable),
                 cpu_wait_percent: waited.and_then(|w| cpu_percent(w, wall, self.cores.usable)),
-                timer_lag_ms: self.lag.take(now),
+                timer_lag_ms: Some(self.lag.take(now)),
             },
             cpu_seconds: cpu.saturating_sub(self.first_cpu).as_secs_f64(),
         };
@@ -607,18 +603,23 @@ mod tests {
             .enable_time()
             .build()
             .unwrap();
+        // A probe that never got to run: its first wake-up is overdue all the same.
+        let never = TimerLag::new();
+        let later = Instant::now() + PROBE_PERIOD * 5;
+        assert!(never.take(later) >= 4.0 * PROBE_PERIOD.as_millis() as f64);
+
         let lag = TimerLag::new();
-        assert_eq!(lag.take(Instant::now()), None, "no probe yet");
         runtime.block_on(async {
             tokio::spawn(lag.clone().probe());
             // Let the probe run a few times on a free runtime.
             for _ in 0..3 {
                 tokio::time::sleep(PROBE_PERIOD).await;
             }
-            assert!(lag.take(Instant::now()).is_some(), "the probe ran");
-            // Now block the runtime's thread: the probe is due and cannot wake.
+            lag.take(Instant::now());
+            // Now block the runtime's thread (the sleep is the load, not a wait):
+            // the probe is due and cannot wake.
             std::thread::sleep(PROBE_PERIOD * 2 + ms(TIMER_LAG_SATURATED_MS as u64));
-            let overdue = lag.take(Instant::now()).unwrap();
+            let overdue = lag.take(Instant::now());
             assert!(overdue > TIMER_LAG_SATURATED_MS, "{overdue}");
         });
     }
