@@ -83,6 +83,8 @@ pub struct Gauges {
     pub connections: Arc<ConnectionGauge>,
     /// The harness's open fds, set once a second by the recorder's sampler.
     pub fds: Arc<super::fds::FdGauge>,
+    /// The harness's CPU, set once a second by the recorder's sampler.
+    pub harness: Arc<super::harness::HarnessGauge>,
     /// Pulls completed, pulls failed for good, and faults, for the live
     /// progress display: bumped by the recorder through [`Gauges::tally`],
     /// never on the hot path.

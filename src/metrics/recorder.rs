@@ -8,9 +8,14 @@
 //! missed), fds as [`fds::second_fds`] computes them, active pulls the highest
 //! of four peeks. The run's `fd_peak` and `connections_peak` are the highest
 //! rows, so the timeline, the result and the report agree by construction.
+//!
+//! The sampler also measures the harness itself each second (its CPU against
+//! the cores it may use, and how late a timer on the fleet's runtime woke:
+//! see [`harness`]), so a saturated harness is seen in its own timeline.
 
 use super::events::{Event, ExchangeKind, Gauges};
 use super::fds;
+use super::harness::{self, Cores, HarnessSecond, SecondProbe, TimerLag};
 use crate::net::{ConnectionWindow, Fault, FaultClass};
 use crate::result::model::{ClusterStat, TimelineRow};
 use hdrhistogram::Histogram;
@@ -138,6 +143,10 @@ pub struct Recorder {
     /// last row may be a partial second, from `sampled_for - 1 s` rounded
     /// down to the second, to `sampled_for`).
     pub sampled_for: Duration,
+    /// The cores the harness could use (`None` until the sampler starts).
+    pub cores: Option<Cores>,
+    /// CPU seconds the harness used from the sampler's start to its last sample.
+    pub harness_cpu_seconds: f64,
     pending: TimelineRow,
     /// Histograms of the current interval of the `.hlog` export.
     interval: BTreeMap<Metric, Histogram<u64>>,
@@ -186,6 +195,8 @@ impl Recorder {
             connections_peak: 0,
             connections: ConnectionTotals::default(),
             sampled_for: Duration::ZERO,
+            cores: None,
+            harness_cpu_seconds: 0.0,
             pending: TimelineRow::default(),
             interval: Metric::ALL
                 .iter()
@@ -435,6 +446,10 @@ impl Recorder {
         row.active_pulls = sample.active_pulls;
         row.connections = sample.connections;
         row.fds = sample.fds;
+        row.harness_cpu_percent = sample.harness.figures.cpu_percent;
+        row.harness_cpu_wait_percent = sample.harness.figures.cpu_wait_percent;
+        row.timer_lag_ms = sample.harness.figures.timer_lag_ms;
+        self.harness_cpu_seconds = self.harness_cpu_seconds.max(sample.harness.cpu_seconds);
         row.bytes = sample.bytes.saturating_sub(self.last_bytes);
         self.last_bytes = self.last_bytes.max(sample.bytes);
         self.fd_peak = self.fd_peak.max(sample.fds);
@@ -466,6 +481,8 @@ struct Sample {
     fds: u64,
     /// Body bytes received since the start, at the end of the second.
     bytes: u64,
+    /// The harness's CPU and timer lag in the second.
+    harness: HarnessSecond,
 }
 
 /// What the peeks of one second saw.
@@ -495,7 +512,8 @@ impl Peeks {
         self.bytes = gauges.bytes.load(Ordering::Relaxed);
     }
 
-    /// The second's sample, with the connection gauge's window of that second.
+    /// The second's sample, with the connection gauge's window of that second
+    /// (the harness's figures are added by the sampler).
     fn close(self, second: u64, at: Duration, window: ConnectionWindow) -> Sample {
         Sample {
             second,
@@ -509,6 +527,7 @@ impl Peeks {
                 window.connections,
             ),
             bytes: self.bytes,
+            harness: HarnessSecond::default(),
         }
     }
 }
@@ -519,6 +538,7 @@ impl Peeks {
 fn spawn_sampler(
     gauges: Arc<Gauges>,
     started: Instant,
+    mut probe: SecondProbe,
     samples: mpsc::UnboundedSender<Sample>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -533,11 +553,12 @@ fn spawn_sampler(
             current.peek(&gauges);
             peeks += 1;
             if peeks.is_multiple_of(PEEKS_PER_ROW) || stopping {
-                let sample = std::mem::take(&mut current).close(
+                let mut sample = std::mem::take(&mut current).close(
                     peeks.div_ceil(PEEKS_PER_ROW),
                     started.elapsed(),
                     gauges.connections.take_window(),
                 );
+                sample.harness = probe.close();
                 gauges.fds.set(sample.fds);
                 if samples.send(sample).is_err() || stopping {
                     return;
@@ -559,9 +580,15 @@ pub async fn run(
 ) -> Recorder {
     let (sample_tx, mut samples) = mpsc::unbounded_channel();
     let stop_sampler = Arc::new(AtomicBool::new(false));
+    // The timer-lag probe runs on this runtime, the fleet's: its lag is what node tasks suffer.
+    let lag = TimerLag::new();
+    let lag_probe = tokio::spawn(lag.clone().probe());
+    let cores = harness::usable_cores();
+    recorder.cores = Some(cores);
     let sampler = spawn_sampler(
         gauges.clone(),
         recorder.started,
+        SecondProbe::start(cores, lag, gauges.harness.clone()),
         sample_tx,
         stop_sampler.clone(),
     );
@@ -590,6 +617,7 @@ pub async fn run(
     // The sampler's last sample closes the partial last second.
     stop_sampler.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || sampler.join()).await;
+    lag_probe.abort();
     while let Ok(sample) = samples.try_recv() {
         recorder.close_row(sample);
     }
@@ -690,6 +718,7 @@ mod tests {
             connections: 5,
             fds: 40,
             bytes,
+            harness: HarnessSecond::default(),
         }
     }
 
@@ -1047,6 +1076,43 @@ mod tests {
             (rec.pulls_completed, rec.pulls_failed, rec.retries),
             (1, 1, 1)
         );
+    }
+
+    #[test]
+    fn a_closed_second_carries_the_harness_figures_and_unknown_stays_unknown() {
+        let mut rec = recorder(1);
+        let busy = HarnessSecond {
+            figures: harness::Second {
+                cpu_percent: Some(97.5),
+                cpu_wait_percent: Some(4.0),
+                timer_lag_ms: Some(130.0),
+            },
+            cpu_seconds: 2.5,
+        };
+        rec.close_row(Sample {
+            harness: busy,
+            ..sample(1, 0)
+        });
+        rec.close_row(sample(2, 0));
+        let rows = &rec.timeline;
+        assert_eq!(
+            (
+                rows[0].harness_cpu_percent,
+                rows[0].harness_cpu_wait_percent,
+                rows[0].timer_lag_ms
+            ),
+            (Some(97.5), Some(4.0), Some(130.0))
+        );
+        assert_eq!(
+            (
+                rows[1].harness_cpu_percent,
+                rows[1].harness_cpu_wait_percent,
+                rows[1].timer_lag_ms
+            ),
+            (None, None, None)
+        );
+        // The CPU total is the latest sample's, never lowered by a second without one.
+        assert_eq!(rec.harness_cpu_seconds, 2.5);
     }
 
     #[test]

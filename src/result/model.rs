@@ -44,6 +44,11 @@ pub struct ResultDoc {
     pub histograms: BTreeMap<String, String>,
     pub fd: FdInfo,
     pub connections: ConnectionInfo,
+    /// Whether the harness itself ran short of CPU or lagged: when it did, the
+    /// figures may describe pullstorm rather than the target. Absent in
+    /// results written before it existed.
+    #[serde(default)]
+    pub harness: Option<HarnessInfo>,
     pub clusters: Vec<ClusterStat>,
     pub timeline: Vec<TimelineRow>,
     pub thresholds: ThresholdReport,
@@ -226,6 +231,38 @@ impl ConnectionInfo {
     }
 }
 
+/// The harness watching itself (see `metrics::harness`): its CPU against the
+/// cores it may use and the lag of its timers, per second in `timeline[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HarnessInfo {
+    /// CPU time pullstorm used during the run, all threads, user + system.
+    pub cpu_seconds: f64,
+    /// Cores pullstorm could use: the fewer of `affinity_cores` and `cpu_quota_cores`.
+    pub usable_cores: f64,
+    /// CPUs in its affinity mask (`taskset`, cpuset).
+    pub affinity_cores: u32,
+    /// The cgroup CPU quota in cores, when one is set.
+    pub cpu_quota_cores: Option<f64>,
+    /// `cpu_seconds` over the time measured, percent of the usable cores.
+    pub cpu_mean_percent: Option<f64>,
+    /// The busiest second, percent of the usable cores.
+    pub cpu_peak_percent: Option<f64>,
+    /// The second in which its threads waited longest for a CPU (other
+    /// processes had the cores), percent of the usable cores.
+    pub cpu_wait_peak_percent: Option<f64>,
+    /// The latest a timer on the fleet's runtime woke, ms.
+    pub timer_lag_max_ms: Option<f64>,
+    /// Seconds with a figure (timeline rows).
+    pub measured_seconds: u64,
+    /// Seconds in which pullstorm used, or used and waited for, 90 % of its
+    /// usable cores or more, or a timer woke over 100 ms late.
+    pub saturated_seconds: u64,
+    /// Saturated seconds are more than 5 % of the measured ones.
+    pub saturated: bool,
+    /// The embedded registry ran in this process: its CPU is counted too.
+    pub embedded_registry: bool,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ThresholdReport {
     pub passed: bool,
@@ -256,6 +293,15 @@ pub struct TimelineRow {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors_by_class: BTreeMap<String, u64>,
     pub fds: u64,
+    /// The harness's CPU in this second, percent of its usable cores; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_cpu_percent: Option<f64>,
+    /// Time the harness's threads waited for a CPU in this second, percent of its usable cores; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_cpu_wait_percent: Option<f64>,
+    /// How late a timer on the fleet's runtime woke in this second, at worst, ms; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer_lag_ms: Option<f64>,
 }
 
 /// Per-cluster counts for the breakdown.

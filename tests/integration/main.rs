@@ -27,6 +27,7 @@ mod exits;
 mod faults;
 mod figures;
 mod gate;
+mod harness;
 mod hostile_input;
 mod hostile_registry;
 mod lab;
