@@ -8,9 +8,11 @@
 #      with the lab started here and stopped on exit whatever happens; then the fault
 #      matrix, the trace-fidelity comparison with dockerd and containerd, and the seed
 #      scenarios (`faults::`, `trace::`, `seeds::`: each starts its own instances of the
-#      lab's components, docs/seeds.md); then the conformance matrix (`conformance::`: the
-#      machine's dockerd and a private containerd against the client profiles, fault by
-#      fault, on free ports; it rewrites the matrix in docs/clients.md).
+#      lab's components, docs/seeds.md); then connections per pull against dockerd and
+#      containerd through nginx (`connections::`, its own nginx and registry); then the
+#      conformance matrix (`conformance::`: the machine's dockerd and a private containerd
+#      against the client profiles, fault by fault, on free ports; it rewrites the matrix
+#      in docs/clients.md).
 # The Rust integration tests are one binary, `integration` (tests/integration/main.rs); a
 # test-name filter picks a module. The real-lab ones are #[ignore]d in a plain `cargo test`
 # and run here one at a time (they bind ports and start daemons).
@@ -36,4 +38,5 @@ trap 'scripts/lab.sh down >/dev/null 2>&1 || true' EXIT
 scripts/lab.sh up >/dev/null
 cargo test --release --test integration -- --include-ignored --test-threads=1 lab::
 cargo test --release --test integration -- --include-ignored --test-threads=1 faults:: trace:: seeds::
+cargo test --release --test integration -- --include-ignored --test-threads=1 connections::
 cargo test --release --test integration -- --include-ignored --test-threads=1 conformance::

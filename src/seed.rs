@@ -86,6 +86,8 @@ fn transport(base: &Url, ca_file: Option<&Path>, insecure_tls: bool) -> Result<T
         tls,
         loopback_source: None,
         read_buffer: net::FULL_SPEED_READ_BUFFER,
+        connections: Default::default(),
+        pool: None,
     })
 }
 

@@ -14,7 +14,6 @@ use crate::oci::Session;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -328,7 +327,7 @@ async fn check_response(
 async fn read_body(
     ctx: &FleetContext,
     blob: &Descriptor,
-    mut body: Incoming,
+    mut body: net::Body,
     mut skip: u64,
     bandwidth: Option<&Bandwidth>,
     p: &mut Progress,
@@ -365,7 +364,7 @@ async fn read_body(
 /// The next data chunk of `body` (`None` at its end), waiting at most `stall`
 /// for it; frames without data (trailers) are skipped.
 async fn next_chunk(
-    body: &mut Incoming,
+    body: &mut net::Body,
     stall: Option<Duration>,
     blob: &Descriptor,
     p: &Progress,

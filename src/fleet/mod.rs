@@ -120,6 +120,9 @@ async fn pull(
     let started = Instant::now();
     let _active = ActivePull::new(&ctx.gauges);
     let _ = events.send(Event::PullStarted { cluster }).await;
+    // The pull's own connections (pulls share none), reported to the recorder when it ends.
+    let transport = &transport.for_pull();
+    let _connections = crate::metrics::events::PullConnections::new(transport, events);
     // A fresh session per pull, as dockerd opens one per pull: ping and token again.
     let session = Arc::new(Session::new(
         ctx.base.clone(),

@@ -1,7 +1,7 @@
 //! What nodes tell the recorder: one event per request, layer or pull (never
 //! per chunk), plus shared gauges that the hot path bumps with one atomic add.
 
-use crate::net::{ConnectionGauge, Fault, FaultClass};
+use crate::net::{ConnectionGauge, ConnectionTally, Fault, FaultClass, Pool, Transport};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,12 +26,14 @@ pub enum ExchangeKind {
 /// One thing that happened on a node.
 #[derive(Debug)]
 pub enum Event {
-    /// A response head arrived.
+    /// A response head arrived; `connect` when it came on a connection opened for it.
     Exchange {
         kind: ExchangeKind,
-        connect: Duration,
+        connect: Option<Duration>,
         ttfb: Duration,
     },
+    /// What one pull's connections did, sent once when the pull ends (or is stopped).
+    Connections(ConnectionTally),
     /// An exchange failed; `at` is when, for the timeline and the error table.
     Fault {
         fault: Fault,
@@ -81,6 +83,8 @@ pub struct Gauges {
     pub connections: Arc<ConnectionGauge>,
     /// The harness's open fds, set once a second by the recorder's sampler.
     pub fds: Arc<super::fds::FdGauge>,
+    /// The harness's CPU, set once a second by the recorder's sampler.
+    pub harness: Arc<super::harness::HarnessGauge>,
     /// Pulls completed, pulls failed for good, and faults, for the live
     /// progress display: bumped by the recorder through [`Gauges::tally`],
     /// never on the hot path.
@@ -115,6 +119,42 @@ impl Gauges {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Reports a pull's connections to the recorder when dropped: at the pull's end, or when
+/// the deadline or a signal aborts it, so an interrupted pull's connections count too.
+pub struct PullConnections {
+    pool: Option<Arc<Pool>>,
+    sink: Sink,
+}
+
+impl PullConnections {
+    /// For the pull whose transport is `transport` (made by [`Transport::for_pull`]).
+    pub fn new(transport: &Transport, sink: &Sink) -> Self {
+        PullConnections {
+            pool: transport.pool.clone(),
+            sink: sink.clone(),
+        }
+    }
+}
+
+impl Drop for PullConnections {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        let event = Event::Connections(pool.take_tally());
+        // The channel is deep (the recorder keeps up); when it is full all the same, a
+        // task waits for room rather than the figure being lost.
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.sink.try_send(event) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let sink = self.sink.clone();
+                runtime.spawn(async move {
+                    let _ = sink.send(event).await;
+                });
+            }
         }
     }
 }

@@ -8,9 +8,14 @@
 //! missed), fds as [`fds::second_fds`] computes them, active pulls the highest
 //! of four peeks. The run's `fd_peak` and `connections_peak` are the highest
 //! rows, so the timeline, the result and the report agree by construction.
+//!
+//! The sampler also measures the harness itself each second (its CPU against
+//! the cores it may use, and how late a timer on the fleet's runtime woke:
+//! see [`harness`]), so a saturated harness is seen in its own timeline.
 
 use super::events::{Event, ExchangeKind, Gauges};
 use super::fds;
+use super::harness::{self, Cores, HarnessSecond, SecondProbe, TimerLag};
 use crate::net::{ConnectionWindow, Fault, FaultClass};
 use crate::result::model::{ClusterStat, TimelineRow};
 use hdrhistogram::Histogram;
@@ -49,10 +54,12 @@ pub enum Metric {
     Manifest,
     /// Per pull that retried: the longest retry latency among its blobs.
     PullRetry,
+    /// A completed TLS handshake (after the TCP connect).
+    TlsHandshake,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 9] = [
         Metric::Pull,
         Metric::PullActual,
         Metric::Layer,
@@ -61,6 +68,7 @@ impl Metric {
         Metric::Retry,
         Metric::Manifest,
         Metric::PullRetry,
+        Metric::TlsHandshake,
     ];
 
     pub fn key(&self) -> &'static str {
@@ -73,8 +81,22 @@ impl Metric {
             Metric::Retry => "retry",
             Metric::Manifest => "manifest",
             Metric::PullRetry => "pull_retry",
+            Metric::TlsHandshake => "tls_handshake",
         }
     }
+}
+
+/// The run's connections, from the pulls' tallies (the preflight's are not in them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionTotals {
+    /// Connections opened, HTTPS probes included.
+    pub opened: u64,
+    /// Requests sent on them.
+    pub requests: u64,
+    /// Most requests sent on one connection.
+    pub most_requests: u64,
+    /// dockerd's HTTPS probes of a plain-HTTP target.
+    pub https_probes: u64,
 }
 
 /// Counts and timing of one fault class, for the error table.
@@ -115,10 +137,16 @@ pub struct Recorder {
     pub fd_peak: u64,
     /// Most client connections open at once: the highest `connections` of the timeline.
     pub connections_peak: i64,
+    /// What the pulls' connections did, summed over the pulls that reported.
+    pub connections: ConnectionTotals,
     /// From the start to the last sample: the time the timeline covers (its
     /// last row may be a partial second, from `sampled_for - 1 s` rounded
     /// down to the second, to `sampled_for`).
     pub sampled_for: Duration,
+    /// The cores the harness could use (`None` until the sampler starts).
+    pub cores: Option<Cores>,
+    /// CPU seconds the harness used from the sampler's start to its last sample.
+    pub harness_cpu_seconds: f64,
     pending: TimelineRow,
     /// Histograms of the current interval of the `.hlog` export.
     interval: BTreeMap<Metric, Histogram<u64>>,
@@ -165,7 +193,10 @@ impl Recorder {
             timeline: Vec::new(),
             fd_peak: 0,
             connections_peak: 0,
+            connections: ConnectionTotals::default(),
             sampled_for: Duration::ZERO,
+            cores: None,
+            harness_cpu_seconds: 0.0,
             pending: TimelineRow::default(),
             interval: Metric::ALL
                 .iter()
@@ -247,6 +278,7 @@ impl Recorder {
                 at,
             } => self.on_fault(fault, kind, cluster, at),
             Event::Retry { class, progress } => self.on_retry(class, progress),
+            Event::Connections(tally) => self.on_connections(tally),
             Event::LayerDone {
                 ok,
                 took,
@@ -270,10 +302,12 @@ impl Recorder {
         }
     }
 
-    /// A response head arrived: its connect time, and its time to first byte under
-    /// the metric of its kind (pings, tokens and uploads have none).
-    fn on_exchange(&mut self, kind: ExchangeKind, connect: Duration, ttfb: Duration) {
-        self.observe(Metric::Connect, connect);
+    /// A response head arrived: its connect time (when it opened a connection), and its
+    /// time to first byte under the metric of its kind (pings, tokens and uploads have none).
+    fn on_exchange(&mut self, kind: ExchangeKind, connect: Option<Duration>, ttfb: Duration) {
+        if let Some(connect) = connect {
+            self.observe(Metric::Connect, connect);
+        }
         match kind {
             ExchangeKind::Blob => self.observe(Metric::Ttfb, ttfb),
             ExchangeKind::Manifest => self.observe(Metric::Manifest, ttfb),
@@ -306,6 +340,18 @@ impl Recorder {
             .or_default() += 1;
         if let Some(c) = self.cluster(cluster) {
             c.errors += 1;
+        }
+    }
+
+    /// A pull's connections: added to the run's, each TLS handshake into its histogram.
+    fn on_connections(&mut self, tally: crate::net::ConnectionTally) {
+        let c = &mut self.connections;
+        c.opened += tally.opened;
+        c.requests += tally.requests;
+        c.most_requests = c.most_requests.max(tally.most_requests);
+        c.https_probes += tally.https_probes;
+        for d in tally.tls_handshakes {
+            self.observe(Metric::TlsHandshake, d);
         }
     }
 
@@ -400,6 +446,10 @@ impl Recorder {
         row.active_pulls = sample.active_pulls;
         row.connections = sample.connections;
         row.fds = sample.fds;
+        row.harness_cpu_percent = sample.harness.figures.cpu_percent;
+        row.harness_cpu_wait_percent = sample.harness.figures.cpu_wait_percent;
+        row.timer_lag_ms = sample.harness.figures.timer_lag_ms;
+        self.harness_cpu_seconds = self.harness_cpu_seconds.max(sample.harness.cpu_seconds);
         row.bytes = sample.bytes.saturating_sub(self.last_bytes);
         self.last_bytes = self.last_bytes.max(sample.bytes);
         self.fd_peak = self.fd_peak.max(sample.fds);
@@ -431,6 +481,8 @@ struct Sample {
     fds: u64,
     /// Body bytes received since the start, at the end of the second.
     bytes: u64,
+    /// The harness's CPU and timer lag in the second.
+    harness: HarnessSecond,
 }
 
 /// What the peeks of one second saw.
@@ -460,7 +512,8 @@ impl Peeks {
         self.bytes = gauges.bytes.load(Ordering::Relaxed);
     }
 
-    /// The second's sample, with the connection gauge's window of that second.
+    /// The second's sample, with the connection gauge's window of that second
+    /// (the harness's figures are added by the sampler).
     fn close(self, second: u64, at: Duration, window: ConnectionWindow) -> Sample {
         Sample {
             second,
@@ -474,6 +527,7 @@ impl Peeks {
                 window.connections,
             ),
             bytes: self.bytes,
+            harness: HarnessSecond::default(),
         }
     }
 }
@@ -484,6 +538,7 @@ impl Peeks {
 fn spawn_sampler(
     gauges: Arc<Gauges>,
     started: Instant,
+    mut probe: SecondProbe,
     samples: mpsc::UnboundedSender<Sample>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -498,11 +553,12 @@ fn spawn_sampler(
             current.peek(&gauges);
             peeks += 1;
             if peeks.is_multiple_of(PEEKS_PER_ROW) || stopping {
-                let sample = std::mem::take(&mut current).close(
+                let mut sample = std::mem::take(&mut current).close(
                     peeks.div_ceil(PEEKS_PER_ROW),
                     started.elapsed(),
                     gauges.connections.take_window(),
                 );
+                sample.harness = probe.close();
                 gauges.fds.set(sample.fds);
                 if samples.send(sample).is_err() || stopping {
                     return;
@@ -524,9 +580,15 @@ pub async fn run(
 ) -> Recorder {
     let (sample_tx, mut samples) = mpsc::unbounded_channel();
     let stop_sampler = Arc::new(AtomicBool::new(false));
+    // The timer-lag probe runs on this runtime, the fleet's: its lag is what node tasks suffer.
+    let lag = TimerLag::new();
+    let lag_probe = tokio::spawn(lag.clone().probe());
+    let cores = harness::usable_cores();
+    recorder.cores = Some(cores);
     let sampler = spawn_sampler(
         gauges.clone(),
         recorder.started,
+        SecondProbe::start(cores, lag, gauges.harness.clone()),
         sample_tx,
         stop_sampler.clone(),
     );
@@ -555,6 +617,7 @@ pub async fn run(
     // The sampler's last sample closes the partial last second.
     stop_sampler.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || sampler.join()).await;
+    lag_probe.abort();
     while let Ok(sample) = samples.try_recv() {
         recorder.close_row(sample);
     }
@@ -655,6 +718,7 @@ mod tests {
             connections: 5,
             fds: 40,
             bytes,
+            harness: HarnessSecond::default(),
         }
     }
 
@@ -898,7 +962,7 @@ mod tests {
         ] {
             rec.record(Event::Exchange {
                 kind,
-                connect: Duration::ZERO,
+                connect: Some(Duration::ZERO),
                 ttfb: ms(20),
             });
         }
@@ -915,6 +979,43 @@ mod tests {
         ] {
             assert_eq!(count(&rec, metric), 0, "{metric:?}");
         }
+    }
+
+    #[test]
+    fn pulls_connection_tallies_add_up_and_tls_handshakes_are_timed() {
+        let mut rec = recorder(1);
+        rec.record(Event::Connections(crate::net::ConnectionTally {
+            opened: 8,
+            requests: 7,
+            most_requests: 1,
+            https_probes: 1,
+            tls_handshakes: vec![],
+        }));
+        rec.record(Event::Connections(crate::net::ConnectionTally {
+            opened: 4,
+            requests: 6,
+            most_requests: 3,
+            https_probes: 0,
+            tls_handshakes: vec![ms(3), ms(5)],
+        }));
+        assert_eq!(
+            rec.connections,
+            ConnectionTotals {
+                opened: 12,
+                requests: 13,
+                most_requests: 3,
+                https_probes: 1,
+            }
+        );
+        assert_eq!(count(&rec, Metric::TlsHandshake), 2);
+        // A request on a kept-alive connection has no connect time to record.
+        rec.record(Event::Exchange {
+            kind: ExchangeKind::Blob,
+            connect: None,
+            ttfb: ms(20),
+        });
+        assert_eq!(count(&rec, Metric::Connect), 0);
+        assert_eq!(count(&rec, Metric::Ttfb), 1);
     }
 
     #[test]
@@ -975,6 +1076,43 @@ mod tests {
             (rec.pulls_completed, rec.pulls_failed, rec.retries),
             (1, 1, 1)
         );
+    }
+
+    #[test]
+    fn a_closed_second_carries_the_harness_figures_and_unknown_stays_unknown() {
+        let mut rec = recorder(1);
+        let busy = HarnessSecond {
+            figures: harness::Second {
+                cpu_percent: Some(97.5),
+                cpu_wait_percent: Some(4.0),
+                timer_lag_ms: Some(130.0),
+            },
+            cpu_seconds: 2.5,
+        };
+        rec.close_row(Sample {
+            harness: busy,
+            ..sample(1, 0)
+        });
+        rec.close_row(sample(2, 0));
+        let rows = &rec.timeline;
+        assert_eq!(
+            (
+                rows[0].harness_cpu_percent,
+                rows[0].harness_cpu_wait_percent,
+                rows[0].timer_lag_ms
+            ),
+            (Some(97.5), Some(4.0), Some(130.0))
+        );
+        assert_eq!(
+            (
+                rows[1].harness_cpu_percent,
+                rows[1].harness_cpu_wait_percent,
+                rows[1].timer_lag_ms
+            ),
+            (None, None, None)
+        );
+        // The CPU total is the latest sample's, never lowered by a second without one.
+        assert_eq!(rec.harness_cpu_seconds, 2.5);
     }
 
     #[test]

@@ -1,16 +1,23 @@
-//! One HTTP/1.1 connection per exchange, with honest timing.
+//! HTTP/1.1 exchanges with honest timing, on connections opened the way the
+//! client being imitated opens them ([`pool`]: a new one per request, or a
+//! per-pull keep-alive pool).
 //!
-//! Every simulated download owns its TCP connection (as a node's runtime
-//! does), so fd pressure, resets and short bodies land on the exchange that
-//! caused them. Errors are turned into a [`FaultClass`] here, once, by walking
-//! the error's `source()` chain down to the `io::Error`.
+//! A download holds its connection alone while its body flows (one request at a
+//! time per connection, as every Go client), so fd pressure, resets and short
+//! bodies land on the exchange that caused them. Errors are turned into a
+//! [`FaultClass`] here, once, by walking the error's `source()` chain down to
+//! the `io::Error`.
 
+pub mod body;
 pub mod classify;
 pub mod limiter;
+pub mod pool;
 pub mod tls;
 
+pub use body::Body;
 pub use classify::{Fault, FaultClass, Phase};
 pub use limiter::Bandwidth;
+pub use pool::{ConnectionModel, ConnectionPolicy, ConnectionTally, HttpsProbe, KeepAlive, Pool};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -46,7 +53,8 @@ pub const THROTTLED_READ_BUFFER: usize = 16 << 10;
 /// CPU-s per GiB on one stream), and the buffer only fills when the socket is ahead.
 pub const FULL_SPEED_READ_BUFFER: usize = 256 << 10;
 
-/// How a run connects: the profile's timeouts, the open-connection gauge and TLS.
+/// How a run connects: the profile's timeouts, the open-connection gauge, TLS, and
+/// how connections are opened and reused.
 #[derive(Clone)]
 pub struct Transport {
     pub timeouts: Timeouts,
@@ -56,6 +64,11 @@ pub struct Transport {
     pub loopback_source: Option<std::net::Ipv4Addr>,
     /// Most bytes buffered per connection ([`THROTTLED_READ_BUFFER`] or [`FULL_SPEED_READ_BUFFER`]).
     pub read_buffer: usize,
+    /// How a pull's connections are opened and reused; applies through [`Transport::for_pull`].
+    pub connections: ConnectionPolicy,
+    /// The pull's connections, once [`Transport::for_pull`] made them; without one, every
+    /// request opens a connection of its own (no `Connection: close`, no probe).
+    pub pool: Option<Arc<Pool>>,
 }
 
 impl Transport {
@@ -63,6 +76,15 @@ impl Transport {
     pub fn with_timeouts(&self, timeouts: Timeouts) -> Transport {
         Transport {
             timeouts,
+            ..self.clone()
+        }
+    }
+
+    /// The transport of one pull: the same settings with a pool of its own, since pulls
+    /// share no connections (with dockerd and containerd alike).
+    pub fn for_pull(&self) -> Transport {
+        Transport {
+            pool: Some(Arc::new(Pool::new(self.connections))),
             ..self.clone()
         }
     }
@@ -139,9 +161,10 @@ impl ConnectionGauge {
 pub struct Exchange {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: Incoming,
-    /// TCP connect time (DNS included).
-    pub connect: Duration,
+    pub body: Body,
+    /// TCP connect time (DNS included, TLS not) of the connection opened for this
+    /// request; `None` when it went on a kept-alive one.
+    pub connect: Option<Duration>,
     /// Request written to response head received.
     pub ttfb: Duration,
 }
@@ -156,9 +179,11 @@ pub fn empty_body() -> RequestBody {
         .boxed()
 }
 
-/// Sends one bodiless request on a fresh connection; returns once the response head is in.
+/// Sends one bodiless request; returns once the response head is in.
 ///
-/// The connection lives until the returned body is dropped or read to its end.
+/// Without a pool (or with the close model) the request has a connection of its own,
+/// which lives until the returned body is dropped or read to its end; with a
+/// keep-alive pool it may then serve the pull's next request.
 pub async fn send(
     method: Method,
     url: &Url,
@@ -176,27 +201,67 @@ pub async fn send_with_body(
     body: RequestBody,
     transport: &Transport,
 ) -> Result<Exchange, Fault> {
-    let started = Instant::now();
-    let io = open(url, transport, started).await?;
-    let connect = started.elapsed();
-    let mut sender = start_http1(io, transport.read_buffer).await?;
+    if let Some(pool) = &transport.pool {
+        return pool.send(method, url, headers, body, transport).await;
+    }
+    let opened = open_http1(url, transport).await?;
+    let mut sender = opened.sender;
     let request = build_request(method, url, headers, body)?;
     let asked = Instant::now();
     let response = await_head(&mut sender, request, transport.timeouts.response).await?;
-    let ttfb = asked.elapsed();
+    Ok(exchange(
+        response,
+        Some(opened.connect),
+        asked.elapsed(),
+        None,
+    ))
+}
+
+/// The exchange of a response whose head is in; `lease` is its pooled connection.
+fn exchange(
+    response: Response<Incoming>,
+    connect: Option<Duration>,
+    ttfb: Duration,
+    lease: Option<pool::Lease>,
+) -> Exchange {
     let (parts, body) = response.into_parts();
-    Ok(Exchange {
+    Exchange {
         status: parts.status,
         headers: parts.headers,
-        body,
+        body: Body::new(body, lease),
         connect,
         ttfb,
+    }
+}
+
+/// A new HTTP/1.1 connection, and what opening it took.
+struct Opened {
+    sender: hyper::client::conn::http1::SendRequest<RequestBody>,
+    /// DNS and TCP connect.
+    connect: Duration,
+    /// The TLS handshake, for `https`.
+    tls_handshake: Option<Duration>,
+}
+
+/// Opens a connection to the URL's host and starts HTTP/1.1 on it.
+async fn open_http1(url: &Url, transport: &Transport) -> Result<Opened, Fault> {
+    let (io, connect, tls_handshake) = open(url, transport).await?;
+    let sender = start_http1(io, transport.read_buffer).await?;
+    Ok(Opened {
+        sender,
+        connect,
+        tls_handshake,
     })
 }
 
-/// A connection to the URL's host, TLS-wrapped for `https`. The connect
-/// timeout, counted from `started`, bounds TCP and TLS together.
-async fn open(url: &Url, transport: &Transport, started: Instant) -> Result<Box<dyn Io>, Fault> {
+/// A connection to the URL's host, TLS-wrapped for `https`, with the time the
+/// TCP connect and the TLS handshake took. The connect timeout bounds TCP and
+/// TLS together.
+async fn open(
+    url: &Url,
+    transport: &Transport,
+) -> Result<(Box<dyn Io>, Duration, Option<Duration>), Fault> {
+    let started = Instant::now();
     let timeouts = &transport.timeouts;
     let host = url.host_str().ok_or_else(|| {
         Fault::new(
@@ -218,8 +283,9 @@ async fn open(url: &Url, transport: &Transport, started: Instant) -> Result<Box<
         connect(host, port, timeouts.connect, transport.loopback_source).await?,
         transport.gauge.clone(),
     );
+    let connected = started.elapsed();
     match url.scheme() {
-        "http" => Ok(Box::new(stream)),
+        "http" => Ok((Box::new(stream), connected, None)),
         "https" => {
             let connector = transport.tls.as_ref().ok_or_else(|| {
                 Fault::new(
@@ -228,9 +294,13 @@ async fn open(url: &Url, transport: &Transport, started: Instant) -> Result<Box<
                     "https target but TLS is not configured",
                 )
             })?;
-            let left = timeouts.connect.saturating_sub(started.elapsed());
+            let left = timeouts.connect.saturating_sub(connected);
             let tls = tls::handshake(connector, host, port, stream, left, timeouts.connect).await?;
-            Ok(Box::new(tls))
+            Ok((
+                Box::new(tls),
+                connected,
+                Some(started.elapsed() - connected),
+            ))
         }
         other => Err(Fault::new(
             FaultClass::Other,
@@ -305,11 +375,7 @@ async fn await_head(
 }
 
 /// Reads a small body (manifest, token, error document) whole, up to `limit` bytes.
-pub async fn read_small(
-    body: Incoming,
-    limit: usize,
-    stall: Option<Duration>,
-) -> Result<Bytes, Fault> {
+pub async fn read_small(body: Body, limit: usize, stall: Option<Duration>) -> Result<Bytes, Fault> {
     let wait = stall.unwrap_or(Duration::from_secs(60));
     let collected = tokio::time::timeout(wait, http_body_util::Limited::new(body, limit).collect())
         .await
@@ -415,13 +481,13 @@ trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// A TCP stream that keeps the open-connection gauge true for its lifetime.
-struct Counted {
+pub(crate) struct Counted {
     inner: TcpStream,
     gauge: Arc<ConnectionGauge>,
 }
 
 impl Counted {
-    fn new(inner: TcpStream, gauge: Arc<ConnectionGauge>) -> Self {
+    pub(crate) fn new(inner: TcpStream, gauge: Arc<ConnectionGauge>) -> Self {
         use std::os::fd::AsRawFd;
         gauge.opened(u64::try_from(inner.as_raw_fd()).ok());
         Counted { inner, gauge }

@@ -103,7 +103,8 @@ impl Session {
         let digest = if super::name::is_sha256_digest(reference) {
             reference.to_string()
         } else {
-            self.head_manifest(reference).await?
+            // containerd resolves on a transport of its own: its connections are kept apart.
+            net::pool::resolving(self.head_manifest(reference)).await?
         };
         let (doc, _) = self.get_manifest(&digest).await?;
         match doc {

@@ -15,7 +15,7 @@ use std::fmt::Write;
 const MAX_POINTS: usize = 400;
 
 /// Charts in order, each with the metrics it overlays and what it measures.
-const CHARTS: [(&str, &[&str], &str); 5] = [
+const CHARTS: [(&str, &[&str], &str); 6] = [
     (
         "Pull time",
         &["pull", "pull_actual"],
@@ -27,18 +27,28 @@ const CHARTS: [(&str, &[&str], &str); 5] = [
         &["ttfb", "manifest"],
         "ttfb: blob request to response head; manifest: manifest requests",
     ),
-    ("Connect", &["connect"], "TCP connect, DNS included, every connection"),
+    (
+        "Connect",
+        &["connect"],
+        "TCP connect, DNS included, every connection a request opened",
+    ),
+    (
+        "TLS handshake",
+        &["tls_handshake"],
+        "after the TCP connect, every completed handshake",
+    ),
     ("Retry cost", &["retry"], "a blob's first failure to its completion"),
 ];
 
 /// Metrics in the table, in order; any other metric in the result follows.
-const ORDER: [&str; 7] = [
+const ORDER: [&str; 8] = [
     "pull",
     "pull_actual",
     "layer",
     "ttfb",
     "manifest",
     "connect",
+    "tls_handshake",
     "retry",
 ];
 

@@ -6,7 +6,7 @@
 use super::html::{esc, fig, table};
 use crate::human;
 use crate::result::model::{ResultDoc, WatchedKind, WatchedSummary};
-use crate::result::summary::NO_DATA;
+use crate::result::summary::{self, NO_DATA};
 use std::fmt::Write;
 
 /// Share of a limit from which a figure is flagged: warn, then bad.
@@ -188,6 +188,13 @@ pub fn verdict(doc: &ResultDoc) -> String {
     if doc.stop_reason != "finished" {
         let _ = write!(why, " Stopped by: {}.", esc(&doc.stop_reason));
     }
+    if doc.harness.as_ref().is_some_and(|h| h.saturated) {
+        let _ = write!(
+            why,
+            " <span class=\"warnline\" id=\"harness-saturated\">Harness {}.</span>",
+            esc(&summary::harness(doc.harness.as_ref()))
+        );
+    }
     for t in &doc.watched {
         if let Some(at) = t.exited_at_s {
             let _ = write!(
@@ -208,6 +215,8 @@ pub fn cards(doc: &ResultDoc) -> String {
     data_cards(&mut s, doc);
     trouble_cards(&mut s, doc);
     harness_fd_card(&mut s, doc);
+    connections_card(&mut s, doc);
+    harness_cpu_card(&mut s, doc);
     for t in doc
         .watched
         .iter()
@@ -390,6 +399,91 @@ fn harness_fd_card(s: &mut String, doc: &ResultDoc) {
     );
 }
 
+/// The connections the pulls opened and how many requests each carried; none for a
+/// result written before they were counted.
+fn connections_card(s: &mut String, doc: &ResultDoc) {
+    let c = &doc.connections;
+    let (Some(opened), Some(requests)) = (c.opened, c.requests) else {
+        return;
+    };
+    let mut detail = vec![format!(
+        "{} requests",
+        fig("connections.requests", requests, &requests.to_string())
+    )];
+    match (c.requests_per_connection, c.max_requests_per_connection) {
+        (Some(per), Some(most)) => {
+            detail.push(format!(
+                "{} per connection",
+                fig("connections.requests_per_connection", per, &per.to_string())
+            ));
+            detail.push(format!(
+                "at most {} on one",
+                fig(
+                    "connections.max_requests_per_connection",
+                    most,
+                    &most.to_string()
+                )
+            ));
+        }
+        _ => detail.push(format!("per connection: {NO_DATA}")),
+    }
+    for (key, n, what) in [
+        ("connections.https_probes", c.https_probes, "HTTPS probes"),
+        (
+            "connections.tls_handshakes",
+            c.tls_handshakes,
+            "TLS handshakes",
+        ),
+    ] {
+        if let Some(n) = n.filter(|n| *n > 0) {
+            detail.push(format!("{} {what}", fig(key, n, &n.to_string())));
+        }
+    }
+    card(
+        s,
+        Tone::Plain,
+        "Connections opened",
+        &fig("connections.opened", opened, &opened.to_string()),
+        &detail.join(" &middot; "),
+    );
+}
+
+/// Whether the harness was saturated (bad when it was: the figures may then
+/// describe pullstorm rather than the target), with the console's sentence.
+fn harness_cpu_card(s: &mut String, doc: &ResultDoc) {
+    let Some(h) = doc.harness.as_ref().filter(|h| h.measured_seconds > 0) else {
+        card(
+            s,
+            Tone::Plain,
+            "Harness saturated",
+            NO_DATA,
+            "no CPU or timer figures in this result",
+        );
+        return;
+    };
+    let seconds = fig(
+        "harness.saturated_seconds",
+        h.saturated_seconds,
+        &h.saturated_seconds.to_string(),
+    );
+    let (tone, value) = if h.saturated {
+        (Tone::Bad, format!("SATURATED {seconds} s"))
+    } else {
+        (Tone::Ok, "not saturated".to_string())
+    };
+    let detail = format!(
+        "{} &middot; {seconds} of {} s over the limits &middot; {} s CPU",
+        esc(&summary::harness_figures(h)),
+        h.measured_seconds,
+        fig(
+            "harness.cpu_seconds",
+            h.cpu_seconds,
+            &format!("{:.1}", h.cpu_seconds)
+        )
+    );
+    card(s, tone, "Harness saturated", &value, &detail);
+}
+
 /// A watched process or Prometheus endpoint: fds against its limit, bad
 /// when it exited, turned zombie or could never be sampled.
 fn watched_card(s: &mut String, t: &WatchedSummary) {
@@ -410,7 +504,7 @@ fn watched_card(s: &mut String, t: &WatchedSummary) {
     card(
         s,
         tone,
-        &format!("{} fds peak / limit", t.name),
+        &format!("{} fds peak / limit", t.label()),
         &esc(&value),
         &esc(&watched_detail(t).join(" \u{b7} ")),
     );
@@ -544,7 +638,58 @@ mod tests {
     fn measured_pull_time_is_shown() {
         let html = cards(&sample_doc(true));
         assert!(html.contains("data-k=\"latency.pull.p50\""), "{html}");
-        assert!(!html.contains(">no data<"), "{html}");
+        let pull_card = html
+            .split("<div class=\"card")
+            .find(|c| c.contains("Pull time"))
+            .unwrap();
+        assert!(!pull_card.contains("no data"), "{html}");
+    }
+
+    #[test]
+    fn the_harness_card_says_saturated_or_not_and_no_data_for_old_results() {
+        let mut doc = sample_doc(true);
+        let card_of = |doc: &ResultDoc| {
+            cards(doc)
+                .split("<div class=\"card")
+                .find(|c| c.contains("Harness saturated"))
+                .unwrap()
+                .to_string()
+        };
+        // A result written before pullstorm measured itself.
+        assert!(card_of(&doc).contains(">no data<"));
+        let mut h = crate::result::model::HarnessInfo {
+            cpu_seconds: 12.5,
+            usable_cores: 2.0,
+            affinity_cores: 2,
+            cpu_quota_cores: None,
+            cpu_mean_percent: Some(50.0),
+            cpu_peak_percent: Some(97.0),
+            cpu_wait_peak_percent: Some(1.0),
+            timer_lag_max_ms: Some(20.0),
+            measured_seconds: 10,
+            saturated_seconds: 4,
+            saturated: true,
+            embedded_registry: false,
+        };
+        doc.harness = Some(h.clone());
+        let card = card_of(&doc);
+        assert!(card.starts_with(" c-bad\""), "{card}");
+        assert!(
+            card.contains(
+                ">SATURATED <span data-k=\"harness.saturated_seconds\" data-v=\"4\">4</span> s<"
+            ),
+            "{card}"
+        );
+        assert!(card.contains("peak 97% of 2 cores"), "{card}");
+        assert!(verdict(&doc)
+            .contains("id=\"harness-saturated\">Harness SATURATED for 4 s (40% of the run;"));
+        h.saturated = false;
+        h.saturated_seconds = 0;
+        doc.harness = Some(h);
+        let card = card_of(&doc);
+        assert!(card.starts_with(" c-ok\""), "{card}");
+        assert!(card.contains(">not saturated<"), "{card}");
+        assert!(!verdict(&doc).contains("harness-saturated"));
     }
 
     #[test]

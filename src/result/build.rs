@@ -5,11 +5,12 @@
 
 use super::model::*;
 use crate::metrics::fds::FdLimits;
+use crate::metrics::harness;
 use crate::metrics::Recorder;
 use crate::net::FaultClass;
 use crate::scenario::{Loaded, Pattern, Scenario};
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Why the fleet stopped (`stop_reason` in result.json).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,7 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         .duration_since(facts.started)
         .unwrap_or_default();
     let pulls = pulls(rec, facts.planned_pulls);
+    let embedded = facts.target.embedded;
     let (latency, histograms) = measured(rec);
     let mut doc = ResultDoc {
         schema: SCHEMA.to_string(),
@@ -100,9 +102,8 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
             client_hard_limit: facts.fd_limits.hard,
             client_limit_at_start: facts.fd_limits.soft_at_start,
         },
-        connections: ConnectionInfo {
-            peak: rec.connections_peak,
-        },
+        connections: ConnectionInfo::measured(rec),
+        harness: harness(rec, embedded),
         clusters: rec.clusters.clone(),
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
@@ -113,20 +114,69 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
     doc
 }
 
-/// The harness row of `targets[]` takes its fd peak from the recorder, the
-/// source of `fd.client_peak`: one figure for one thing, whatever second the
-/// watcher happened to read.
+/// The harness row of `targets[]` takes its fd peak, CPU seconds and CPU
+/// peak from the recorder, the source of `fd.client_peak` and `harness`: one
+/// figure for one thing, whatever second the watcher happened to read.
 fn harness_from_recorder(mut watched: Vec<WatchedSummary>, rec: &Recorder) -> Vec<WatchedSummary> {
     if rec.timeline.is_empty() {
         return watched;
     }
+    let cpu_peak = rec.cores.and_then(|cores| {
+        let peak = harness::verdict(harness_seconds(&rec.timeline)).cpu_peak_percent?;
+        Some(harness::one_core_percent(peak, cores.usable))
+    });
     for w in watched
         .iter_mut()
         .filter(|w| w.kind == WatchedKind::Harness)
     {
         w.fd_peak = Some(rec.fd_peak);
+        if rec.cores.is_some() {
+            w.cpu_seconds = Some(harness_cpu_seconds(rec));
+            w.cpu_peak_pct = cpu_peak;
+        }
     }
     watched
+}
+
+/// The harness's CPU seconds, to the millisecond, as `harness` and its watched row show them.
+fn harness_cpu_seconds(rec: &Recorder) -> f64 {
+    (rec.harness_cpu_seconds * 1000.0).round() / 1000.0
+}
+
+/// Each row's harness figures, as [`harness::verdict`] takes them.
+pub fn harness_seconds(rows: &[TimelineRow]) -> impl Iterator<Item = harness::Second> + '_ {
+    rows.iter().map(|r| harness::Second {
+        cpu_percent: r.harness_cpu_percent,
+        cpu_wait_percent: r.harness_cpu_wait_percent,
+        timer_lag_ms: r.timer_lag_ms,
+    })
+}
+
+/// The harness's verdict over the timeline; `None` when the recorder never
+/// sampled (no cores known, no rows).
+fn harness(rec: &Recorder, embedded_registry: bool) -> Option<HarnessInfo> {
+    let cores = rec.cores?;
+    let v = harness::verdict(harness_seconds(&rec.timeline));
+    let measured = rec.sampled_for.as_secs_f64();
+    Some(HarnessInfo {
+        cpu_seconds: harness_cpu_seconds(rec),
+        usable_cores: cores.usable,
+        affinity_cores: cores.affinity,
+        cpu_quota_cores: cores.quota,
+        cpu_mean_percent: harness::cpu_percent(
+            Duration::from_secs_f64(rec.harness_cpu_seconds),
+            rec.sampled_for,
+            cores.usable,
+        )
+        .filter(|_| measured > 0.0),
+        cpu_peak_percent: v.cpu_peak_percent,
+        cpu_wait_peak_percent: v.cpu_wait_peak_percent,
+        timer_lag_max_ms: v.timer_lag_max_ms,
+        measured_seconds: v.measured_seconds,
+        saturated_seconds: v.saturated_seconds,
+        saturated: v.saturated,
+        embedded_registry,
+    })
 }
 
 fn fleet(s: &Scenario, nodes: u64, profile: serde_json::Value) -> FleetInfo {
@@ -358,7 +408,7 @@ pub(crate) mod tests {
         }
         rec.record(Event::Exchange {
             kind: ExchangeKind::Blob,
-            connect: Duration::from_millis(2),
+            connect: Some(Duration::from_millis(2)),
             ttfb: Duration::from_millis(20),
         });
         let cut = fault(FaultClass::UnexpectedEof, "short body", 0, t0 + ms(250));
@@ -573,6 +623,105 @@ pub(crate) mod tests {
             Some(50),
             "other processes keep theirs"
         );
+    }
+
+    /// Four seconds on 2 cores, one at 95 % and one with a 250 ms timer lag, one
+    /// without figures: 2 of 3 measured seconds saturated; the watched harness
+    /// row shows the recorder's CPU, in its unit (percent of one core).
+    #[test]
+    fn the_harness_verdict_comes_from_the_timeline_and_the_harness_row_agrees() {
+        let l = loaded();
+        let mut rec = recorder();
+        rec.cores = Some(harness::Cores::new(2, None));
+        rec.harness_cpu_seconds = 4.25;
+        rec.sampled_for = Duration::from_millis(3_500);
+        let figures = [
+            (Some(40.0), Some(1.0), Some(2.0)),
+            (Some(95.0), Some(0.0), Some(4.0)),
+            (None, None, None),
+            (Some(30.0), Some(7.5), Some(250.0)),
+        ];
+        rec.timeline = figures
+            .iter()
+            .enumerate()
+            .map(|(t, (cpu, wait, lag))| TimelineRow {
+                t: t as u64 + 1,
+                harness_cpu_percent: *cpu,
+                harness_cpu_wait_percent: *wait,
+                timer_lag_ms: *lag,
+                ..TimelineRow::default()
+            })
+            .collect();
+        let mut f = facts(&l, StopReason::Finished);
+        f.watched = vec![WatchedSummary::empty(
+            "harness".into(),
+            WatchedKind::Harness,
+            Some(1),
+            None,
+        )];
+        let doc = build(f, &rec);
+        let h = doc.harness.expect("harness measured");
+        assert_eq!(
+            h,
+            HarnessInfo {
+                cpu_seconds: 4.25,
+                usable_cores: 2.0,
+                affinity_cores: 2,
+                cpu_quota_cores: None,
+                // 4.25 s of CPU over 3.5 s on 2 cores.
+                cpu_mean_percent: Some(60.7),
+                cpu_peak_percent: Some(95.0),
+                cpu_wait_peak_percent: Some(7.5),
+                timer_lag_max_ms: Some(250.0),
+                measured_seconds: 3,
+                saturated_seconds: 2,
+                saturated: true,
+                embedded_registry: true,
+            }
+        );
+        let row = &doc.watched[0];
+        assert_eq!(row.cpu_seconds, Some(4.25));
+        assert_eq!(row.cpu_peak_pct, Some(190.0));
+        // The row without figures stays without them in the document.
+        assert_eq!(doc.timeline[2].harness_cpu_percent, None);
+    }
+
+    #[test]
+    fn no_sampler_no_harness_verdict() {
+        let l = loaded();
+        let doc = build(facts(&l, StopReason::Finished), &recorder());
+        assert_eq!(doc.harness, None);
+    }
+
+    #[test]
+    fn connection_figures_come_from_the_recorder_and_no_connection_is_no_ratio() {
+        let l = loaded();
+        let doc = build(facts(&l, StopReason::Finished), &recorder());
+        let c = &doc.connections;
+        assert_eq!((c.opened, c.requests), (Some(0), Some(0)));
+        assert_eq!(
+            (c.requests_per_connection, c.max_requests_per_connection),
+            (None, None),
+            "nothing opened: no ratio, not a zero"
+        );
+        let mut rec = recorder();
+        rec.record(Event::Connections(crate::net::ConnectionTally {
+            opened: 4,
+            requests: 6,
+            most_requests: 3,
+            https_probes: 1,
+            tls_handshakes: vec![Duration::from_millis(4)],
+        }));
+        let doc = build(facts(&l, StopReason::Finished), &rec);
+        let c = &doc.connections;
+        assert_eq!(
+            (c.opened, c.requests, c.https_probes),
+            (Some(4), Some(6), Some(1))
+        );
+        assert_eq!(c.requests_per_connection, Some(1.5));
+        assert_eq!(c.max_requests_per_connection, Some(3));
+        assert_eq!(c.tls_handshakes, Some(1));
+        assert_eq!(doc.latency["tls_handshake"].count, 1);
     }
 
     #[test]

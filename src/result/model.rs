@@ -44,6 +44,11 @@ pub struct ResultDoc {
     pub histograms: BTreeMap<String, String>,
     pub fd: FdInfo,
     pub connections: ConnectionInfo,
+    /// Whether the harness itself ran short of CPU or lagged: when it did, the
+    /// figures may describe pullstorm rather than the target. Absent in
+    /// results written before it existed.
+    #[serde(default)]
+    pub harness: Option<HarnessInfo>,
     pub clusters: Vec<ClusterStat>,
     pub timeline: Vec<TimelineRow>,
     pub thresholds: ThresholdReport,
@@ -180,9 +185,82 @@ pub struct FdInfo {
     pub client_limit_at_start: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+/// Client connections: the most open at once, and what the pulls' connections did.
+/// The counted fields are absent (null) in results written before they existed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ConnectionInfo {
     pub peak: i64,
+    /// Connections the pulls opened (the preflight's not included), HTTPS probes included.
+    #[serde(default)]
+    pub opened: Option<u64>,
+    /// Requests sent on them.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// `requests / opened`; null when no connection was opened.
+    #[serde(default)]
+    pub requests_per_connection: Option<f64>,
+    /// Most requests sent on one connection; null when no request was sent.
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u64>,
+    /// dockerd's HTTPS attempts on a plain-HTTP target (each one of `opened`, none a request).
+    #[serde(default)]
+    pub https_probes: Option<u64>,
+    /// Completed TLS handshakes (their times: `latency.tls_handshake`).
+    #[serde(default)]
+    pub tls_handshakes: Option<u64>,
+}
+
+impl ConnectionInfo {
+    /// The figures of a run: the gauge's peak and the recorder's totals.
+    pub fn measured(rec: &Recorder) -> ConnectionInfo {
+        let c = &rec.connections;
+        let tls = rec
+            .histograms
+            .get(&Metric::TlsHandshake)
+            .map_or(0, |h| h.len());
+        ConnectionInfo {
+            peak: rec.connections_peak,
+            opened: Some(c.opened),
+            requests: Some(c.requests),
+            requests_per_connection: (c.opened > 0)
+                .then(|| (c.requests as f64 / c.opened as f64 * 1000.0).round() / 1000.0),
+            max_requests_per_connection: (c.requests > 0).then_some(c.most_requests),
+            https_probes: Some(c.https_probes),
+            tls_handshakes: Some(tls),
+        }
+    }
+}
+
+/// The harness watching itself (see `metrics::harness`): its CPU against the
+/// cores it may use and the lag of its timers, per second in `timeline[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HarnessInfo {
+    /// CPU time pullstorm used during the run, all threads, user + system.
+    pub cpu_seconds: f64,
+    /// Cores pullstorm could use: the fewer of `affinity_cores` and `cpu_quota_cores`.
+    pub usable_cores: f64,
+    /// CPUs in its affinity mask (`taskset`, cpuset).
+    pub affinity_cores: u32,
+    /// The cgroup CPU quota in cores, when one is set.
+    pub cpu_quota_cores: Option<f64>,
+    /// `cpu_seconds` over the time measured, percent of the usable cores.
+    pub cpu_mean_percent: Option<f64>,
+    /// The busiest second, percent of the usable cores.
+    pub cpu_peak_percent: Option<f64>,
+    /// The second in which its threads waited longest for a CPU (other
+    /// processes had the cores), percent of the usable cores.
+    pub cpu_wait_peak_percent: Option<f64>,
+    /// The latest a timer on the fleet's runtime woke, ms.
+    pub timer_lag_max_ms: Option<f64>,
+    /// Seconds with a figure (timeline rows).
+    pub measured_seconds: u64,
+    /// Seconds in which pullstorm used, or used and waited for, 90 % of its
+    /// usable cores or more, or a timer woke over 100 ms late.
+    pub saturated_seconds: u64,
+    /// Saturated seconds are more than 5 % of the measured ones.
+    pub saturated: bool,
+    /// The embedded registry ran in this process: its CPU is counted too.
+    pub embedded_registry: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -215,6 +293,15 @@ pub struct TimelineRow {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors_by_class: BTreeMap<String, u64>,
     pub fds: u64,
+    /// The harness's CPU in this second, percent of its usable cores; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_cpu_percent: Option<f64>,
+    /// Time the harness's threads waited for a CPU in this second, percent of its usable cores; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_cpu_wait_percent: Option<f64>,
+    /// How late a timer on the fleet's runtime woke in this second, at worst, ms; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer_lag_ms: Option<f64>,
 }
 
 /// Per-cluster counts for the breakdown.

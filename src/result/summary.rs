@@ -3,7 +3,7 @@
 //! came from the target or the user (error samples, URL, image, names) is
 //! escaped: a control sequence in a registry's error body is shown, not obeyed.
 
-use super::model::ResultDoc;
+use super::model::{HarnessInfo, ResultDoc};
 use crate::human::{bytes, millis, rate, secs_short};
 use crate::terminal::escape;
 use std::fmt::Write;
@@ -74,6 +74,87 @@ fn figures(s: &mut String, r: &ResultDoc) {
         "  retries   {}   fds peak {} of {}   connections peak {}",
         r.retries.total, r.fd.client_peak, r.fd.client_limit, r.connections.peak
     );
+    if let Some(line) = connections_line(&r.connections) {
+        let _ = writeln!(s, "  conns     {line}");
+    }
+    let _ = writeln!(s, "  harness   {}", harness(r.harness.as_ref()));
+}
+
+/// `8 opened for 7 requests (0.875 per connection, at most 1 on one), 1 HTTPS probe`;
+/// None for a result written before connections were counted.
+pub fn connections_line(c: &crate::result::model::ConnectionInfo) -> Option<String> {
+    let (opened, requests) = (c.opened?, c.requests?);
+    let mut line = format!("{opened} opened for {requests} requests");
+    if let (Some(per), Some(most)) = (c.requests_per_connection, c.max_requests_per_connection) {
+        let _ = write!(line, " ({per} per connection, at most {most} on one)");
+    }
+    for (n, what) in [
+        (c.https_probes.unwrap_or(0), "HTTPS probe"),
+        (c.tls_handshakes.unwrap_or(0), "TLS handshake"),
+    ] {
+        if n > 0 {
+            let _ = write!(line, ", {n} {what}{}", if n == 1 { "" } else { "s" });
+        }
+    }
+    Some(line)
+}
+
+/// Whether the harness was saturated, said plainly either way, with the
+/// figures to judge it: `not saturated (peak 41% of 2 cores, waiting for a
+/// CPU up to 3%, timer lag max 3.0ms)`, or `SATURATED for 12 s (18% of the run; ...): figures may
+/// describe pullstorm, not the target; ...`. The report shows the same text.
+pub fn harness(h: Option<&HarnessInfo>) -> String {
+    // Nothing measured is no verdict, not "not saturated".
+    let Some(h) = h.filter(|h| h.measured_seconds > 0) else {
+        return NO_DATA.to_string();
+    };
+    let figures = harness_figures(h);
+    if !h.saturated {
+        return format!("not saturated ({figures})");
+    }
+    format!(
+        "SATURATED for {} s ({} of the run; {figures}): figures may describe pullstorm, not the target; use fewer nodes or more cores{}",
+        h.saturated_seconds,
+        crate::human::pct(h.saturated_seconds as f64, h.measured_seconds as f64),
+        if h.embedded_registry {
+            ", or a registry outside pullstorm"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `peak 41% of 2 cores, waiting for a CPU up to 3%, timer lag max 3.0ms`,
+/// and whether the embedded
+/// registry's CPU is in it.
+pub fn harness_figures(h: &HarnessInfo) -> String {
+    let peak = match h.cpu_peak_percent {
+        Some(p) => format!("peak {p:.0}% of {}", cores(h.usable_cores)),
+        None => format!("CPU {NO_DATA}"),
+    };
+    let wait = match h.cpu_wait_peak_percent {
+        Some(w) => format!("waiting for a CPU up to {w:.0}%"),
+        None => format!("CPU wait {NO_DATA}"),
+    };
+    let lag = match h.timer_lag_max_ms {
+        Some(l) => format!("timer lag max {}", millis(l)),
+        None => format!("timer lag {NO_DATA}"),
+    };
+    let embedded = if h.embedded_registry {
+        "; the in-process embedded registry included"
+    } else {
+        ""
+    };
+    format!("{peak}, {wait}, {lag}{embedded}")
+}
+
+/// `1 core`, `2 cores`, `1.5 cores`.
+pub fn cores(n: f64) -> String {
+    if n == 1.0 {
+        return "1 core".to_string();
+    }
+    let text = format!("{n:.2}");
+    format!("{} cores", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// What a figure with no samples shows (never a zero that reads as "instant").
@@ -84,14 +165,14 @@ pub const NO_DATA: &str = "no data";
 fn latency_table(s: &mut String, r: &ResultDoc) {
     let _ = writeln!(
         s,
-        "  latency          count        p50        p90        p99        max"
+        "  latency           count        p50        p90        p99        max"
     );
     let mut empty = Vec::new();
     for (name, l) in &r.latency {
         if l.count > 0 {
             let _ = writeln!(
                 s,
-                "    {:<12} {:>8} {:>10} {:>10} {:>10} {:>10}",
+                "    {:<13} {:>8} {:>10} {:>10} {:>10} {:>10}",
                 name,
                 l.count,
                 millis(l.p50),
@@ -100,7 +181,7 @@ fn latency_table(s: &mut String, r: &ResultDoc) {
                 millis(l.max)
             );
         } else if name == "pull" {
-            let _ = writeln!(s, "    {:<12} {:>8} {:>10}", name, 0, NO_DATA);
+            let _ = writeln!(s, "    {:<13} {:>8} {:>10}", name, 0, NO_DATA);
         } else {
             empty.push(name.as_str());
         }
@@ -182,7 +263,7 @@ mod tests {
         assert_eq!(doc.latency["pull"].count, 0);
         let text = render(&doc);
         assert!(
-            text.contains("    pull                0    no data"),
+            text.contains("    pull                 0    no data"),
             "{text}"
         );
         assert!(
@@ -192,10 +273,118 @@ mod tests {
         assert!(!text.contains("0.0ms"), "{text}");
     }
 
+    fn harness_info(saturated_seconds: u64, embedded: bool) -> HarnessInfo {
+        HarnessInfo {
+            cpu_seconds: 3.2,
+            usable_cores: 2.0,
+            affinity_cores: 2,
+            cpu_quota_cores: None,
+            cpu_mean_percent: Some(30.0),
+            cpu_peak_percent: Some(41.26),
+            cpu_wait_peak_percent: Some(2.6),
+            timer_lag_max_ms: Some(3.04),
+            measured_seconds: 66,
+            saturated_seconds,
+            saturated: saturated_seconds * 20 > 66,
+            embedded_registry: embedded,
+        }
+    }
+
+    #[test]
+    fn the_harness_line_says_plainly_whether_it_was_saturated() {
+        assert_eq!(
+            harness(Some(&harness_info(0, false))),
+            "not saturated (peak 41% of 2 cores, waiting for a CPU up to 3%, timer lag max 3.0ms)"
+        );
+        let saturated = harness(Some(&harness_info(12, false)));
+        assert_eq!(
+            saturated,
+            "SATURATED for 12 s (18% of the run; peak 41% of 2 cores, waiting for a CPU up to 3%, timer lag max 3.0ms): \
+             figures may describe pullstorm, not the target; use fewer nodes or more cores"
+        );
+        let embedded = harness(Some(&harness_info(12, true)));
+        assert!(
+            embedded.contains("timer lag max 3.0ms; the in-process embedded registry included)"),
+            "{embedded}"
+        );
+        assert!(
+            embedded.ends_with("or a registry outside pullstorm"),
+            "{embedded}"
+        );
+        // Unknown figures read "no data", never 0.
+        let no_lag = HarnessInfo {
+            timer_lag_max_ms: None,
+            usable_cores: 1.5,
+            ..harness_info(0, false)
+        };
+        assert_eq!(
+            harness(Some(&no_lag)),
+            "not saturated (peak 41% of 1.5 cores, waiting for a CPU up to 3%, timer lag no data)"
+        );
+        let nothing = HarnessInfo {
+            measured_seconds: 0,
+            cpu_peak_percent: None,
+            timer_lag_max_ms: None,
+            ..harness_info(0, false)
+        };
+        assert_eq!(harness(Some(&nothing)), "no data");
+        assert_eq!(harness(None), "no data");
+        assert_eq!(
+            (cores(1.0), cores(1.5), cores(4.0)),
+            ("1 core".into(), "1.5 cores".into(), "4 cores".into())
+        );
+    }
+
+    #[test]
+    fn the_summary_has_a_harness_line() {
+        let mut doc = sample_doc(true);
+        doc.harness = Some(harness_info(12, false));
+        let text = render(&doc);
+        assert!(text.contains("\n  harness   SATURATED for 12 s"), "{text}");
+    }
+
+    #[test]
+    fn the_connections_line_says_what_was_counted_and_nothing_when_nothing_was() {
+        use crate::result::model::ConnectionInfo;
+        let c = ConnectionInfo {
+            peak: 3,
+            opened: Some(8),
+            requests: Some(7),
+            requests_per_connection: Some(0.875),
+            max_requests_per_connection: Some(1),
+            https_probes: Some(1),
+            tls_handshakes: Some(0),
+        };
+        assert_eq!(
+            connections_line(&c).as_deref(),
+            Some("8 opened for 7 requests (0.875 per connection, at most 1 on one), 1 HTTPS probe")
+        );
+        let none = ConnectionInfo {
+            opened: Some(0),
+            requests: Some(0),
+            ..c.clone()
+        };
+        let none = ConnectionInfo {
+            requests_per_connection: None,
+            max_requests_per_connection: None,
+            https_probes: Some(0),
+            ..none
+        };
+        assert_eq!(
+            connections_line(&none).as_deref(),
+            Some("0 opened for 0 requests")
+        );
+        // A result written before connections were counted: no line, not zeros.
+        assert_eq!(connections_line(&ConnectionInfo::default()), None);
+    }
+
     #[test]
     fn measured_latencies_keep_their_rows() {
         let text = render(&sample_doc(true));
-        assert!(text.contains("    pull                2 "), "{text}");
-        assert!(!text.contains("pull                0    no data"), "{text}");
+        assert!(text.contains("    pull                 2 "), "{text}");
+        assert!(
+            !text.contains("pull                 0    no data"),
+            "{text}"
+        );
     }
 }

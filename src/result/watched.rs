@@ -5,6 +5,7 @@
 //! In code these are "watched" things; "target" means the registry under test.
 //! The JSON key stays `targets` (schema v1 is a contract).
 
+use crate::metrics::watch::label;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,6 +74,13 @@ pub struct WatchedSummary {
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// A process's command line: program file name and arguments, secrets
+    /// masked, cut to 80 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The TCP ports a process listens on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen_ports: Vec<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fd_peak: Option<u64>,
     /// Soft nofile limit (process) or `process_max_fds` (endpoint), last seen.
@@ -114,6 +122,8 @@ impl WatchedSummary {
             kind,
             pid,
             url,
+            command: None,
+            listen_ports: Vec::new(),
             fd_peak: None,
             fd_limit: None,
             rss_peak_bytes: None,
@@ -129,5 +139,67 @@ impl WatchedSummary {
             step_s: 1,
             series: Vec::new(),
         }
+    }
+
+    /// The name as the report shows it: a process with the ports it listens
+    /// on (`docker-registry[812] :5000`), else with its command line, so
+    /// processes of one name read apart; others by their name alone.
+    pub fn label(&self) -> String {
+        if self.kind != WatchedKind::Process {
+            return self.name.clone();
+        }
+        if !self.listen_ports.is_empty() {
+            return format!("{} {}", self.name, label::ports_label(&self.listen_ports));
+        }
+        match &self.command {
+            Some(c) => format!("{} ({})", self.name, label::shorten(c, LABEL_COMMAND)),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Most characters of a command line in a label (the watched table shows it whole).
+const LABEL_COMMAND: usize = 40;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(pid: u32, command: &str, ports: &[u16]) -> WatchedSummary {
+        WatchedSummary {
+            command: Some(command.into()),
+            listen_ports: ports.to_vec(),
+            ..WatchedSummary::empty(
+                format!("docker-registry[{pid}]"),
+                WatchedKind::Process,
+                Some(pid),
+                None,
+            )
+        }
+    }
+
+    #[test]
+    fn processes_of_one_name_are_labelled_by_port_else_by_command() {
+        let a = registry(812, "docker-registry serve /etc/a.yml", &[5000]);
+        let b = registry(907, "docker-registry serve /etc/b.yml", &[5001, 5002]);
+        assert_eq!(a.label(), "docker-registry[812] :5000");
+        assert_eq!(b.label(), "docker-registry[907] :5001,5002");
+        let c = registry(
+            999,
+            "docker-registry serve /etc/docker/registry/config-c.yml",
+            &[],
+        );
+        assert_eq!(
+            c.label(),
+            "docker-registry[999] (docker-registry serve /etc/docker/regis…)"
+        );
+        let bare = WatchedSummary::empty("x[1]".into(), WatchedKind::Process, Some(1), None);
+        assert_eq!(bare.label(), "x[1]");
+        // The harness and endpoints keep their names.
+        let harness = WatchedSummary {
+            listen_ports: vec![40000],
+            ..WatchedSummary::empty("harness".into(), WatchedKind::Harness, Some(2), None)
+        };
+        assert_eq!(harness.label(), "harness");
     }
 }

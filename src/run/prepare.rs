@@ -21,7 +21,7 @@ use crate::oci::Reference;
 use crate::registry::{EmbeddedConfig, EmbeddedRegistry};
 use crate::result::build::StopReason;
 use crate::result::model::TargetInfo;
-use crate::scenario::{Loaded, Scenario};
+use crate::scenario::{ClientOverrides, Connections, Loaded, Scenario};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -314,7 +314,30 @@ fn transport(
             Some(_) => net::THROTTLED_READ_BUFFER,
             None => net::FULL_SPEED_READ_BUFFER,
         },
+        connections: connection_policy(&s.client),
+        pool: None,
     })
+}
+
+/// How the nodes' pulls open connections: `[client] connections` and `https_probe`;
+/// without them, a new connection per request without `Connection: close`, no probe.
+fn connection_policy(c: &ClientOverrides) -> net::ConnectionPolicy {
+    let mut policy = net::ConnectionPolicy::default();
+    match c.connections {
+        Some(Connections::Close) => policy.model = net::ConnectionModel::Close { header: true },
+        Some(Connections::KeepAlive) => {
+            policy.model = net::ConnectionModel::KeepAlive(net::KeepAlive::GO)
+        }
+        None => {}
+    }
+    if let Some(probe) = c.https_probe {
+        // dockerd's: once per pull.
+        policy.https_probe = match probe {
+            true => net::HttpsProbe::PerPull,
+            false => net::HttpsProbe::Off,
+        };
+    }
+    policy
 }
 
 /// `pullstorm: 4 nodes (1 clusters x 4), 1 pull(s) each of ... from ...`.
@@ -334,4 +357,49 @@ fn announcement(s: &Scenario, plan: &Plan, image: &str, target: &TargetInfo) -> 
             ""
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::parse;
+
+    fn policy(client: &str) -> net::ConnectionPolicy {
+        let s = parse(&format!("[client]\n{client}\n"), "c.toml", &[]).unwrap();
+        connection_policy(&s.client)
+    }
+
+    #[test]
+    fn client_keys_pick_the_connection_model() {
+        use net::ConnectionModel::{Close, KeepAlive};
+        assert_eq!(policy(""), net::ConnectionPolicy::default());
+        assert_eq!(policy("").model, Close { header: false });
+        assert_eq!(
+            policy("connections = \"close\"").model,
+            Close { header: true }
+        );
+        assert_eq!(
+            policy("connections = \"keep-alive\"").model,
+            KeepAlive(net::KeepAlive::GO)
+        );
+        assert_eq!(
+            policy("https_probe = true").https_probe,
+            net::HttpsProbe::PerPull
+        );
+        assert_eq!(
+            policy("connections = \"close\"").https_probe,
+            net::HttpsProbe::Off
+        );
+    }
+
+    #[test]
+    fn a_connection_model_that_does_not_exist_names_file_line_and_key() {
+        let e = match parse("[client]\nconnections = \"keepalive\"\n", "c.toml", &[]) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.code, crate::exit::BAD_INPUT, "{}", e.message);
+        assert!(e.message.starts_with("c.toml:2:"), "{}", e.message);
+        assert!(e.message.contains("client.connections"), "{}", e.message);
+    }
 }

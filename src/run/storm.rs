@@ -187,6 +187,7 @@ fn watch_spec(opts: &RunOptions, ready: &Ready) -> WatchSpec {
         .extend(section.metric_names.iter().cloned());
     spec.harness = true;
     spec.harness_fds = Some(ready.ctx.gauges.fds.clone());
+    spec.harness_cpu = Some(ready.ctx.gauges.harness.clone());
     spec.target_ports = ready.ctx.base.port_or_known_default().into_iter().collect();
     spec
 }

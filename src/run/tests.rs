@@ -112,6 +112,12 @@ async fn the_deadline_stops_the_run() {
     assert_eq!(v["stop_reason"], "deadline");
     assert_eq!(v["complete"], false);
     assert_eq!(count(&v, "pulls", "interrupted"), 2);
+    // Stopped pulls report the connections they had opened.
+    assert!(
+        count(&v, "connections", "opened") >= 2,
+        "{}",
+        v["connections"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,4 +172,72 @@ async fn a_run_refused_before_it_starts_leaves_no_output_folder() {
         .unwrap_err();
     assert_eq!(f.code, exit::BAD_INPUT, "{}", f.message);
     assert!(!dir.path().join("out").exists());
+}
+
+/// A 3-layer image pulled once by one node with `[client]` `extra`; the result.
+async fn one_pull_of_three_layers(extra: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let toml =
+        format!("[embedded]\nlayers = [\"64KiB\", \"32KiB\", \"16KiB\"]\n[client]\n{extra}\n");
+    let code = execute(options(&toml, dir.path()), std::future::pending::<Caught>())
+        .await
+        .unwrap();
+    assert_eq!(code, exit::OK);
+    let v = result(dir.path());
+    assert_eq!(count(&v, "pulls", "completed"), 1, "{v}");
+    v
+}
+
+/// ping, HEAD by tag, GET by digest, config and 3 layers.
+const REQUESTS_OF_ONE_PULL: u64 = 7;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_pull_carries_several_requests_on_a_connection() {
+    let v = one_pull_of_three_layers("connections = \"keep-alive\"").await;
+    let c = &v["connections"];
+    assert_eq!(
+        count(&v, "connections", "requests"),
+        REQUESTS_OF_ONE_PULL,
+        "{c}"
+    );
+    let opened = count(&v, "connections", "opened");
+    // The resolve HEAD's own, the one the ping and the manifest share (then a blob's),
+    // and one per other blob download slot at most.
+    assert!((2..REQUESTS_OF_ONE_PULL).contains(&opened), "{c}");
+    assert!(
+        count(&v, "connections", "max_requests_per_connection") >= 2,
+        "{c}"
+    );
+    assert_eq!(count(&v, "connections", "https_probes"), 0, "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_pull_opens_one_connection_per_request_plus_the_https_probe() {
+    let v = one_pull_of_three_layers("connections = \"close\"\nhttps_probe = true").await;
+    let c = &v["connections"];
+    assert_eq!(
+        count(&v, "connections", "requests"),
+        REQUESTS_OF_ONE_PULL,
+        "{c}"
+    );
+    assert_eq!(
+        count(&v, "connections", "opened"),
+        REQUESTS_OF_ONE_PULL + 1,
+        "{c}"
+    );
+    assert_eq!(
+        count(&v, "connections", "max_requests_per_connection"),
+        1,
+        "{c}"
+    );
+    assert_eq!(count(&v, "connections", "https_probes"), 1, "{c}");
+    // The probe is no fault.
+    assert!(v["error_details"].as_array().unwrap().is_empty(), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_each_request_has_its_own_connection_and_no_probe() {
+    let v = one_pull_of_three_layers("").await;
+    assert_eq!(count(&v, "connections", "opened"), REQUESTS_OF_ONE_PULL);
+    assert_eq!(count(&v, "connections", "https_probes"), 0);
 }

@@ -273,6 +273,23 @@ pub struct ClientOverrides {
     /// progress in between (containerd: 3; dockerd: 0).
     #[serde(default)]
     pub eof_reopens: Option<u32>,
+    /// How a pull's connections are opened: `close` (a new one per request, with
+    /// `Connection: close`: dockerd up to 28.x) or `keep-alive` (a per-pull pool:
+    /// containerd); absent = a new one per request without the header.
+    #[serde(default)]
+    pub connections: Option<Connections>,
+    /// dockerd's HTTPS attempt before each pull from a plain-HTTP target (a TLS
+    /// ClientHello the registry answers with 400); absent = none.
+    #[serde(default)]
+    pub https_probe: Option<bool>,
+}
+
+/// `[client] connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Connections {
+    Close,
+    KeepAlive,
 }
 
 /// Processes and endpoints sampled once a second besides the harness (the

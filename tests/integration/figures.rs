@@ -112,6 +112,22 @@ fn peaks_agree_in_result_timeline_harness_row_and_report() {
         "{}",
         r.stdout
     );
+    // What the pulls' connections did: one figure in the result, the report and the console.
+    let (opened, requests) = (u(&v, "connections.opened"), u(&v, "connections.requests"));
+    assert!(
+        opened >= connections && requests > 0,
+        "{}",
+        v["connections"]
+    );
+    assert_eq!(figs["connections.opened"], [opened.to_string()]);
+    assert_eq!(figs["connections.requests"], [requests.to_string()]);
+    assert!(
+        r.stdout.contains(&format!(
+            "conns     {opened} opened for {requests} requests"
+        )),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

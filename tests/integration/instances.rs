@@ -420,6 +420,10 @@ pub struct AccessLine {
     pub bytes: u64,
     /// The port of the server block that answered.
     pub port: u16,
+    /// nginx's serial number of the connection that carried it (`$connection`).
+    pub conn: u64,
+    /// Its number on that connection, from 1 (`$connection_requests`).
+    pub conn_request: u64,
 }
 
 impl AccessLine {
@@ -443,6 +447,8 @@ impl AccessLine {
             status: plain("status")?.parse().ok()?,
             bytes: plain("bytes")?.parse().ok()?,
             port: plain("server_port")?.parse().ok()?,
+            conn: plain("conn")?.parse().ok()?,
+            conn_request: plain("reqs")?.parse().ok()?,
         })
     }
 }

@@ -15,17 +15,20 @@
 //!
 //! Running a part: test names start with their module, so a filter selects it:
 //! `cargo test --release --test integration -- proxy::` (see README.md, "Tests"). The tests
-//! that need the real lab's packages or daemons (`lab::`, `faults::`, `trace::`, `seeds::`)
+//! that need the real lab's packages or daemons (`lab::`, `faults::`, `trace::`, `seeds::`,
+//! `connections::`)
 //! are `#[ignore]`d; `scripts/test.sh` runs them with `--include-ignored --test-threads=1`.
 
 mod common;
 mod instances;
 
 mod conformance;
+mod connections;
 mod exits;
 mod faults;
 mod figures;
 mod gate;
+mod harness;
 mod hostile_input;
 mod hostile_registry;
 mod lab;

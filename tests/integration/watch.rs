@@ -419,3 +419,115 @@ fn live_proc_files_parse() {
     let lines = table.lines().skip(1).count();
     assert_eq!(table.lines().filter_map(tcp::parse_line).count(), lines);
 }
+
+/// A python child that names itself `name`, optionally listens on a free
+/// loopback port (`--listen` among `args`), prints that port (0 when it does
+/// not listen) and sleeps until killed (the sleep is its workload, not a wait).
+/// Killed when dropped, so a failing test leaves no process behind.
+struct Named(Child, u16);
+
+impl Named {
+    fn start(script: &std::path::Path, name: &str, args: &[&str]) -> Named {
+        let mut c = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .arg(name)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs (scripts/test-deps.sh)");
+        let mut line = String::new();
+        BufReader::new(c.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the child prints its port");
+        Named(c, port)
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const NAMED_CHILD: &str = "import ctypes, socket, sys, time\n\
+    ctypes.CDLL(None).prctl(15, sys.argv[-1].encode(), 0, 0, 0)\n\
+    port = 0\n\
+    if '--listen' in sys.argv:\n\
+    \x20   s = socket.socket()\n\
+    \x20   s.bind(('127.0.0.1', 0))\n\
+    \x20   s.listen()\n\
+    \x20   port = s.getsockname()[1]\n\
+    print(port, flush=True)\n\
+    time.sleep(120)\n";
+
+/// `--watch NAME` matching two processes of one name: each is told apart by
+/// its listening port and its command line (its password masked), in
+/// result.json, the report's cards and its watched table.
+#[test]
+fn processes_of_one_name_are_told_apart_by_port_and_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("c.py");
+    std::fs::write(&script, NAMED_CHILD).unwrap();
+    let name = format!("psl{}", std::process::id() % 100_000_000);
+    let a = Named::start(
+        &script,
+        &name,
+        &["--listen", "--config", "a.yml", "--password", "hunter2"],
+    );
+    let b = Named::start(&script, &name, &["--config", "b.yml"]);
+    assert!(a.1 > 0 && b.1 == 0);
+
+    let scenario =
+        "[embedded]\nlayers = [\"64KiB\"]\n[fleet]\nclusters = 1\nnodes_per_cluster = 1\n";
+    let r = crate::common::run_scenario(dir.path(), "tiny", scenario, &["--watch", &name]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = r.result();
+    let target = |pid: u32| {
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["pid"] == pid)
+            .unwrap_or_else(|| panic!("no target with pid {pid}: {}", v["targets"]))
+            .clone()
+    };
+    let (ta, tb) = (target(a.0.id()), target(b.0.id()));
+    let command = |t: &serde_json::Value| t["command"].as_str().expect("a command").to_string();
+    assert_eq!(
+        command(&ta),
+        format!(
+            "python3 {} --listen --config a.yml --password *** {name}",
+            script.display()
+        )
+    );
+    assert!(
+        command(&tb).ends_with(&format!("--config b.yml {name}")),
+        "{tb}"
+    );
+    assert_eq!(ta["listen_ports"], serde_json::json!([a.1]));
+    assert!(tb.get("listen_ports").is_none(), "{tb}");
+
+    let html = r.report();
+    assert!(!html.contains("hunter2") && !r.stdout.contains("hunter2"));
+    let (pa, pb) = (a.0.id(), b.0.id());
+    // The cards: one by its port, the other by its command line.
+    assert!(
+        html.contains(&format!("{name}[{pa}] :{} fds peak / limit", a.1)),
+        "no card labelled by port"
+    );
+    assert!(
+        html.contains(&format!("{name}[{pb}] (python3 ")),
+        "no card labelled by command"
+    );
+    // The watched table: pid, port and the whole command line.
+    assert!(
+        html.contains(&format!(
+            "pid {pa}, listening on :{}: python3 {}",
+            a.1,
+            script.display()
+        )),
+        "watched table lacks port and command"
+    );
+}

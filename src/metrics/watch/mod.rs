@@ -16,10 +16,12 @@
 //!
 //! The parts: [`WatchSpec`] (what to watch), [`Watcher`] (one sampling round
 //! over everything watched), `process` and `endpoint` (reading one process or
-//! one endpoint), `series` (bounded series), [`procfs`], [`tcp`] and
-//! [`scrape`] (reading `/proc`, socket tables and HTTP pages).
+//! one endpoint), [`label`] (a process's command line and ports, which tell
+//! processes of one name apart), `series` (bounded series), [`procfs`],
+//! [`tcp`] and [`scrape`] (reading `/proc`, socket tables and HTTP pages).
 
 mod endpoint;
+pub mod label;
 mod process;
 pub mod procfs;
 pub mod scrape;

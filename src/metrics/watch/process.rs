@@ -1,13 +1,18 @@
 //! Sampling one local process through `/proc`: liveness (exit, zombie, a
-//! reused pid), CPU, RSS, threads, open fds against the nofile limit, and for
-//! the harness its sockets by TCP state.
+//! reused pid), CPU, RSS, threads, open fds against the nofile limit, what
+//! tells it apart from others of its name (command line, listening ports),
+//! and for the harness its sockets by TCP state.
 
-use super::{procfs, tcp, Moment, WatchedPoint, WatchedSummary};
+use super::{label, procfs, tcp, Moment, WatchedPoint, WatchedSummary};
 use crate::metrics::fds::{self, FdGauge};
+use crate::metrics::harness::HarnessGauge;
 use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Samples in which a process's listening ports are looked for, until found.
+const PORT_LOOKS: u32 = 10;
 
 /// The sampler state of one watched process.
 #[derive(Debug)]
@@ -19,6 +24,8 @@ pub(super) struct ProcessSampler {
     last_cpu: Option<(u64, Instant)>,
     /// Exited (or its pid reused): never sampled again.
     pub(super) done: bool,
+    /// Looks for listening ports so far (a process may bind after it is first seen).
+    port_looks: u32,
     /// Set when this process is the harness.
     harness: Option<Harness>,
     ticks_per_second: u64,
@@ -32,6 +39,8 @@ struct Harness {
     target_ports: Vec<u16>,
     /// The recorder's per-second fd count and its high-water, read instead of counting again.
     shared_fds: Option<Arc<FdGauge>>,
+    /// The recorder's per-second CPU figure, read instead of measuring again.
+    shared_cpu: Option<Arc<HarnessGauge>>,
 }
 
 impl ProcessSampler {
@@ -42,20 +51,26 @@ impl ProcessSampler {
             first_cpu: None,
             last_cpu: None,
             done: false,
+            port_looks: 0,
             harness: None,
             ticks_per_second: procfs::ticks_per_second(),
             page_size: procfs::page_size(),
         }
     }
 
-    /// This process, with its sockets counted and its fds read from
-    /// `shared_fds` when a recorder counts them.
-    pub(super) fn harness(target_ports: Vec<u16>, shared_fds: Option<Arc<FdGauge>>) -> Self {
+    /// This process, with its sockets counted, and its fds and CPU read from
+    /// `shared_fds` and `shared_cpu` when a recorder measures them.
+    pub(super) fn harness(
+        target_ports: Vec<u16>,
+        shared_fds: Option<Arc<FdGauge>>,
+        shared_cpu: Option<Arc<HarnessGauge>>,
+    ) -> Self {
         ProcessSampler {
             harness: Some(Harness {
                 tcp: tcp::Paced::default(),
                 target_ports,
                 shared_fds,
+                shared_cpu,
             }),
             ..ProcessSampler::new(std::process::id())
         }
@@ -78,8 +93,19 @@ impl ProcessSampler {
             summary.zombie_at_s = Some(at.at_s);
             tracing::warn!(watched = %summary.name, at_s = at.at_s, "watched process is a zombie");
         }
-        let cpu_pct = self.cpu(summary, stat.cpu_ticks, at.now);
+        let shared_cpu = self.harness.as_ref().and_then(|h| h.shared_cpu.as_ref());
+        let cpu_pct = match shared_cpu {
+            // The recorder's last closed second: the figure of `timeline[]` and `harness`.
+            Some(gauge) => {
+                summary.cpu_seconds = gauge.cpu_seconds().or(summary.cpu_seconds);
+                gauge.cpu_pct()
+            }
+            None => self.cpu(summary, stat.cpu_ticks, at.now),
+        };
         let fds = self.fds_and_limit(summary, stat.state);
+        if self.harness.is_none() {
+            self.identify(summary);
+        }
         let values = match &mut self.harness {
             Some(h) => h.tcp.sample(&h.target_ports),
             None => BTreeMap::new(),
@@ -92,6 +118,21 @@ impl ProcessSampler {
             cpu_pct,
             values,
         }))
+    }
+
+    /// Its command line (once) and listening ports (in the first
+    /// [`PORT_LOOKS`] samples, until some are found), for the reader to tell
+    /// processes of one name apart.
+    fn identify(&mut self, summary: &mut WatchedSummary) {
+        if summary.command.is_none() {
+            summary.command = procfs::cmdline(self.pid)
+                .ok()
+                .and_then(|args| label::command_label(&args));
+        }
+        if summary.listen_ports.is_empty() && self.port_looks < PORT_LOOKS {
+            self.port_looks += 1;
+            summary.listen_ports = tcp::listening_ports_of(self.pid);
+        }
     }
 
     /// `/proc/PID/stat` while the process first seen lives; `None` (and the

@@ -47,6 +47,23 @@ pub fn parse_nofile_limit(text: &str) -> Option<u64> {
         .ok()
 }
 
+/// The arguments of `/proc/PID/cmdline` (NUL-separated, the last one
+/// NUL-terminated); empty for a kernel thread or a zombie.
+pub fn parse_cmdline(bytes: &[u8]) -> Vec<String> {
+    let bytes = bytes.strip_suffix(b"\0").unwrap_or(bytes);
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    bytes
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+pub fn cmdline(pid: u32) -> io::Result<Vec<String>> {
+    Ok(parse_cmdline(&std::fs::read(proc_path(pid, "cmdline"))?))
+}
+
 /// The command name (`/proc/PID/comm`) without its newline.
 pub fn comm(pid: u32) -> io::Result<String> {
     let s = std::fs::read_to_string(proc_path(pid, "comm"))?;
@@ -129,6 +146,19 @@ Max open files            1024                 524288               files     \n
             "Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_nofile_limit(unlimited), None);
         assert_eq!(parse_nofile_limit(""), None);
+    }
+
+    #[test]
+    fn command_lines_split_on_nul() {
+        assert_eq!(
+            parse_cmdline(b"/usr/bin/registry\0serve\0/etc/a b.yml\0"),
+            ["/usr/bin/registry", "serve", "/etc/a b.yml"]
+        );
+        assert_eq!(
+            parse_cmdline(b"nginx: worker process\0"),
+            ["nginx: worker process"]
+        );
+        assert!(parse_cmdline(b"").is_empty());
     }
 
     #[test]

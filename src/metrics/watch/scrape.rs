@@ -59,6 +59,8 @@ fn transport(timeout: Duration) -> Transport {
         tls: None,
         loopback_source: None,
         read_buffer: net::FULL_SPEED_READ_BUFFER,
+        connections: Default::default(),
+        pool: None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::procfs;
 use crate::metrics::fds::FdGauge;
+use crate::metrics::harness::HarnessGauge;
 use std::sync::Arc;
 
 /// What to watch.
@@ -15,6 +16,9 @@ pub struct WatchSpec {
     /// sampler sets once a second (see [`crate::metrics::fds`]). `None` when
     /// no recorder runs: the watcher then counts the harness's fds itself.
     pub harness_fds: Option<Arc<FdGauge>>,
+    /// Where the harness's CPU comes from: the recorder's per-second figure
+    /// (see [`crate::metrics::harness`]); `None`: the watcher reads `/proc`.
+    pub harness_cpu: Option<Arc<HarnessGauge>>,
     /// Remote ports of the target. TIME_WAIT sockets have no fd left to tie them
     /// to this process, so they are counted for the whole network namespace when
     /// their local or remote port is one of these (all TIME_WAIT when empty).

@@ -1,4 +1,5 @@
-//! The harness's TCP sockets by state.
+//! The harness's TCP sockets by state, and the ports a watched process
+//! listens on (which tell apart processes of one name).
 //!
 //! `/proc/self/net/tcp{,6}` list every socket of the network namespace, not
 //! only ours, so each line is joined with the socket inodes found behind
@@ -63,7 +64,12 @@ pub fn parse_line(line: &str) -> Option<Entry> {
 
 /// Socket inodes of this process's open fds.
 pub fn own_socket_inodes() -> HashSet<u64> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+    socket_inodes("/proc/self/fd")
+}
+
+/// Socket inodes behind the fds in `fd_dir` (`/proc/PID/fd`).
+pub fn socket_inodes(fd_dir: &str) -> HashSet<u64> {
+    let Ok(dir) = std::fs::read_dir(fd_dir) else {
         return HashSet::new();
     };
     dir.filter_map(|e| {
@@ -94,6 +100,36 @@ pub fn count(tables: &[String], ours: &HashSet<u64>, ports: &[u16]) -> BTreeMap<
         }
     }
     by_state
+}
+
+/// The local ports of the listening sockets in `tables` whose inode is in
+/// `inodes`, sorted, each once (a v4 and a v6 socket on one port are one).
+pub fn listening_ports(tables: &[String], inodes: &HashSet<u64>) -> Vec<u16> {
+    let mut ports: Vec<u16> = tables
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(parse_line)
+        .filter(|e| e.state == 0x0A && e.inode != 0 && inodes.contains(&e.inode))
+        .map(|e| e.local_port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// The ports process `pid` listens on, from its own network namespace's
+/// tables; empty when it has no socket (the tables are then not read) or
+/// its fds cannot be read.
+pub fn listening_ports_of(pid: u32) -> Vec<u16> {
+    let inodes = socket_inodes(&format!("/proc/{pid}/fd"));
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let tables: Vec<String> = ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .collect();
+    listening_ports(&tables, &inodes)
 }
 
 /// Reads both tables of this process's network namespace and counts them.
@@ -166,6 +202,16 @@ mod tests {
         assert_eq!(parse_line("garbage"), None);
         let v6 = parse_line(TCP6.lines().nth(1).unwrap()).unwrap();
         assert_eq!((v6.remote_port, v6.state, v6.inode), (8080, 2, 1004));
+    }
+
+    #[test]
+    fn listening_ports_are_those_of_the_processs_own_listeners() {
+        let tables = vec![TCP.to_string(), TCP6.to_string()];
+        // 1001 listens on 8080; 1002 is an established socket of the same process.
+        let ours: HashSet<u64> = [1001, 1002].into_iter().collect();
+        assert_eq!(listening_ports(&tables, &ours), [8080]);
+        let theirs: HashSet<u64> = [9999].into_iter().collect();
+        assert!(listening_ports(&tables, &theirs).is_empty());
     }
 
     #[test]

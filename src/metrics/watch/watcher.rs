@@ -28,8 +28,11 @@ impl Watcher {
     pub fn new(spec: WatchSpec, started: Instant) -> Self {
         let mut watched = Vec::new();
         if spec.harness {
-            let sampler =
-                ProcessSampler::harness(spec.target_ports.clone(), spec.harness_fds.clone());
+            let sampler = ProcessSampler::harness(
+                spec.target_ports.clone(),
+                spec.harness_fds.clone(),
+                spec.harness_cpu.clone(),
+            );
             watched.push(Watched::process(
                 "harness".into(),
                 WatchedKind::Harness,

@@ -1,10 +1,12 @@
 //! The "watched" section: every watched process and endpoint with its
-//! peaks, limits, exits and sampling health. (In the page and in
+//! peaks, limits, exits and sampling health; a process with what tells it
+//! from others of its name (its listening ports and command line). (In the page and in
 //! result.json these are still called targets; in the code "target" is only
 //! the registry under test.)
 
 use super::{redact, truncate};
 use crate::human;
+use crate::metrics::watch::label;
 use crate::report::html::{esc, table};
 use crate::result::model::{ResultDoc, WatchedKind, WatchedSummary};
 
@@ -57,10 +59,23 @@ fn row(w: &WatchedSummary) -> Vec<String> {
     ]
 }
 
-/// What is watched: the pid of a process, the URL of an endpoint.
+/// What is watched: the pid of a process (with the ports it listens on
+/// and its command line), the URL of an endpoint.
 fn what(w: &WatchedSummary) -> String {
     match (w.pid, &w.url) {
-        (Some(pid), _) => format!("pid {pid}"),
+        (Some(pid), _) => {
+            let mut what = format!("pid {pid}");
+            if !w.listen_ports.is_empty() {
+                what.push_str(&format!(
+                    ", listening on {}",
+                    label::ports_label(&w.listen_ports)
+                ));
+            }
+            if let Some(command) = &w.command {
+                what.push_str(&format!(": {}", redact(command)));
+            }
+            what
+        }
         (None, Some(u)) => redact(u),
         _ => String::new(),
     }

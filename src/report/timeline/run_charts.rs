@@ -1,9 +1,11 @@
 //! The run's own charts, from the recorder's per-second timeline rows:
 //! throughput, active pulls and connections, file descriptors (the harness
-//! and every watched process against their limits), errors by class and
-//! retries.
+//! and every watched process against their limits), errors by class,
+//! retries, and the harness's own CPU and timer lag against the limits that
+//! make a second saturated.
 
 use super::charts::Charts;
+use crate::metrics::harness::{CPU_SATURATED_PERCENT, TIMER_LAG_SATURATED_MS};
 use crate::report::axis::Unit;
 use crate::report::colors::{class_color, PALETTE};
 use crate::report::decimate::{Agg, Grid};
@@ -18,6 +20,7 @@ pub(super) fn add(b: &mut Charts) {
     file_descriptors(b);
     errors_by_class(b);
     retries(b);
+    harness(b);
 }
 
 /// A series of the timeline rows on the section's grid.
@@ -96,10 +99,10 @@ fn file_descriptors(b: &mut Charts) {
         if a.peak().is_none() {
             continue;
         }
-        c.lines.push(b.line(&t.name, color, &a));
+        c.lines.push(b.line(&t.label(), color, &a));
         if let Some(limit) = t.fd_limit {
             c.limits.push(Limit {
-                name: format!("{} limit", t.name),
+                name: format!("{} limit", t.label()),
                 color,
                 value: limit as f64,
             });
@@ -165,4 +168,70 @@ fn retries(b: &mut Charts) {
     c.height = 180.0;
     let note = bar_note(&b.grid);
     b.push_stacks(c, &note);
+}
+
+/// The harness's CPU (percent of its usable cores) and timer lag per
+/// second, each with the limit from which a second counts as saturated.
+/// Seconds without a figure are gaps, never zeros.
+fn harness(b: &mut Charts) {
+    let doc = b.doc;
+    let Some(h) = doc.harness.as_ref() else {
+        b.push_empty(
+            "Harness CPU and timer lag",
+            "No harness figures in this result (written before pullstorm measured them).",
+        );
+        return;
+    };
+    let rows = &doc.timeline;
+    let cpu = Agg::new(
+        &b.grid,
+        rows.iter()
+            .filter_map(|r| Some((r.t, r.harness_cpu_percent?))),
+    );
+    let wait = Agg::new(
+        &b.grid,
+        rows.iter()
+            .filter_map(|r| Some((r.t, r.harness_cpu_wait_percent?))),
+    );
+    let lag = Agg::new(
+        &b.grid,
+        rows.iter().filter_map(|r| Some((r.t, r.timer_lag_ms?))),
+    );
+    let mut c = b.chart(
+        &format!(
+            "Harness CPU, percent of the {} it may use",
+            crate::result::summary::cores(h.usable_cores)
+        ),
+        Unit::Percent,
+    );
+    c.lines.push(b.line("used", PALETTE[0], &cpu));
+    c.lines.push(b.line("waiting for a CPU", PALETTE[1], &wait));
+    c.limits.push(Limit {
+        name: "saturated from".into(),
+        color: PALETTE[3],
+        value: CPU_SATURATED_PERCENT,
+    });
+    c.min_top = 100.0;
+    let note = format!(
+        "All of pullstorm's threads, user + system{}; waiting: ready to run while other processes had the cores (threads waiting together add up). Dashed: {CPU_SATURATED_PERCENT}%, from which used, or used + waiting, makes a second saturated. {}",
+        if h.embedded_registry {
+            ", the embedded registry's included"
+        } else {
+            ""
+        },
+        bucket_note(&b.grid)
+    );
+    b.push_lines(c, &[cpu, wait], note.trim_end());
+    let mut c = b.chart("Harness timer lag (fleet runtime)", Unit::Millis);
+    c.lines.push(b.line("timer lag", PALETTE[0], &lag));
+    c.limits.push(Limit {
+        name: "saturated above".into(),
+        color: PALETTE[3],
+        value: TIMER_LAG_SATURATED_MS,
+    });
+    c.min_top = 10.0;
+    let note = format!(
+        "How late a timer on the runtime that runs the nodes woke, at worst in each second: what node tasks wait beyond their own I/O. Dashed: {TIMER_LAG_SATURATED_MS} ms, above which a second counts as saturated."
+    );
+    b.push_lines(c, &[lag], &note);
 }

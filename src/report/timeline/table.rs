@@ -70,6 +70,9 @@ struct RunColumns {
     active: Vec<Option<f64>>,
     connections: Vec<Option<f64>>,
     fds: Vec<Option<f64>>,
+    harness_cpu: Vec<Option<f64>>,
+    harness_wait: Vec<Option<f64>>,
+    timer_lag: Vec<Option<f64>>,
     completed: Vec<f64>,
     failed: Vec<f64>,
     retries: Vec<f64>,
@@ -87,6 +90,24 @@ impl RunColumns {
             active: agg(|r| r.active_pulls as f64).max_opt(),
             connections: agg(|r| r.connections as f64).max_opt(),
             fds: agg(|r| r.fds as f64).max_opt(),
+            // Seconds without a figure stay out, so a span without any is empty, not 0.
+            harness_cpu: Agg::new(
+                grid,
+                rows.iter()
+                    .filter_map(|r| Some((r.t, r.harness_cpu_percent?))),
+            )
+            .max_opt(),
+            harness_wait: Agg::new(
+                grid,
+                rows.iter()
+                    .filter_map(|r| Some((r.t, r.harness_cpu_wait_percent?))),
+            )
+            .max_opt(),
+            timer_lag: Agg::new(
+                grid,
+                rows.iter().filter_map(|r| Some((r.t, r.timer_lag_ms?))),
+            )
+            .max_opt(),
             completed: agg(|r| r.pulls_completed as f64).sum,
             failed: agg(|r| r.pulls_failed as f64).sum,
             retries: agg(|r| r.retries as f64).sum,
@@ -94,14 +115,18 @@ impl RunColumns {
         }
     }
 
-    /// Throughput mean and peak, active pulls, connections, fds.
-    fn levels(&self, i: usize) -> [String; 5] {
+    /// Throughput mean and peak, active pulls, connections, fds, the
+    /// harness's CPU used and waited for, and its timer lag.
+    fn levels(&self, i: usize) -> [String; 8] {
         [
             opt(self.throughput_mean[i], human::rate),
             opt(self.throughput_peak[i], human::rate),
             opt(self.active[i], human::num),
             opt(self.connections[i], human::num),
             opt(self.fds[i], human::num),
+            opt(self.harness_cpu[i], |p| format!("{p:.0}%")),
+            opt(self.harness_wait[i], |p| format!("{p:.0}%")),
+            opt(self.timer_lag[i], human::millis),
         ]
     }
 
@@ -145,6 +170,9 @@ fn head(watched: &[&WatchedSummary]) -> Vec<String> {
         "active pulls",
         "connections",
         "fds",
+        "harness CPU",
+        "CPU wait",
+        "timer lag",
     ];
     let counts = [
         "completed",
@@ -155,7 +183,7 @@ fn head(watched: &[&WatchedSummary]) -> Vec<String> {
     ];
     run.iter()
         .map(|s| s.to_string())
-        .chain(watched.iter().map(|t| format!("{} fds", t.name)))
+        .chain(watched.iter().map(|t| format!("{} fds", t.label())))
         .chain(counts.iter().map(|s| s.to_string()))
         .collect()
 }

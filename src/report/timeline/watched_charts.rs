@@ -32,13 +32,13 @@ pub(super) fn markers(watched: &[WatchedSummary]) -> Vec<Marker> {
         if let Some(at) = t.zombie_at_s {
             m.push(Marker {
                 t: at,
-                label: format!("{} zombie", t.name),
+                label: format!("{} zombie", t.label()),
             });
         }
         if let Some(at) = t.exited_at_s {
             m.push(Marker {
                 t: at,
-                label: format!("{} exited", t.name),
+                label: format!("{} exited", t.label()),
             });
         }
     }
@@ -119,7 +119,7 @@ fn memory_and_cpu(b: &mut Charts) {
             if a.peak().is_none() {
                 continue;
             }
-            c.lines.push(b.line(&w.name, watched_color(doc, i), &a));
+            c.lines.push(b.line(&w.label(), watched_color(doc, i), &a));
             aggs.push(a);
         }
         if !c.lines.is_empty() {
