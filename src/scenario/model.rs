@@ -187,7 +187,7 @@ impl Default for FleetSection {
         FleetSection {
             clusters: 1,
             nodes_per_cluster: 1,
-            client: ClientKind::Dockerd,
+            client: ClientKind::Dockerd27,
             node_bandwidth: None,
             loopback_sources: 1,
         }
@@ -198,29 +198,107 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Which client a node imitates, release by release (docs/clients.md has each one's
+/// rules and their sources). The bare names are aliases of the newest release modelled,
+/// and a result always names the release that ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ClientKind {
-    /// Docker daemon: downloads shared per node, linear backoff, Range resume.
+    /// Docker 20.10 (Debian's docker.io, the daemon on this project's machines).
+    #[serde(rename = "dockerd-20.10")]
+    Dockerd20_10,
+    /// Docker 27 (moby 24 to 28 pull alike); `dockerd` means this one.
     #[default]
-    Dockerd,
-    /// containerd's CRI path: downloads per image, no backoff, 5 min progress timeout.
-    Containerd,
+    #[serde(rename = "dockerd-27", alias = "dockerd")]
+    Dockerd27,
+    /// containerd 1.6's CRI pull path (the containerd on this project's machines).
+    #[serde(rename = "containerd-1.6")]
+    Containerd1_6,
+    /// containerd 1.7: 1.6 plus the 5 min `image_pull_progress_timeout`.
+    #[serde(rename = "containerd-1.7")]
+    Containerd1_7,
+    /// containerd 2.2 (transfer service); `containerd` means this one.
+    #[serde(rename = "containerd-2.2", alias = "containerd")]
+    Containerd2_2,
+}
+
+impl ClientKind {
+    /// Every release modelled, oldest first per client.
+    pub const ALL: [ClientKind; 5] = [
+        ClientKind::Dockerd20_10,
+        ClientKind::Dockerd27,
+        ClientKind::Containerd1_6,
+        ClientKind::Containerd1_7,
+        ClientKind::Containerd2_2,
+    ];
+
+    /// The name a scenario and a result use: `dockerd-27`, `containerd-1.6`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Dockerd20_10 => "dockerd-20.10",
+            ClientKind::Dockerd27 => "dockerd-27",
+            ClientKind::Containerd1_6 => "containerd-1.6",
+            ClientKind::Containerd1_7 => "containerd-1.7",
+            ClientKind::Containerd2_2 => "containerd-2.2",
+        }
+    }
+
+    /// containerd (a Kubernetes node's runtime) rather than the Docker daemon.
+    pub fn is_containerd(self) -> bool {
+        matches!(
+            self,
+            ClientKind::Containerd1_6 | ClientKind::Containerd1_7 | ClientKind::Containerd2_2
+        )
+    }
+}
+
+impl std::fmt::Display for ClientKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the pause between a layer's attempts grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffShape {
+    /// After failed attempt n: n x the unit (dockerd: 5, 10, 15, 20 s).
+    Linear,
+    /// After failed attempt n: 2^(n-1) x the unit (10 s, 20 s, 40 s ...).
+    Doubling,
 }
 
 /// Overrides of the client profile's numbers; absent keys keep the profile's value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientOverrides {
-    /// Concurrent layer downloads per node (dockerd: per daemon; containerd: per image).
+    /// Concurrent layer downloads (dockerd and containerd 2.1+: per node; containerd 1.6-2.0: per image).
     #[serde(default)]
     pub max_concurrent_downloads: Option<u32>,
-    /// Attempts per layer, the first included.
+    /// Attempts per layer, the first included (dockerd 20.10: 6, 27: 5; containerd: 1).
     #[serde(default)]
     pub max_attempts: Option<u32>,
-    /// Backoff unit: attempt n waits `n x backoff` before the next (dockerd), 0 = none.
+    /// Backoff unit between a layer's attempts (dockerd: 5 s, containerd: 0), 0 = none.
     #[serde(default)]
     pub backoff: Option<Span>,
+    /// How the backoff grows from one attempt to the next (dockerd: linear).
+    #[serde(default)]
+    pub backoff_shape: Option<BackoffShape>,
+    /// GETs an attempt from byte 0 sends before it counts as failed when its request
+    /// fails (dockerd: 2, its first GET's error is swallowed; containerd: 1).
+    #[serde(default)]
+    pub gets_per_failed_attempt: Option<u32>,
+    /// Attempts for the image config blob, the first included (dockerd: 5, outside the
+    /// download slots; containerd: as a layer).
+    #[serde(default)]
+    pub config_attempts: Option<u32>,
+    /// First pause between the config blob's attempts, doubling after each (dockerd: 250 ms).
+    #[serde(default)]
+    pub config_backoff: Option<Span>,
+    /// Times one request is sent again at once after a 408 or 429 (or, containerd 2.1+,
+    /// a 500/503/504 not seen just before), a 401 re-authentication included
+    /// (containerd: 5, so 6 responses in all; dockerd: 0).
+    #[serde(default)]
+    pub request_retries: Option<u32>,
     /// Verify each blob's sha256 while streaming.
     #[serde(default)]
     pub verify_digest: Option<bool>,

@@ -172,6 +172,15 @@ fn check_client(c: &ClientOverrides, out: &mut Issues) {
             "must be at least 1 (the first attempt counts)",
         );
     }
+    if c.config_attempts == Some(0) {
+        out.add(
+            "client.config_attempts",
+            "must be at least 1 (the first attempt counts)",
+        );
+    }
+    if c.gets_per_failed_attempt == Some(0) {
+        out.add("client.gets_per_failed_attempt", "must be at least 1");
+    }
     if c.connect_timeout.is_some_and(|d| d.0.is_zero()) {
         out.add("client.connect_timeout", "must be more than 0");
     }

@@ -21,6 +21,7 @@
 mod common;
 mod instances;
 
+mod client_rules;
 mod exits;
 mod faults;
 mod figures;

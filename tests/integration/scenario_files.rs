@@ -59,7 +59,7 @@ fn quickstart_is_a_small_embedded_herd() {
     let s = load(&path, &[]).unwrap().scenario;
     assert!(s.target.url.is_none());
     assert_eq!(s.fleet.clusters * s.fleet.nodes_per_cluster, 32);
-    assert_eq!(s.fleet.client, ClientKind::Dockerd);
+    assert_eq!(s.fleet.client, ClientKind::Dockerd27);
     assert_eq!(s.arrival.pattern, Pattern::Herd);
     assert_eq!(s.run.duration.0, Duration::from_secs(60));
     assert_eq!(s.thresholds.max_failed_pulls, Some(0));
@@ -86,7 +86,7 @@ fn type_errors_name_file_line_column_and_key() {
     assert!(error("[run]\nduration = \"fast\"\n", &[])
         .starts_with("x.toml:2:12: run.duration: `fast` is not a duration"));
     assert!(error("[fleet]\nclient = \"podman\"\n", &[]).contains(
-        "x.toml:2:10: fleet.client: unknown value \"podman\" (expected one of dockerd, containerd)"
+        "x.toml:2:10: fleet.client: unknown value \"podman\" (expected one of dockerd-20.10, dockerd, dockerd-27, containerd-1.6, containerd-1.7, containerd, containerd-2.2)"
     ));
     assert!(error("[embedded]\nlayers = [\"1MiB\", \"3XB\"]\n", &[])
         .starts_with("x.toml:2:19: embedded.layers[1]: unknown size unit `XB`"));
@@ -231,7 +231,7 @@ fn sets_override_in_order_and_create_tables() {
     assert_eq!(s.fleet.clusters, 32);
     assert_eq!(s.fleet.nodes_per_cluster, 4, "the last --set wins");
     assert_eq!(s.run.duration.0, Duration::from_secs(300));
-    assert_eq!(s.fleet.client, ClientKind::Containerd);
+    assert_eq!(s.fleet.client, ClientKind::Containerd2_2);
     assert_eq!(s.embedded.layers.len(), 2);
     assert_eq!(s.embedded.layers[0].0, 1 << 30);
     assert_eq!(s.thresholds.pull_p99.unwrap().0, Duration::from_secs(90));

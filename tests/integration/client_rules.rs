@@ -1,0 +1,458 @@
+//! The client profiles' rules, one by one, through the real binary: the embedded
+//! registry serves the image, and a scripted front of the test's own (tokio,
+//! 127.0.0.1:0) sits before it. The front logs every request (method, path, Range,
+//! Accept-Encoding, what it answered) and answers some itself (a 503 for ever on the
+//! layer, a 429 on the manifest HEAD, a held config), forwarding the rest. Each test
+//! checks the sequence of requests a profile makes, as the registry would see it,
+//! against the rule in docs/clients.md.
+//!
+//! Timings are never asserted: the backoffs are shortened with `[client]` overrides,
+//! and the rules' real delays are unit-tested in src/fleet/profile/.
+
+use crate::common::{self, bin, u};
+use pullstorm::registry::{EmbeddedConfig, EmbeddedRegistry};
+use pullstorm::scenario::units::ByteSize;
+use pullstorm::scenario::{CutWith, EmbeddedAuth, EmbeddedSection, Faults};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+const MIB: u64 = 1 << 20;
+const IMAGE: &str = "synthetic/app:v1";
+
+/// The kind of path a request was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ping,
+    Token,
+    Manifest,
+    Config,
+    Layer,
+    Other,
+}
+
+/// One request as the front saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    kind: Kind,
+    path: String,
+    range: Option<String>,
+    accept_encoding: Option<String>,
+    /// The status the front answered itself; `None` when it forwarded the request.
+    answered: Option<u16>,
+    /// When it arrived, and when a held request was let through.
+    at: Instant,
+    released: Option<Instant>,
+}
+
+/// What the front does with a request.
+enum Act {
+    Forward,
+    /// Answers with this status and a registry-style JSON error with this code.
+    Json(u16, &'static str),
+    /// Answers with this status and an HTML page (as an LB does).
+    Html(u16),
+    /// Forwards once `Duration` has passed (a slow upstream).
+    Hold(Duration),
+}
+
+/// Decides for a request, given how many requests of the same method and path came before.
+type Script = Arc<dyn Fn(&Seen, usize) -> Act + Send + Sync>;
+
+/// The scripted front.
+struct Front {
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Front {
+    async fn start(
+        registry: &EmbeddedRegistry,
+        script: impl Fn(&Seen, usize) -> Act + Send + Sync + 'static,
+    ) -> Front {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let script: Script = Arc::new(script);
+        let upstream = registry.addr();
+        let image = registry.image();
+        let config = image.config.digest.clone();
+        let layers: Vec<String> = image.layers.iter().map(|l| l.digest.clone()).collect();
+        let kinds = Arc::new(move |path: &str| -> Kind {
+            if path == "/v2/" {
+                Kind::Ping
+            } else if path.starts_with("/token") {
+                Kind::Token
+            } else if path.contains("/manifests/") {
+                Kind::Manifest
+            } else if path.ends_with(&config) {
+                Kind::Config
+            } else if layers.iter().any(|l| path.ends_with(l.as_str())) {
+                Kind::Layer
+            } else {
+                Kind::Other
+            }
+        });
+        let shared = log.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (log, script, kinds) = (shared.clone(), script.clone(), kinds.clone());
+                tokio::spawn(async move {
+                    serve(socket, upstream, log, script, move |p| kinds(p)).await;
+                });
+            }
+        });
+        Front { addr, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn log(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The requests of one kind, in order.
+    fn of(&self, kind: Kind) -> Vec<Seen> {
+        self.log().into_iter().filter(|s| s.kind == kind).collect()
+    }
+
+    /// The requests after the run's preflight, whose last request is the GET of the
+    /// manifest by digest: the nodes' own.
+    fn after_preflight(&self) -> Vec<Seen> {
+        let log = self.log();
+        let end = log
+            .iter()
+            .position(|s| s.method == "GET" && s.kind == Kind::Manifest)
+            .expect("the preflight fetched the manifest");
+        log[end + 1..].to_vec()
+    }
+}
+
+/// One request: read its head (and body), log it, answer or forward it.
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    log: Arc<Mutex<Vec<Seen>>>,
+    script: Script,
+    kind: impl Fn(&str) -> Kind,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match client.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split(' ');
+    let method = first.next().unwrap_or("").to_string();
+    let path = first.next().unwrap_or("").to_string();
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    let mut seen = Seen {
+        method: method.clone(),
+        kind: kind(path.split('?').next().unwrap_or("")),
+        path: path.clone(),
+        range: header("range"),
+        accept_encoding: header("accept-encoding"),
+        answered: None,
+        at: Instant::now(),
+        released: None,
+    };
+    let (act, index) = {
+        let mut log = log.lock().unwrap();
+        let before = log
+            .iter()
+            .filter(|s| s.method == method && s.path == path)
+            .count();
+        let act = script(&seen, before);
+        seen.answered = match &act {
+            Act::Json(status, _) | Act::Html(status) => Some(*status),
+            _ => None,
+        };
+        log.push(seen);
+        (act, log.len() - 1)
+    };
+    let reply = |status: u16, content_type: &str, body: String| {
+        let mut out = format!(
+            "HTTP/1.1 {status} Scripted\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        if method != "HEAD" {
+            out.extend_from_slice(body.as_bytes());
+        }
+        out
+    };
+    let answer = match act {
+        Act::Json(status, code) => Some(reply(
+            status,
+            "application/json",
+            format!(r#"{{"errors":[{{"code":"{code}","message":"scripted"}}]}}"#),
+        )),
+        Act::Html(status) => Some(reply(
+            status,
+            "text/html",
+            "<html><body>scripted</body></html>".into(),
+        )),
+        Act::Hold(d) => {
+            tokio::time::sleep(d).await;
+            log.lock().unwrap()[index].released = Some(Instant::now());
+            None
+        }
+        Act::Forward => None,
+    };
+    if let Some(answer) = answer {
+        let _ = client.write_all(&answer).await;
+        let _ = client.shutdown().await;
+        return;
+    }
+    let Ok(mut up) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    if up.write_all(&buf).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+}
+
+/// The embedded registry with one layer of `layer` bytes and `faults`.
+async fn registry(layer: u64, faults: Faults, auth: EmbeddedAuth) -> EmbeddedRegistry {
+    let section = EmbeddedSection {
+        layers: vec![ByteSize(layer)],
+        faults,
+        auth,
+        ..EmbeddedSection::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    pullstorm::registry::start(listener, EmbeddedConfig::from_section(&section))
+        .await
+        .unwrap()
+}
+
+async fn plain_registry() -> EmbeddedRegistry {
+    registry(MIB, Faults::default(), EmbeddedAuth::None).await
+}
+
+/// A scenario of one node of `client`, failures allowed, with `extra` TOML lines.
+fn scenario(client: &str, extra: &str) -> String {
+    format!(
+        "[fleet]\nclient = \"{client}\"\n[run]\nduration = \"60s\"\n\
+         [thresholds]\nmax_failure_rate = 1.0\n{extra}"
+    )
+}
+
+/// Fast backoffs, so that a test sees every attempt in well under a second.
+const FAST: &str = "[client]\nbackoff = \"20ms\"\nconfig_backoff = \"10ms\"\n";
+/// The kubelet off: one pull, whatever happens.
+const NO_KUBELET: &str = "[kubelet]\npull_retries = 0\n";
+
+/// A finished run and the folder that holds it (removed when this is dropped).
+struct Ran {
+    run: common::Run,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Ran {
+    type Target = common::Run;
+    fn deref(&self) -> &common::Run {
+        &self.run
+    }
+}
+
+/// Runs `pullstorm run` (off the runtime) against `target`; returns the run.
+async fn run(target: String, scenario: String, env: &[(&str, &str)]) -> Ran {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rules.toml");
+        std::fs::write(&file, scenario).unwrap();
+        let out_dir = dir.path().join("out");
+        let out = bin()
+            .arg("run")
+            .arg(&file)
+            .arg("--out")
+            .arg(&out_dir)
+            .args(["--target", &target, "--image", IMAGE])
+            .env_remove("PULLSTORM_USERNAME")
+            .env_remove("PULLSTORM_PASSWORD")
+            .envs(env)
+            .output()
+            .expect("pullstorm runs");
+        let run = common::Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            dir: out_dir,
+        };
+        assert!(
+            run.code == 0 || run.code == 1,
+            "{}{}",
+            run.stdout,
+            run.stderr
+        );
+        Ran { run, _dir: dir }
+    })
+    .await
+    .unwrap()
+}
+
+fn gets(seen: &[Seen]) -> usize {
+    seen.iter().filter(|s| s.method == "GET").count()
+}
+
+// ---- dockerd ---------------------------------------------------------------------------
+
+/// The issue's measurement: dockerd 20.10 against a layer that answers 503 for ever
+/// makes 6 attempts of 2 GETs each (the first GET's error is swallowed), 12 GETs, then
+/// fails the pull; dockerd 27 makes 5 attempts, 10 GETs. Main sent 1 GET and gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_sends_two_gets_per_attempt_to_a_layer_that_answers_503_for_ever() {
+    let reg = plain_registry().await;
+    for (client, attempts) in [("dockerd-20.10", 6u64), ("dockerd-27", 5)] {
+        let front = Front::start(&reg, |s, _| match s.kind {
+            Kind::Layer => Act::Json(503, "UNAVAILABLE"),
+            _ => Act::Forward,
+        })
+        .await;
+        let r = run(front.url(), scenario(client, FAST), &[]).await;
+        let v = r.result();
+        let layer = front.of(Kind::Layer);
+        assert_eq!(layer.len() as u64, 2 * attempts, "{client}: {layer:?}");
+        assert!(layer
+            .iter()
+            .all(|s| s.range.is_none() && s.answered == Some(503)));
+        assert_eq!(u(&v, "errors.http_503"), 2 * attempts, "{client}");
+        assert_eq!(u(&v, "retries.total"), 2 * attempts - 1, "{client}");
+        assert_eq!(u(&v, &format!("layers.attempts.{attempts}")), 1, "{client}");
+        assert_eq!(u(&v, "pulls.failed"), 1, "{client}");
+        assert_eq!(v["fleet"]["client"], client);
+        assert_eq!(v["fleet"]["profile"]["client"], client);
+    }
+}
+
+/// Not retried by dockerd: 429 TOOMANYREQUESTS and 404 (2 GETs, the swallowed one
+/// included). Retried: a 408 with an error code dockerd does not stop for. A 408 from an
+/// LB (HTML): not retried by 20.10 (`UnexpectedHTTPResponseError`), retried by 27 (made
+/// from the status: UNKNOWN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_retries_a_layer_by_status_body_and_release() {
+    let reg = plain_registry().await;
+    let cases: [(&str, fn() -> Act, u16, usize); 6] = [
+        ("dockerd-27", || Act::Json(429, "TOOMANYREQUESTS"), 429, 2),
+        ("dockerd-27", || Act::Json(404, "BLOB_UNKNOWN"), 404, 2),
+        ("dockerd-27", || Act::Json(408, "REQUEST_TIMEOUT"), 408, 10),
+        (
+            "dockerd-20.10",
+            || Act::Json(408, "REQUEST_TIMEOUT"),
+            408,
+            12,
+        ),
+        ("dockerd-20.10", || Act::Html(408), 408, 2),
+        ("dockerd-27", || Act::Html(408), 408, 10),
+    ];
+    for (client, act, status, want) in cases {
+        let front = Front::start(&reg, move |s, _| match s.kind {
+            Kind::Layer => act(),
+            _ => Act::Forward,
+        })
+        .await;
+        let r = run(front.url(), scenario(client, FAST), &[]).await;
+        let v = r.result();
+        let layer = front.of(Kind::Layer);
+        assert_eq!(layer.len(), want, "{client} {status}: {layer:?}");
+        assert_eq!(
+            u(&v, &format!("errors.http_{status}")),
+            want as u64,
+            "{client} {status}"
+        );
+        assert_eq!(u(&v, "pulls.failed"), 1);
+    }
+}
+
+/// An HTTP error on a resumed attempt throws the partial layer away and the next
+/// attempt GETs from byte 0, whatever the status (pull_v2.go): a cut, then the Range
+/// answered 503, then a GET without Range that completes. Main failed the layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_restarts_from_zero_after_an_error_on_a_resume() {
+    let faults = Faults {
+        cut_after: Some(ByteSize(MIB)),
+        cut_times: Some(1),
+        cut_with: CutWith::Fin,
+        ..Faults::default()
+    };
+    let reg = registry(4 * MIB, faults, EmbeddedAuth::None).await;
+    let front = Front::start(&reg, |s, _| match (s.kind, &s.range) {
+        (Kind::Layer, Some(_)) => Act::Json(503, "UNAVAILABLE"),
+        _ => Act::Forward,
+    })
+    .await;
+    let r = run(front.url(), scenario("dockerd", FAST), &[]).await;
+    let v = r.result();
+    let layer = front.of(Kind::Layer);
+    let ranges: Vec<bool> = layer.iter().map(|s| s.range.is_some()).collect();
+    assert_eq!(ranges, [false, true, false], "{layer:?}");
+    assert_eq!(u(&v, "pulls.completed"), 1, "{}", v["error_details"]);
+    assert_eq!(u(&v, "errors.unexpected_eof"), 1);
+    assert_eq!(u(&v, "errors.http_503"), 1);
+    assert_eq!(u(&v, "layers.attempts.3"), 1, "{}", v["layers"]);
+    // What the cut attempt held was thrown away.
+    assert!(u(&v, "bytes.wasted") >= MIB, "{}", v["bytes"]);
+}
+
+/// dockerd fetches the config outside the 3 download slots, 5 attempts at 250 ms
+/// doubling (here 10 ms), one GET each, no Range. With one slot and the config held
+/// by a slow upstream, the layer's GET still goes out meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerd_fetches_the_config_outside_the_slots_with_its_own_attempts() {
+    let reg = plain_registry().await;
+    let front = Front::start(&reg, |s, _| match s.kind {
+        Kind::Config => Act::Json(503, "UNAVAILABLE"),
+        _ => Act::Forward,
+    })
+    .await;
+    let r = run(front.url(), scenario("dockerd", FAST), &[]).await;
+    let v = r.result();
+    // The preflight does not fetch blobs: every config GET is the node's.
+    let config = front.of(Kind::Config);
+    assert_eq!(config.len(), 5, "{config:?}");
+    assert!(config.iter().all(|s| s.range.is_none()));
+    assert_eq!(u(&v, "pulls.failed"), 1);
+
+    // One slot, and the upstream holds the config and the layer for a while: both GETs
+    // arrive before either is let through. Had the config taken the one slot, the
+    // layer's GET would have come only after the config's answer (or the reverse).
+    let front = Front::start(&reg, |s, _| match s.kind {
+        Kind::Config | Kind::Layer => Act::Hold(Duration::from_millis(500)),
+        _ => Act::Forward,
+    })
+    .await;
+    let slow = format!("{FAST}max_concurrent_downloads = 1\n");
+    let r = run(front.url(), scenario("dockerd", &slow), &[]).await;
+    assert_eq!(u(&r.result(), "pulls.completed"), 1);
+    let (config, layer) = (&front.of(Kind::Config)[0], &front.of(Kind::Layer)[0]);
+    assert!(
+        config.at < layer.released.unwrap() && layer.at < config.released.unwrap(),
+        "config {config:?}, layer {layer:?}"
+    );
+}
