@@ -456,3 +456,154 @@ async fn dockerd_fetches_the_config_outside_the_slots_with_its_own_attempts() {
         "config {config:?}, layer {layer:?}"
     );
 }
+
+// ---- containerd ------------------------------------------------------------------------
+
+/// No attempt loop per blob: a 503 on the layer is 1 GET and the pull fails in 1.6
+/// (measured with containerd 1.6.20); 2.1+ sends a 500/503/504 once more (2 GETs),
+/// a 502 never. A 429 goes again at once until the 6th response, in every release.
+/// Main made 5 attempts of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_resends_a_request_not_a_blob() {
+    let reg = plain_registry().await;
+    let cases: [(&str, fn() -> Act, u16, usize); 5] = [
+        ("containerd-1.6", || Act::Json(503, "UNAVAILABLE"), 503, 1),
+        ("containerd-1.7", || Act::Json(503, "UNAVAILABLE"), 503, 1),
+        ("containerd-2.2", || Act::Json(503, "UNAVAILABLE"), 503, 2),
+        ("containerd", || Act::Html(502), 502, 1),
+        (
+            "containerd-1.6",
+            || Act::Json(429, "TOOMANYREQUESTS"),
+            429,
+            6,
+        ),
+    ];
+    for (client, act, status, want) in cases {
+        let front = Front::start(&reg, move |s, _| match s.kind {
+            Kind::Layer => act(),
+            _ => Act::Forward,
+        })
+        .await;
+        let r = run(front.url(), scenario(client, NO_KUBELET), &[]).await;
+        let v = r.result();
+        let layer = front.of(Kind::Layer);
+        assert_eq!(layer.len(), want, "{client} {status}: {layer:?}");
+        assert_eq!(u(&v, &format!("errors.http_{status}")), want as u64);
+        assert_eq!(u(&v, "retries.total"), want as u64 - 1, "{client} {status}");
+        let attempts = v["layers"]["attempts"].as_object().unwrap();
+        assert!(attempts.keys().all(|k| k == "1"), "{client}: {attempts:?}");
+        assert_eq!(u(&v, "pulls.failed"), 1, "{client} {status}");
+    }
+}
+
+/// containerd sends no `GET /v2/` and resolves with HEAD only: an error status ends
+/// the resolve without a GET of the tag (a 429: 6 HEADs). dockerd pings first, and
+/// after a failed HEAD GETs the tag. Main pinged with both and always GET after an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_resolves_with_head_only_and_never_pings() {
+    let reg = plain_registry().await;
+    // The preflight's HEAD goes through; the node's are refused.
+    let refuse = |status: u16| {
+        move |s: &Seen, n: usize| match (s.method.as_str(), s.kind, n) {
+            ("HEAD", Kind::Manifest, 1..) => Act::Json(status, "TOOMANYREQUESTS"),
+            _ => Act::Forward,
+        }
+    };
+    for (status, heads) in [(429, 6), (503, 1)] {
+        let front = Front::start(&reg, refuse(status)).await;
+        let r = run(front.url(), scenario("containerd-1.6", NO_KUBELET), &[]).await;
+        let v = r.result();
+        let nodes = front.after_preflight();
+        let kinds: Vec<(&str, Kind)> = nodes.iter().map(|s| (s.method.as_str(), s.kind)).collect();
+        assert_eq!(kinds, vec![("HEAD", Kind::Manifest); heads], "{status}");
+        assert_eq!(u(&v, &format!("errors.http_{status}")), heads as u64);
+        assert_eq!(v["error_details"][0]["request"], "manifest");
+        assert_eq!(u(&v, "pulls.failed"), 1);
+    }
+    let front = Front::start(&reg, refuse(503)).await;
+    let r = run(front.url(), scenario("dockerd", NO_KUBELET), &[]).await;
+    assert_eq!(u(&r.result(), "pulls.completed"), 1);
+    let kinds: Vec<(String, Kind)> = front
+        .after_preflight()
+        .into_iter()
+        .filter(|s| matches!(s.kind, Kind::Ping | Kind::Manifest))
+        .map(|s| (s.method, s.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("GET".into(), Kind::Ping),
+            ("HEAD".into(), Kind::Manifest),
+            ("GET".into(), Kind::Manifest),
+            ("GET".into(), Kind::Manifest),
+        ],
+        "ping, HEAD refused, GET of the tag, GET by digest"
+    );
+}
+
+/// A reset mid-layer fails the blob and the pull in containerd (only a clean close is
+/// reopened, and transport errors are not retried before 2.4). Main retried it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_fails_the_pull_on_a_reset() {
+    let faults = Faults {
+        cut_after: Some(ByteSize(MIB)),
+        cut_times: Some(1),
+        cut_with: CutWith::Rst,
+        ..Faults::default()
+    };
+    for client in ["containerd-1.6", "containerd-2.2"] {
+        let reg = registry(4 * MIB, faults.clone(), EmbeddedAuth::None).await;
+        let r = run(
+            format!("http://{}", reg.addr()),
+            scenario(client, NO_KUBELET),
+            &[],
+        )
+        .await;
+        let v = r.result();
+        assert_eq!(u(&v, "pulls.failed"), 1, "{client}: {}", v["error_details"]);
+        assert_eq!(u(&v, "errors.connection_reset"), 1, "{client}");
+        assert_eq!(u(&v, "retries.total"), 0, "{client}");
+    }
+}
+
+/// With credentials containerd POSTs the password form to the token realm, and GETs
+/// (with Basic) only when the realm refuses the POST, as the embedded registry's does
+/// (405). dockerd GETs. containerd 2.2 asks for compressed blobs, 1.6 does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_posts_for_its_token_and_2_2_sends_accept_encoding() {
+    let reg = registry(MIB, Faults::default(), EmbeddedAuth::Bearer).await;
+    let creds = [
+        ("PULLSTORM_USERNAME", "ci"),
+        ("PULLSTORM_PASSWORD", "s3cret-pw"),
+    ];
+    for (client, methods, encoding) in [
+        ("containerd-1.6", vec!["POST", "GET"], None),
+        (
+            "containerd-2.2",
+            vec!["POST", "GET"],
+            Some("zstd;q=1.0, gzip;q=0.8, deflate;q=0.5"),
+        ),
+        ("dockerd", vec!["GET"], None),
+    ] {
+        let front = Front::start(&reg, |_, _| Act::Forward).await;
+        let r = run(front.url(), scenario(client, NO_KUBELET), &creds).await;
+        let v = r.result();
+        assert_eq!(
+            u(&v, "pulls.completed"),
+            1,
+            "{client}: {}",
+            v["error_details"]
+        );
+        let tokens: Vec<String> = front
+            .after_preflight()
+            .into_iter()
+            .filter(|s| s.kind == Kind::Token)
+            .map(|s| s.method)
+            .collect();
+        assert_eq!(tokens, methods, "{client}");
+        assert!(!r.stdout.contains("s3cret-pw") && !r.stderr.contains("s3cret-pw"));
+        for blob in front.of(Kind::Layer).iter().chain(&front.of(Kind::Config)) {
+            assert_eq!(blob.accept_encoding.as_deref(), encoding, "{client}");
+        }
+    }
+}
