@@ -139,7 +139,15 @@ async fn start_and_check<S: Future>(
     );
     let deadline = Instant::now() + stops.duration;
     match stops.race(checked, Some(deadline)).await {
-        Ok(target) => ready.target = target?,
+        Ok(checked) => {
+            let checked = checked?;
+            if !opts.quiet {
+                for warning in &checked.warnings {
+                    eprintln!("{}", crate::terminal::escape(warning));
+                }
+            }
+            ready.target = checked.target;
+        }
         Err(stop) => {
             return Ok(stopped(
                 opts,

@@ -317,10 +317,6 @@ async fn run(target: String, scenario: String, env: &[(&str, &str)]) -> Ran {
     .unwrap()
 }
 
-fn gets(seen: &[Seen]) -> usize {
-    seen.iter().filter(|s| s.method == "GET").count()
-}
-
 // ---- dockerd ---------------------------------------------------------------------------
 
 /// The measurement: dockerd 20.10 against a layer that answers 503 for ever
@@ -606,4 +602,36 @@ async fn containerd_posts_for_its_token_and_2_2_sends_accept_encoding() {
             assert_eq!(blob.accept_encoding.as_deref(), encoding, "{client}");
         }
     }
+}
+
+// ---- preflight ------------------------------------------------------------------------
+
+/// A storm against a struggling LB must start: a 503 on every `GET /v2/` is a warning,
+/// and the nodes pull (dockerd accepts any answer to its ping). A resolve that fails
+/// with a 503 is tried again. Main refused to start (exit 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_on_the_ping_is_a_warning_and_the_storm_starts() {
+    let reg = plain_registry().await;
+    let front = Front::start(&reg, |s, n| match (s.method.as_str(), s.kind, n) {
+        (_, Kind::Ping, _) => Act::Html(503),
+        // The preflight's first resolve fails whole: the HEAD, then the GET of the tag.
+        (_, Kind::Manifest, 0) if s.path.ends_with("/manifests/v1") => {
+            Act::Json(503, "UNAVAILABLE")
+        }
+        _ => Act::Forward,
+    })
+    .await;
+    let r = run(front.url(), scenario("dockerd", ""), &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning: GET /v2/") && r.stderr.contains("503"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("trying again"), "{}", r.stderr);
+    let v = r.result();
+    assert_eq!(u(&v, "pulls.completed"), 1, "{}", v["error_details"]);
+    // The node's own ping got its 503 too, and went on.
+    assert_eq!(front.after_preflight()[0].kind, Kind::Ping);
+    common::only_errors(&v, &[]);
 }
