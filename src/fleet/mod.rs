@@ -2,6 +2,7 @@
 //! image like its client profile says, and reports what happened as events.
 
 pub mod download;
+pub mod kubelet;
 pub mod profile;
 pub mod store;
 
@@ -13,6 +14,7 @@ use crate::net::{Bandwidth, Fault};
 use crate::oci::auth::Credentials;
 use crate::oci::{Reference, Session};
 use crate::scenario::KubeletSection;
+use kubelet::Kubelet;
 use profile::SlotScope;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct FleetContext {
     pub node_bandwidth: Option<u64>,
     /// The kubelet's re-pulls after a failure (ImagePullBackOff).
     pub kubelet: KubeletSection,
+    /// `run.seed`: the kubelet's jitter is drawn per node from it.
+    pub seed: u64,
     /// Loopback source addresses to spread the nodes over (`fleet.loopback_sources`).
     pub loopback_sources: u32,
 }
@@ -51,7 +55,8 @@ pub struct NodePlan {
     pub start: Duration,
 }
 
-/// Runs one node: its pulls one after the other, each from a cold cache.
+/// Runs one node: its pulls one after the other, each from a cold cache, each
+/// pulled again by the kubelet after a failure, as far as the kubelet goes on.
 pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, events: Sink) {
     let bandwidth = ctx.node_bandwidth.map(|b| Arc::new(Bandwidth::new(b)));
     let slots_per_pool = ctx.profile.max_concurrent_downloads as usize;
@@ -61,6 +66,7 @@ pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, event
         loopback_source: crate::net::loopback_source(plan.node, ctx.loopback_sources),
         ..ctx.transport.clone()
     };
+    let mut kubelet = Kubelet::new(&ctx.kubelet, ctx.profile.client, ctx.seed, plan.node);
     let mut scheduled = t0 + plan.start;
     for _ in 0..ctx.pulls_per_node {
         // What the node holds of the image between the kubelet's re-pulls (containerd).
@@ -68,9 +74,9 @@ pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, event
             .profile
             .keeps_partial_blobs
             .then(|| Arc::new(ContentStore::default()));
-        // A failed pull is pulled again by the kubelet after its back-off, if configured.
-        let mut backoff = ctx.kubelet.pull_backoff.0;
-        for retry in 0..=ctx.kubelet.pull_retries {
+        let mut failed_at: Option<Instant> = None;
+        let mut repulls = 0;
+        loop {
             tokio::time::sleep_until(scheduled).await;
             let slots = match ctx.profile.slot_scope {
                 SlotScope::Node => node_slots.clone(),
@@ -83,12 +89,21 @@ pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, event
                 bandwidth: bandwidth.clone(),
                 store: store.clone(),
             };
-            let ok = pull(&ctx, &node, scheduled, &events, retry > 0).await;
+            let ok = pull(&ctx, &node, scheduled, &events, repulls > 0).await;
             if ok {
+                if let Some(failed) = failed_at {
+                    // The kubelet's recovery: from the first failure to this completion.
+                    let took = Instant::now().saturating_duration_since(failed);
+                    let _ = events.send(Event::PullRecovered { took }).await;
+                }
                 break;
             }
-            scheduled = Instant::now() + backoff;
-            backoff = (backoff * 2).min(ctx.kubelet.max_pull_backoff.0);
+            failed_at.get_or_insert_with(Instant::now);
+            let Some(wait) = kubelet.next_wait(repulls) else {
+                break;
+            };
+            repulls += 1;
+            scheduled = Instant::now() + wait;
         }
         scheduled = Instant::now() + ctx.pull_interval;
     }

@@ -67,6 +67,9 @@ pub enum Event {
         /// A re-pull by the kubelet after an earlier failure of the same planned pull.
         kubelet_retry: bool,
     },
+    /// A planned pull that failed completed on a kubelet's re-pull, `took` after its
+    /// first failure ended.
+    PullRecovered { took: Duration },
 }
 
 /// The sending side of the event channel, one clone per node.

@@ -94,6 +94,7 @@ pub(super) async fn prepare<S: Future>(
         pull_interval: s.run.pull_interval.0,
         node_bandwidth: s.fleet.node_bandwidth.map(|r| r.0),
         kubelet: s.kubelet.clone(),
+        seed: s.run.seed,
         loopback_sources: s.fleet.loopback_sources,
     });
     let ready = Ready {

@@ -134,7 +134,7 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
     };
     let mut scenario = file.typed()?;
     if sets.is_empty() {
-        scenario.thresholds.fill_defaults();
+        scenario.fill_defaults();
         return Ok(scenario);
     }
 
@@ -162,7 +162,7 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
         sets: &overrides,
     }
     .typed()?;
-    scenario.thresholds.fill_defaults();
+    scenario.fill_defaults();
     Ok(scenario)
 }
 

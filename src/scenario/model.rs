@@ -39,6 +39,15 @@ pub struct Scenario {
     pub thresholds: Thresholds,
 }
 
+impl Scenario {
+    /// Fills the defaults that depend on other keys (see [`Thresholds::fill_defaults`];
+    /// the kubelet's re-pulls depend on the client), so the scenario as run says them.
+    pub fn fill_defaults(&mut self) {
+        self.thresholds.fill_defaults();
+        self.kubelet.pull_retries = Some(self.kubelet.retries_for(self.fleet.client));
+    }
+}
+
 /// Which registry to pull from. Without `url` the run starts the embedded registry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -338,28 +347,107 @@ pub struct WatchSection {
 }
 
 /// The kubelet on top of the runtime: a failed image pull is pulled again after a
-/// back-off that doubles up to a cap (ImagePullBackOff).
+/// back-off that doubles up to a cap (ImagePullBackOff), each wait jittered up to
+/// `jitter` more, as the pod worker's `wait.Jitter(d, 0.5)` requeue is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubeletSection {
-    /// Pulls again after a failed pull, at most this many times (0 = no kubelet retries).
+    /// Re-pulls after a failed pull, per planned pull: a count (0 = no kubelet) or
+    /// `"unlimited"` (until `run.duration`). Absent: by client, unlimited for containerd
+    /// (a Kubernetes node's runtime), 0 for dockerd; [`Scenario::fill_defaults`] fills it.
     #[serde(default)]
-    pub pull_retries: u32,
+    pub pull_retries: Option<PullRetries>,
     /// First back-off after a failed pull; doubles after each further failure.
     #[serde(default = "default_pull_backoff")]
     pub pull_backoff: Span,
     /// Cap of the doubling back-off.
     #[serde(default = "default_max_pull_backoff")]
     pub max_pull_backoff: Span,
+    /// Each back-off is lengthened by a random share of itself up to this (0.5 = up to
+    /// +50 %), drawn per node from `run.seed`; 0 = none.
+    #[serde(default = "default_kubelet_jitter")]
+    pub jitter: f64,
 }
 
 impl Default for KubeletSection {
     fn default() -> Self {
         KubeletSection {
-            pull_retries: 0,
+            pull_retries: None,
             pull_backoff: default_pull_backoff(),
             max_pull_backoff: default_max_pull_backoff(),
+            jitter: default_kubelet_jitter(),
         }
+    }
+}
+
+impl KubeletSection {
+    /// The re-pulls allowed: as set, else the client's default (unlimited for
+    /// containerd, none for dockerd, which no kubelet drives unless told).
+    pub fn retries_for(&self, client: ClientKind) -> PullRetries {
+        self.pull_retries.unwrap_or(if client.is_containerd() {
+            PullRetries::Unlimited
+        } else {
+            PullRetries::Count(0)
+        })
+    }
+}
+
+/// How many times the kubelet pulls a failed image again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullRetries {
+    Count(u32),
+    /// Until the run's deadline, as a kubelet does.
+    Unlimited,
+}
+
+impl PullRetries {
+    /// Whether one more re-pull follows `done` re-pulls.
+    pub fn allows(self, done: u32) -> bool {
+        match self {
+            PullRetries::Count(n) => done < n,
+            PullRetries::Unlimited => true,
+        }
+    }
+}
+
+impl Serialize for PullRetries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PullRetries::Count(n) => s.serialize_u32(*n),
+            PullRetries::Unlimited => s.serialize_str("unlimited"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PullRetries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = PullRetries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a count of re-pulls or \"unlimited\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PullRetries, E> {
+                u32::try_from(v).map(PullRetries::Count).map_err(|_| {
+                    E::custom(format!(
+                        "{v} is not a count of re-pulls (0 to 4294967295, or \"unlimited\")"
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PullRetries, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PullRetries, E> {
+                if v == "unlimited" {
+                    Ok(PullRetries::Unlimited)
+                } else {
+                    Err(E::custom(format!(
+                        "{v:?} is not a count of re-pulls (a number, or \"unlimited\")"
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -369,6 +457,10 @@ fn default_pull_backoff() -> Span {
 
 fn default_max_pull_backoff() -> Span {
     Span(Duration::from_secs(300))
+}
+
+fn default_kubelet_jitter() -> f64 {
+    0.5
 }
 
 /// When nodes start their pulls.
@@ -430,6 +522,10 @@ pub struct RunSection {
     /// Pause between a node's consecutive pulls.
     #[serde(default)]
     pub pull_interval: Span,
+    /// Seed of the run's own random choices (the kubelet's back-off jitter, drawn per
+    /// node): the same seed gives the same waits.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl Default for RunSection {
@@ -438,6 +534,7 @@ impl Default for RunSection {
             duration: default_duration(),
             pulls_per_node: 1,
             pull_interval: Span::default(),
+            seed: 0,
         }
     }
 }

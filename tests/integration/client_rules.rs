@@ -58,6 +58,9 @@ enum Act {
     Html(u16),
     /// Forwards once `Duration` has passed (a slow upstream).
     Hold(Duration),
+    /// Forwards, and resets the client's connection (RST) once this many bytes of the
+    /// answer went to it.
+    ResetAfter(u64),
 }
 
 /// Decides for a request, given how many requests of the same method and path came before.
@@ -201,23 +204,23 @@ async fn serve(
         }
         out
     };
-    let answer = match act {
+    let answer = match &act {
         Act::Json(status, code) => Some(reply(
-            status,
+            *status,
             "application/json",
             format!(r#"{{"errors":[{{"code":"{code}","message":"scripted"}}]}}"#),
         )),
         Act::Html(status) => Some(reply(
-            status,
+            *status,
             "text/html",
             "<html><body>scripted</body></html>".into(),
         )),
         Act::Hold(d) => {
-            tokio::time::sleep(d).await;
+            tokio::time::sleep(*d).await;
             log.lock().unwrap()[index].released = Some(Instant::now());
             None
         }
-        Act::Forward => None,
+        Act::Forward | Act::ResetAfter(_) => None,
     };
     if let Some(answer) = answer {
         let _ = client.write_all(&answer).await;
@@ -230,7 +233,25 @@ async fn serve(
     if up.write_all(&buf).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+    let Act::ResetAfter(limit) = act else {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+        return;
+    };
+    let mut sent = 0u64;
+    while sent < limit {
+        let want = chunk.len().min((limit - sent) as usize);
+        match up.read(&mut chunk[..want]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if client.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                sent += n as u64;
+            }
+        }
+    }
+    // SO_LINGER 0: the close is a reset, as an LB's or a dying registry's.
+    let _ = client.set_linger(Some(Duration::ZERO));
 }
 
 /// The embedded registry with one layer of `layer` bytes and `faults`.
@@ -634,4 +655,94 @@ async fn a_503_on_the_ping_is_a_warning_and_the_storm_starts() {
     // The node's own ping got its 503 too, and went on.
     assert_eq!(front.after_preflight()[0].kind, Kind::Ping);
     common::only_errors(&v, &[]);
+}
+
+// ---- the kubelet ----------------------------------------------------------------------
+
+/// A containerd node's kubelet pulls a failed image again after its back-off, and the
+/// re-pull resumes from what the content store kept: the tag is resolved again (HEAD),
+/// the manifest is not fetched again, the finished config not either, and the layer
+/// that was reset goes on with Range from where it stopped. Nothing is thrown away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_re_pulls_resume_the_partial_layer_and_skip_the_manifest() {
+    let reg = registry(4 * MIB, Faults::default(), EmbeddedAuth::None).await;
+    let front = Front::start(&reg, |s, n| match (s.kind, n) {
+        (Kind::Layer, 0) => Act::ResetAfter(MIB),
+        _ => Act::Forward,
+    })
+    .await;
+    let kubelet = "[kubelet]\npull_backoff = \"50ms\"\njitter = 0.0\n";
+    let r = run(front.url(), scenario("containerd-1.6", kubelet), &[]).await;
+    let v = r.result();
+    assert_eq!(u(&v, "pulls.started"), 2, "{}", v["error_details"]);
+    assert_eq!((u(&v, "pulls.failed"), u(&v, "pulls.completed")), (1, 1));
+    assert_eq!(u(&v, "pulls.kubelet_retries"), 1);
+    assert_eq!(u(&v, "errors.connection_reset"), 1);
+    assert_eq!(u(&v, "latency.pull_retry.count"), 1, "{}", v["latency"]);
+    assert_eq!(u(&v, "bytes.wasted"), 0);
+    assert_eq!(u(&v, "bytes.downloaded"), u(&v, "target.image_bytes"));
+    assert_eq!(
+        v["scenario"]["resolved"]["kubelet"]["pull_retries"],
+        "unlimited"
+    );
+
+    let nodes = front.after_preflight();
+    let count = |method: &str, kind: Kind| {
+        nodes
+            .iter()
+            .filter(|s| s.method == method && s.kind == kind)
+            .count()
+    };
+    assert_eq!(count("HEAD", Kind::Manifest), 2, "{nodes:?}");
+    assert_eq!(
+        count("GET", Kind::Manifest),
+        1,
+        "the re-pull fetches no manifest"
+    );
+    assert_eq!(count("GET", Kind::Config), 1, "{nodes:?}");
+    assert_eq!(count("GET", Kind::Ping), 0, "containerd never pings");
+    let layer = front.of(Kind::Layer);
+    assert_eq!(layer.len(), 2, "{layer:?}");
+    assert_eq!(layer[0].range, None);
+    let from: u64 = layer[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the re-pull resumes with Range: {layer:?}"));
+    assert!(from > 0 && from < MIB, "{from}");
+}
+
+/// The kubelet is on by default for Kubernetes nodes: a containerd pull that keeps
+/// failing is pulled again until the run's deadline. Not for dockerd, whose pulls no
+/// kubelet drives unless the scenario says so. Main had no kubelet by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelet_is_on_by_default_for_containerd_only() {
+    let corrupt = Faults {
+        corrupt: true,
+        ..Faults::default()
+    };
+    let reg = registry(MIB, corrupt, EmbeddedAuth::None).await;
+    let target = format!("http://{}", reg.addr());
+    let quick = "[kubelet]\npull_backoff = \"50ms\"\n[run]\nduration = \"2s\"\n";
+    let body = |client: &str| {
+        format!("[fleet]\nclient = \"{client}\"\n[thresholds]\nmax_failure_rate = 1.0\nrequire_complete = false\n{quick}")
+    };
+    let r = run(target.clone(), body("containerd"), &[]).await;
+    let v = r.result();
+    assert_eq!(v["stop_reason"], "deadline");
+    assert!(u(&v, "pulls.kubelet_retries") >= 2, "{}", v["pulls"]);
+    assert_eq!(u(&v, "latency.pull_retry.count"), 0, "never recovered");
+    assert_eq!(
+        v["scenario"]["resolved"]["kubelet"]["pull_retries"],
+        "unlimited"
+    );
+
+    let r = run(target, body("dockerd"), &[]).await;
+    let v = r.result();
+    assert_eq!(v["stop_reason"], "finished");
+    assert_eq!(u(&v, "pulls.kubelet_retries"), 0);
+    assert_eq!(u(&v, "pulls.failed"), 1);
+    assert_eq!(v["scenario"]["resolved"]["kubelet"]["pull_retries"], 0);
 }
