@@ -236,10 +236,11 @@ fn check_fds(
         return Ok(());
     }
     Err(Failure::bad_input(format!(
-        "{}: the plan needs up to {needed} file descriptors ({} nodes x {} download slots{}, + {} spare, + {already_open} already open) but this process may open {} (hard limit {}); lower fleet.clusters, fleet.nodes_per_cluster or client.max_concurrent_downloads, or raise the limit (ulimit -n)",
+        "{}: the plan needs up to {needed} file descriptors ({} nodes x {} download slots{}{}, + {} spare, + {already_open} already open) but this process may open {} (hard limit {}); lower fleet.clusters, fleet.nodes_per_cluster or client.max_concurrent_downloads, or raise the limit (ulimit -n)",
         loaded.path.display(),
         plan.nodes.len(),
         profile.max_concurrent_downloads,
+        if profile.config_outside_slots { " + 1 config fetch" } else { "" },
         if embedded { ", x 2 for the embedded registry in this process" } else { "" },
         FD_MARGIN,
         limits.soft,

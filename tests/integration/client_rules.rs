@@ -251,7 +251,7 @@ async fn serve(
         }
     }
     // SO_LINGER 0: the close is a reset, as an LB's or a dying registry's.
-    let _ = client.set_linger(Some(Duration::ZERO));
+    let _ = client.set_zero_linger();
 }
 
 /// The embedded registry with one layer of `layer` bytes and `faults`.
