@@ -487,7 +487,10 @@ fn the_docs_describe_every_key() {
                 [embedded.faults]\ncut_after = 1\ncut_times = 1\n\
                 [fleet]\nnode_bandwidth = 1\n\
                 [client]\nmax_concurrent_downloads = 1\nmax_attempts = 1\nbackoff = 1\nverify_digest = true\n\
-                connect_timeout = 1\nresponse_timeout = 1\nstall_timeout = 1\n\
+                connect_timeout = 1\nresponse_timeout = 1\nstall_timeout = 1\neof_reopens = 1\n\
+                backoff_shape = \"doubling\"\ngets_per_failed_attempt = 1\nconfig_attempts = 1\n\
+                config_backoff = 1\nrequest_retries = 1\n\
+                [kubelet]\npull_retries = \"unlimited\"\n\
                 [thresholds]\nmax_failed_pulls = 1\nmax_failure_rate = 1\nmax_retries = 1\nmax_errors = 1\n\
                 pull_p50 = 1\npull_p99 = 1\nttfb_p99 = 1\nmin_throughput = 1\n";
     let mut s = ok(full, &[]);
