@@ -63,6 +63,10 @@ enum Act {
     ResetAfter(u64),
 }
 
+/// One case of a status table: the client, the front's answer to the layer, its status,
+/// and the layer GETs the client makes.
+type Case = (&'static str, fn() -> Act, u16, usize);
+
 /// Decides for a request, given how many requests of the same method and path came before.
 type Script = Arc<dyn Fn(&Seen, usize) -> Act + Send + Sync>;
 
@@ -375,7 +379,7 @@ async fn dockerd_sends_two_gets_per_attempt_to_a_layer_that_answers_503_for_ever
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dockerd_retries_a_layer_by_status_body_and_release() {
     let reg = plain_registry().await;
-    let cases: [(&str, fn() -> Act, u16, usize); 6] = [
+    let cases: [Case; 6] = [
         ("dockerd-27", || Act::Json(429, "TOOMANYREQUESTS"), 429, 2),
         ("dockerd-27", || Act::Json(404, "BLOB_UNKNOWN"), 404, 2),
         ("dockerd-27", || Act::Json(408, "REQUEST_TIMEOUT"), 408, 10),
@@ -483,7 +487,7 @@ async fn dockerd_fetches_the_config_outside_the_slots_with_its_own_attempts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_resends_a_request_not_a_blob() {
     let reg = plain_registry().await;
-    let cases: [(&str, fn() -> Act, u16, usize); 5] = [
+    let cases: [Case; 5] = [
         ("containerd-1.6", || Act::Json(503, "UNAVAILABLE"), 503, 1),
         ("containerd-1.7", || Act::Json(503, "UNAVAILABLE"), 503, 1),
         ("containerd-2.2", || Act::Json(503, "UNAVAILABLE"), 503, 2),
