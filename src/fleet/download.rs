@@ -15,7 +15,7 @@ use super::FleetContext;
 use crate::metrics::{Event, ExchangeKind, Sink};
 use crate::net::{self, Bandwidth, Exchange, Fault, FaultClass, Phase};
 use crate::oci::manifest::Descriptor;
-use crate::oci::session::{header_str, http_fault, ErrorAnswer, ERROR_BODY_LIMIT};
+use crate::oci::session::{header_str, http_fault, ErrorAnswer, OpenedBlob, ERROR_BODY_LIMIT};
 use crate::oci::Session;
 use bytes::Bytes;
 use http::StatusCode;
@@ -210,11 +210,12 @@ pub async fn blob(
             }
         }
         let resumed = p.offset > 0;
-        let result = match attempt(
-            ctx, session, blob, &rules, bandwidth, &mut p, events, cluster,
-        )
-        .await
-        {
+        let sent = Sent {
+            events,
+            cluster,
+            first_failure: &mut first_failure,
+        };
+        let result = match attempt(ctx, session, blob, &rules, bandwidth, &mut p, sent).await {
             Ok(()) => verify(ctx, blob, &mut p).map_err(|fault| Failed {
                 fault,
                 retry: profile.digest_retry_only_after_resume && resumed,
@@ -263,9 +264,15 @@ pub async fn blob(
     }
 }
 
+/// Where an attempt reports the requests it sends again, and the blob's first failure.
+struct Sent<'a> {
+    events: &'a Sink,
+    cluster: u32,
+    first_failure: &'a mut Option<Instant>,
+}
+
 /// One attempt: the GET (twice for dockerd when the first fails from byte 0), then the
 /// body read to its end into the hasher.
-#[allow(clippy::too_many_arguments)]
 async fn attempt(
     ctx: &FleetContext,
     session: &Session,
@@ -273,9 +280,9 @@ async fn attempt(
     rules: &Attempts,
     bandwidth: Option<&Bandwidth>,
     p: &mut Progress,
-    events: &Sink,
-    cluster: u32,
+    mut sent: Sent<'_>,
 ) -> Result<(), Failed> {
+    let (events, cluster) = (sent.events, sent.cluster);
     if p.offset == blob.size && p.ingest.is_some() {
         // An ingest already whole is committed without a request (remotes/handlers.go).
         return Ok(());
@@ -285,13 +292,14 @@ async fn attempt(
     } else {
         1
     };
-    let mut sent = 0;
+    let mut tries = 0;
     let (ex, skip) = loop {
-        sent += 1;
-        match open(ctx, session, blob, p, events, cluster).await {
+        tries += 1;
+        match open(ctx, session, blob, p, &mut sent).await {
             Ok(opened) => break opened,
-            Err(failed) if sent < gets => {
+            Err(failed) if tries < gets => {
                 // dockerd swallows this one (pull_v2.go, the size `Seek`) and GETs again at once.
+                sent.first_failure.get_or_insert_with(Instant::now);
                 let class = failed.fault.class;
                 blob_fault(events, failed.fault, cluster).await;
                 let progress = p.fraction(blob.size);
@@ -351,9 +359,9 @@ async fn open(
     session: &Session,
     blob: &Descriptor,
     p: &mut Progress,
-    events: &Sink,
-    cluster: u32,
+    sent: &mut Sent<'_>,
 ) -> Result<(Exchange, u64), Failed> {
+    let (events, cluster) = (sent.events, sent.cluster);
     let restarts = p.offset > 0 && ctx.profile.resume_failure_restarts;
     let restart = |p: &mut Progress, fault: Fault| {
         p.restart();
@@ -363,7 +371,16 @@ async fn open(
         .open_blob(&blob.digest, &blob.media_type, p.offset, blob.size)
         .await
     {
-        Ok(ex) => ex,
+        Ok(OpenedBlob {
+            exchange,
+            first_resend,
+        }) => {
+            // The request went more than once (containerd's resends): the blob's first failure.
+            if let Some(at) = first_resend {
+                sent.first_failure.get_or_insert(at);
+            }
+            exchange
+        }
         Err(fault) if restarts => return Err(restart(p, fault)),
         Err(fault) => return Err(Failed::transport(fault)),
     };

@@ -53,6 +53,20 @@ impl Default for SessionRules {
     }
 }
 
+/// A blob GET whose response head is in, and when the client first sent it again
+/// (a 429 resent by containerd), if it did: where the blob's first failure was.
+pub struct OpenedBlob {
+    pub exchange: Exchange,
+    pub first_resend: Option<Instant>,
+}
+
+/// How far a request's blob had come, and when the request was first sent again.
+#[derive(Default)]
+struct Resending {
+    progress: f64,
+    first: Option<Instant>,
+}
+
 /// What a pull resolved: the manifest digest and the blobs to fetch.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -287,30 +301,47 @@ impl Session {
         media_type: &str,
         offset: u64,
         size: u64,
-    ) -> Result<Exchange, Fault> {
+    ) -> Result<OpenedBlob, Fault> {
         let mut url = self.url(&request::blob_path(&self.repo, digest))?;
         let headers = request::blob_headers(media_type, offset, self.rules.accept_encoding);
-        let progress = if size == 0 {
-            0.0
-        } else {
-            offset as f64 / size as f64
+        let mut resending = Resending {
+            progress: if size == 0 {
+                0.0
+            } else {
+                offset as f64 / size as f64
+            },
+            first: None,
         };
         let mut ex = self
-            .request(ExchangeKind::Blob, Method::GET, &url, &headers, progress)
+            .request(
+                ExchangeKind::Blob,
+                Method::GET,
+                &url,
+                &headers,
+                &mut resending,
+            )
             .await?;
         for _ in 0..MAX_REDIRECTS {
-            if !ex.status.is_redirection() {
-                return Ok(ex);
-            }
-            let Some(location) = header_str(&ex.headers, "location") else {
-                return Ok(ex);
+            let done = !ex.status.is_redirection();
+            let location = header_str(&ex.headers, "location");
+            let (false, Some(location)) = (done, location) else {
+                return Ok(OpenedBlob {
+                    exchange: ex,
+                    first_resend: resending.first,
+                });
             };
             drop(ex.body);
             let next = request::redirect(&url, &location)?;
             url = next.url;
             ex = if next.keep_authorization {
-                self.request(ExchangeKind::Blob, Method::GET, &url, &headers, progress)
-                    .await?
+                self.request(
+                    ExchangeKind::Blob,
+                    Method::GET,
+                    &url,
+                    &headers,
+                    &mut resending,
+                )
+                .await?
             } else {
                 self.send(ExchangeKind::Blob, Method::GET, &url, headers.clone())
                     .await?
@@ -332,19 +363,20 @@ impl Session {
         url: &Url,
         headers: HeaderMap,
     ) -> Result<Exchange, Fault> {
-        self.request(kind, method, url, &headers, 0.0).await
+        self.request(kind, method, url, &headers, &mut Resending::default())
+            .await
     }
 
-    /// [`Self::authorized`] with `progress` (0 to 1) of the blob held, for the retries it reports.
+    /// [`Self::authorized`], noting in `resending` when the request was first sent again.
     async fn request(
         &self,
         kind: ExchangeKind,
         method: Method,
         url: &Url,
         headers: &HeaderMap,
-        progress: f64,
+        resending: &mut Resending,
     ) -> Result<Exchange, Fault> {
-        self.exchange(kind, method, url, headers, net::empty_body, progress)
+        self.exchange(kind, method, url, headers, net::empty_body, resending)
             .await
     }
 
@@ -357,7 +389,8 @@ impl Session {
         headers: HeaderMap,
         body: impl Fn() -> RequestBody,
     ) -> Result<Exchange, Fault> {
-        self.exchange(kind, method, url, &headers, body, 0.0).await
+        self.exchange(kind, method, url, &headers, body, &mut Resending::default())
+            .await
     }
 
     /// One request as the client makes it: with credentials; a 401 re-authenticates once
@@ -371,7 +404,7 @@ impl Session {
         url: &Url,
         headers: &HeaderMap,
         body: impl Fn() -> RequestBody,
-        progress: f64,
+        resending: &mut Resending,
     ) -> Result<Exchange, Fault> {
         let mut refresh = false;
         let mut reauthenticated = false;
@@ -409,10 +442,11 @@ impl Session {
                 .await
                 .unwrap_or_default();
             let what = format!("{method} {}", url.path());
+            resending.first.get_or_insert_with(Instant::now);
             self.resent(
                 kind,
                 http_fault(ex.status, &text, Phase::Request, &what),
-                progress,
+                resending.progress,
             )
             .await;
             previous = Some(status);

@@ -750,3 +750,43 @@ async fn the_kubelet_is_on_by_default_for_containerd_only() {
     assert_eq!(u(&v, "pulls.failed"), 1);
     assert_eq!(v["scenario"]["resolved"]["kubelet"]["pull_retries"], 0);
 }
+
+/// A request a client sends again counts as a retry and starts the blob's retry latency,
+/// even when the blob then comes through within its first attempt: dockerd's second GET
+/// after a 503 on the first, containerd's resend after a 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_again_is_a_retry_of_its_blob() {
+    let reg = plain_registry().await;
+    for (client, act, status) in [
+        (
+            "dockerd",
+            (|| Act::Json(503, "UNAVAILABLE")) as fn() -> Act,
+            503,
+        ),
+        ("containerd-1.6", || Act::Json(429, "TOOMANYREQUESTS"), 429),
+    ] {
+        let front = Front::start(&reg, move |s, n| match (s.kind, n) {
+            (Kind::Layer, 0) => act(),
+            _ => Act::Forward,
+        })
+        .await;
+        let r = run(front.url(), scenario(client, NO_KUBELET), &[]).await;
+        let v = r.result();
+        assert_eq!(
+            u(&v, "pulls.completed"),
+            1,
+            "{client}: {}",
+            v["error_details"]
+        );
+        assert_eq!(front.of(Kind::Layer).len(), 2, "{client}");
+        assert_eq!(u(&v, &format!("errors.http_{status}")), 1, "{client}");
+        assert_eq!(u(&v, "retries.total"), 1, "{client}");
+        assert_eq!(u(&v, "layers.attempts.1"), 2, "{client}: {}", v["layers"]);
+        assert_eq!(
+            u(&v, "latency.retry.count"),
+            1,
+            "{client}: {}",
+            v["latency"]
+        );
+    }
+}
