@@ -32,7 +32,7 @@ pub struct Outcome {
     pub ok: bool,
     /// Body bytes received, all attempts.
     pub bytes: u64,
-    /// First failure to completion, when the blob failed at least once.
+    /// First failure to completion, when the blob was retried (a request sent again).
     pub retry_latency: Option<std::time::Duration>,
 }
 
@@ -229,10 +229,13 @@ pub async fn blob(
             }
             Err(f) => f,
         };
-        first_failure.get_or_insert_with(Instant::now);
+        // The retry latency starts at the first failure that is retried: a blob that
+        // fails without one cost no retry.
+        let failed_at = Instant::now();
         let progress = p.fraction(blob.size);
         let class = failed.fault.class;
         if class == FaultClass::UnexpectedEof && reopens.allow(p.offset, profile.eof_reopens) {
+            first_failure.get_or_insert(failed_at);
             blob_fault(events, failed.fault, cluster).await;
             let _ = events.send(Event::Retry { class, progress }).await;
             continue;
@@ -242,6 +245,7 @@ pub async fn blob(
         if !failed.retry || attempts >= rules.max {
             break;
         }
+        first_failure.get_or_insert(failed_at);
         let _ = events.send(Event::Retry { class, progress }).await;
         tokio::time::sleep(rules.delay_after(attempts)).await;
     }

@@ -47,7 +47,7 @@ pub enum Event {
         ok: bool,
         took: Duration,
         attempts: u32,
-        /// First failure of the layer to its completion, when it failed at least once.
+        /// First failure of the layer to its completion, when it was retried.
         retry_latency: Option<Duration>,
         /// Bytes downloaded and then thrown away (restart from zero, bad digest, skipped prefix).
         wasted: u64,
