@@ -68,9 +68,4 @@ impl ContentStore {
     pub fn keep_partial(&self, digest: &str, held: Held) {
         self.inner().partial.insert(digest.to_string(), held);
     }
-
-    /// Bytes held in ingests, for tests and the docs' examples.
-    pub fn partial_bytes(&self) -> u64 {
-        self.inner().partial.values().map(Held::offset).sum()
-    }
 }
