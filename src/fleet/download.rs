@@ -1,34 +1,71 @@
 //! One blob download with the profile's retry rules: attempts, backoff,
 //! Range resume, what to do when Range is ignored, and digest verification.
 //!
+//! An attempt may send more than one GET: dockerd's first GET of an attempt from
+//! byte 0 has its error swallowed and the read GETs again; containerd reopens a short
+//! body at its offset, and resends some answers inside one request (in the session).
+//! Every failed request is a fault, every request sent again a retry.
+//!
 //! The per-chunk path is the digest update, one atomic add and (when the
 //! node's bandwidth is capped) the link booking; nothing else.
 
-use super::profile::{Profile, RangeIgnored};
+use super::profile::{Attempts, RangeIgnored};
+use super::store::ContentStore;
 use super::FleetContext;
 use crate::metrics::{Event, ExchangeKind, Sink};
-use crate::net::{self, Bandwidth, Fault, FaultClass, Phase};
+use crate::net::{self, Bandwidth, Exchange, Fault, FaultClass, Phase};
 use crate::oci::manifest::Descriptor;
-use crate::oci::session::{header_str, http_fault};
+use crate::oci::session::{header_str, http_fault, ErrorAnswer, OpenedBlob, ERROR_BODY_LIMIT};
 use crate::oci::Session;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How a layer ended and what it cost.
+/// How a blob download ended and what it cost.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub ok: bool,
     /// Body bytes received, all attempts.
     pub bytes: u64,
-    /// First failure to completion, when the layer failed at least once.
+    /// First failure to completion, when the blob was retried (a request sent again).
     pub retry_latency: Option<std::time::Duration>,
 }
 
-/// Progress of one layer across its attempts.
+/// Bytes of a blob held from an earlier pull and their running digest: where the next
+/// pull's download resumes (containerd's content store keeps a failed pull's ingests,
+/// [`ContentStore`]).
+#[derive(Clone)]
+pub struct Held {
+    offset: u64,
+    hasher: Sha256,
+}
+
+impl Held {
+    /// Bytes held.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({} bytes)", self.offset)
+    }
+}
+
+/// One blob to download: which, by which attempt rules, and the node's content store
+/// when its client keeps partial blobs between pulls (containerd).
+pub struct Job<'a> {
+    pub blob: &'a Descriptor,
+    pub rules: Attempts,
+    pub store: Option<Arc<ContentStore>>,
+}
+
+/// Progress of one blob across its attempts.
 struct Progress {
     /// Bytes of the blob held (and hashed) so far: where a resume starts.
     offset: u64,
@@ -36,15 +73,27 @@ struct Progress {
     /// Bytes received in all attempts.
     received: u64,
     wasted: u64,
+    /// Where what is held goes when the download ends, completed or not (also when its
+    /// pull aborts it: dropping the download keeps its ingest, at no cost per chunk).
+    ingest: Option<(Arc<ContentStore>, String)>,
+    committed: bool,
 }
 
 impl Progress {
-    fn new() -> Progress {
+    /// Starts from what `store` holds of `digest`, if anything.
+    fn new(store: Option<Arc<ContentStore>>, digest: &str) -> Progress {
+        let held = store.as_ref().and_then(|s| s.take_partial(digest));
+        let (offset, hasher) = match held {
+            Some(h) => (h.offset, h.hasher),
+            None => (0, Sha256::new()),
+        };
         Progress {
-            offset: 0,
-            hasher: Sha256::new(),
+            offset,
+            hasher,
             received: 0,
             wasted: 0,
+            ingest: store.map(|s| (s, digest.to_string())),
+            committed: false,
         }
     }
 
@@ -61,6 +110,26 @@ impl Progress {
             0.0
         } else {
             self.offset as f64 / size as f64
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        let Some((store, digest)) = &self.ingest else {
+            return;
+        };
+        if self.committed {
+            store.commit(digest);
+        } else if self.offset > 0 {
+            let hasher = std::mem::replace(&mut self.hasher, Sha256::new());
+            store.keep_partial(
+                digest,
+                Held {
+                    offset: self.offset,
+                    hasher,
+                },
+            );
         }
     }
 }
@@ -97,61 +166,89 @@ impl Reopens {
     }
 }
 
-/// Downloads one blob, retrying as the profile says; reports faults, retries and the layer's end.
-pub async fn layer(
+/// A failed attempt: its fault, and whether the client tries the blob again for it.
+struct Failed {
+    fault: Fault,
+    retry: bool,
+}
+
+impl Failed {
+    /// A transport fault (refused, reset, cut, timeout, a redirect gone wrong): retried
+    /// by an attempt loop (moby's `retryOnError` lets them through).
+    fn transport(fault: Fault) -> Failed {
+        Failed { fault, retry: true }
+    }
+}
+
+/// Downloads one blob, retrying as `job.rules` and the profile say; reports faults,
+/// retries and the blob's end.
+pub async fn blob(
     ctx: &FleetContext,
     session: &Session,
-    blob: &Descriptor,
+    job: Job<'_>,
     bandwidth: Option<&Bandwidth>,
     events: &Sink,
     cluster: u32,
 ) -> Outcome {
+    let (blob, rules) = (job.blob, job.rules);
     let profile = &ctx.profile;
     let started = Instant::now();
     let mut first_failure: Option<Instant> = None;
-    let mut p = Progress::new();
+    let mut p = Progress::new(job.store, &blob.digest);
     let mut attempts = 0;
     let mut ok = false;
     let mut reopens = Reopens::default();
-    while attempts < profile.max_attempts {
+    loop {
+        // A reopen is part of the attempt it continues; every way out of an attempt
+        // that does not reopen checks the attempts left.
         if !reopens.pending() {
             attempts += 1;
+            if !rules.resume && p.offset > 0 {
+                // dockerd's config: each attempt a fresh read from byte 0.
+                p.restart();
+            }
         }
         let resumed = p.offset > 0;
-        let result = match attempt(ctx, session, blob, bandwidth, &mut p, events, cluster).await {
-            Ok(()) => verify(ctx, blob, &mut p),
+        let sent = Sent {
+            events,
+            cluster,
+            first_failure: &mut first_failure,
+        };
+        let result = match attempt(ctx, session, blob, &rules, bandwidth, &mut p, sent).await {
+            Ok(()) => verify(ctx, blob, &mut p).map_err(|fault| Failed {
+                fault,
+                retry: profile.digest_retry_only_after_resume && resumed,
+            }),
             Err(f) => Err(f),
         };
-        let fault = match result {
+        let failed = match result {
             Ok(()) => {
                 ok = true;
                 break;
             }
             Err(f) => f,
         };
-        first_failure.get_or_insert_with(Instant::now);
+        // The retry latency starts at the first failure that is retried: a blob that
+        // fails without one cost no retry.
+        let failed_at = Instant::now();
         let progress = p.fraction(blob.size);
-        if fault.class == FaultClass::UnexpectedEof && reopens.allow(p.offset, profile.eof_reopens)
-        {
-            blob_fault(events, fault, cluster).await;
-            let _ = events
-                .send(Event::Retry {
-                    class: FaultClass::UnexpectedEof,
-                    progress,
-                })
-                .await;
+        let class = failed.fault.class;
+        if class == FaultClass::UnexpectedEof && reopens.allow(p.offset, profile.eof_reopens) {
+            first_failure.get_or_insert(failed_at);
+            blob_fault(events, failed.fault, cluster).await;
+            let _ = events.send(Event::Retry { class, progress }).await;
             continue;
         }
         reopens = Reopens::default();
-        let retry = retries(profile, fault.class, resumed);
-        let class = fault.class;
-        blob_fault(events, fault, cluster).await;
-        if !retry || attempts >= profile.max_attempts {
+        blob_fault(events, failed.fault, cluster).await;
+        if !failed.retry || attempts >= rules.max {
             break;
         }
+        first_failure.get_or_insert(failed_at);
         let _ = events.send(Event::Retry { class, progress }).await;
-        tokio::time::sleep(profile.delay_after(attempts)).await;
+        tokio::time::sleep(rules.delay_after(attempts)).await;
     }
+    p.committed = ok;
     let now = Instant::now();
     let retry_latency = first_failure.map(|f| now - f);
     let _ = events
@@ -170,69 +267,153 @@ pub async fn layer(
     }
 }
 
-/// Whether a layer whose attempt failed with `class` is tried again.
-fn retries(profile: &Profile, class: FaultClass, resumed: bool) -> bool {
-    match class {
-        // dockerd retries a bad digest only when the attempt had resumed (the resume may
-        // have stitched two different bodies); the retry starts from zero.
-        FaultClass::DigestMismatch => profile.digest_retry_only_after_resume && resumed,
-        class => profile.retries(class),
-    }
+/// Where an attempt reports the requests it sends again, and the blob's first failure.
+struct Sent<'a> {
+    events: &'a Sink,
+    cluster: u32,
+    first_failure: &'a mut Option<Instant>,
 }
 
-/// One GET of the blob from `p.offset`, read to its end into the hasher.
+/// One attempt: the GET (twice for dockerd when the first fails from byte 0), then the
+/// body read to its end into the hasher.
 async fn attempt(
     ctx: &FleetContext,
     session: &Session,
     blob: &Descriptor,
+    rules: &Attempts,
     bandwidth: Option<&Bandwidth>,
     p: &mut Progress,
-    events: &Sink,
-    cluster: u32,
-) -> Result<(), Fault> {
-    let ex = session
-        .open_blob(&blob.digest, &blob.media_type, p.offset)
-        .await?;
-    let skip = check_response(ctx, blob, ex.status, &ex.headers, p, events, cluster).await;
-    let skip = match skip {
-        Ok(skip) => skip,
-        Err(Refused::Fault(fault)) => return Err(fault),
-        Err(Refused::Status(status)) => {
-            let body = net::read_small(ex.body, 64 << 10, ctx.profile.timeouts.stall)
-                .await
-                .unwrap_or_default();
-            return Err(http_fault(
-                status,
-                &body,
-                Phase::Request,
-                &format!("GET blob {}", blob.digest),
-            ));
+    mut sent: Sent<'_>,
+) -> Result<(), Failed> {
+    let (events, cluster) = (sent.events, sent.cluster);
+    if p.offset == blob.size && p.ingest.is_some() {
+        // An ingest already whole is committed without a request (remotes/handlers.go).
+        return Ok(());
+    }
+    let gets = if p.offset == 0 {
+        rules.gets_per_failure.max(1)
+    } else {
+        1
+    };
+    let mut tries = 0;
+    let (ex, skip) = loop {
+        tries += 1;
+        match open(ctx, session, blob, p, &mut sent).await {
+            Ok(opened) => break opened,
+            Err(failed) if tries < gets => {
+                // dockerd swallows this one (pull_v2.go, the size `Seek`) and GETs again at once.
+                sent.first_failure.get_or_insert_with(Instant::now);
+                let class = failed.fault.class;
+                blob_fault(events, failed.fault, cluster).await;
+                let progress = p.fraction(blob.size);
+                let _ = events.send(Event::Retry { class, progress }).await;
+            }
+            Err(failed) => return Err(failed),
         }
     };
     // Where the body starts in the blob: 0 for a 200, the offset for a 206.
     let starts_at = p.offset - skip;
+    let digest_retry = ctx.profile.digest_retry_only_after_resume && p.offset > 0;
+    let size_failure = |fault| Failed {
+        fault,
+        retry: digest_retry,
+    };
     if let Some(length) = content_length(&ex.headers) {
         if length != blob.size.saturating_sub(starts_at) {
             // The registry serves another size than the descriptor's: no resume can help.
             drop(ex.body);
-            return Err(size_mismatch(blob, starts_at.saturating_add(length), p));
+            return Err(size_failure(size_mismatch(
+                blob,
+                starts_at.saturating_add(length),
+                p,
+            )));
         }
     }
     let framed = content_length(&ex.headers).is_some() || is_chunked(&ex.headers);
-    read_body(ctx, blob, ex.body, skip, bandwidth, p).await?;
+    read_body(ctx, blob, ex.body, skip, bandwidth, p)
+        .await
+        .map_err(|fault| {
+            if fault.class == FaultClass::DigestMismatch {
+                size_failure(fault)
+            } else {
+                Failed::transport(fault)
+            }
+        })?;
     if p.offset < blob.size {
         if framed {
             // The body came in full (its framing said where it ends): a shorter blob.
-            return Err(size_mismatch(blob, p.offset, p));
+            return Err(size_failure(size_mismatch(blob, p.offset, p)));
         }
         // A body delimited by the connection's close that ended early: maybe a cut.
-        return Err(Fault::new(
+        return Err(Failed::transport(Fault::new(
             FaultClass::UnexpectedEof,
             Phase::Body,
             format!("body ended at byte {} of {}", p.offset, blob.size),
-        ));
+        )));
     }
     Ok(())
+}
+
+/// One GET of the blob from `p.offset`, up to a response whose body can be read (and
+/// how many of its leading bytes to skip). A request that fails after a resume makes
+/// dockerd throw the partial blob away and try again whatever the failure.
+async fn open(
+    ctx: &FleetContext,
+    session: &Session,
+    blob: &Descriptor,
+    p: &mut Progress,
+    sent: &mut Sent<'_>,
+) -> Result<(Exchange, u64), Failed> {
+    let (events, cluster) = (sent.events, sent.cluster);
+    let restarts = p.offset > 0 && ctx.profile.resume_failure_restarts;
+    let restart = |p: &mut Progress, fault: Fault| {
+        p.restart();
+        Failed { fault, retry: true }
+    };
+    let ex = match session
+        .open_blob(&blob.digest, &blob.media_type, p.offset, blob.size)
+        .await
+    {
+        Ok(OpenedBlob {
+            exchange,
+            first_resend,
+        }) => {
+            // The request went more than once (containerd's resends): the blob's first failure.
+            if let Some(at) = first_resend {
+                sent.first_failure.get_or_insert(at);
+            }
+            exchange
+        }
+        Err(fault) if restarts => return Err(restart(p, fault)),
+        Err(fault) => return Err(Failed::transport(fault)),
+    };
+    match check_response(ctx, blob, ex.status, &ex.headers, p, events, cluster).await {
+        Ok(skip) => Ok((ex, skip)),
+        // A Range not honoured: dockerd has restarted and tries again; containerd fails.
+        Err(Refused::Fault(fault)) => Err(Failed {
+            fault,
+            retry: ctx.profile.range_ignored == RangeIgnored::RestartAttempt,
+        }),
+        Err(Refused::Status(status)) => {
+            let body = net::read_small(ex.body, ERROR_BODY_LIMIT, ctx.profile.timeouts.stall)
+                .await
+                .unwrap_or_default();
+            let fault = http_fault(
+                status,
+                &body,
+                Phase::Request,
+                &format!("GET blob {}", blob.digest),
+            );
+            if restarts {
+                return Err(restart(p, fault));
+            }
+            let answer = ErrorAnswer::read(status, &ex.headers, &body);
+            Err(Failed {
+                fault,
+                retry: ctx.profile.retries_status(&answer),
+            })
+        }
+    }
 }
 
 /// The response's `Content-Length`, when it has a valid one.
@@ -286,7 +467,10 @@ async fn check_response(
             if content_range_starts_at(range.as_deref(), asked_from, blob.size) {
                 return Ok(0);
             }
-            p.restart();
+            // dockerd truncates; containerd's ingest keeps what it held.
+            if ctx.profile.range_ignored == RangeIgnored::RestartAttempt {
+                p.restart();
+            }
             Err(Refused::Fault(Fault::new(
                 FaultClass::RangeNotHonoured,
                 Phase::Request,

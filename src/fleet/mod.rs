@@ -2,7 +2,9 @@
 //! image like its client profile says, and reports what happened as events.
 
 pub mod download;
+pub mod kubelet;
 pub mod profile;
+pub mod store;
 
 pub use profile::Profile;
 
@@ -12,10 +14,12 @@ use crate::net::{Bandwidth, Fault};
 use crate::oci::auth::Credentials;
 use crate::oci::{Reference, Session};
 use crate::scenario::KubeletSection;
+use kubelet::Kubelet;
 use profile::SlotScope;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use store::ContentStore;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -37,6 +41,8 @@ pub struct FleetContext {
     pub node_bandwidth: Option<u64>,
     /// The kubelet's re-pulls after a failure (ImagePullBackOff).
     pub kubelet: KubeletSection,
+    /// `run.seed`: the kubelet's jitter is drawn per node from it.
+    pub seed: u64,
     /// Loopback source addresses to spread the nodes over (`fleet.loopback_sources`).
     pub loopback_sources: u32,
 }
@@ -49,45 +55,68 @@ pub struct NodePlan {
     pub start: Duration,
 }
 
-/// Runs one node: its pulls one after the other, each from a cold cache.
+/// Runs one node: its pulls one after the other, each from a cold cache, each
+/// pulled again by the kubelet after a failure, as far as the kubelet goes on.
 pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, events: Sink) {
     let bandwidth = ctx.node_bandwidth.map(|b| Arc::new(Bandwidth::new(b)));
     let slots_per_pool = ctx.profile.max_concurrent_downloads as usize;
-    // dockerd's download slots are daemon-wide: one pool for all the node's pulls.
+    // Download slots shared by all the node's pulls (dockerd, containerd 2.1+).
     let node_slots = Arc::new(Semaphore::new(slots_per_pool));
     let transport = crate::net::Transport {
         loopback_source: crate::net::loopback_source(plan.node, ctx.loopback_sources),
         ..ctx.transport.clone()
     };
+    let mut kubelet = Kubelet::new(&ctx.kubelet, ctx.profile.client, ctx.seed, plan.node);
     let mut scheduled = t0 + plan.start;
     for _ in 0..ctx.pulls_per_node {
-        // A failed pull is pulled again by the kubelet after its back-off, if configured.
-        let mut backoff = ctx.kubelet.pull_backoff.0;
-        for retry in 0..=ctx.kubelet.pull_retries {
+        // What the node holds of the image between the kubelet's re-pulls (containerd).
+        let store = ctx
+            .profile
+            .keeps_partial_blobs
+            .then(|| Arc::new(ContentStore::default()));
+        let mut failed_at: Option<Instant> = None;
+        let mut repulls = 0;
+        loop {
             tokio::time::sleep_until(scheduled).await;
             let slots = match ctx.profile.slot_scope {
                 SlotScope::Node => node_slots.clone(),
                 SlotScope::Pull => Arc::new(Semaphore::new(slots_per_pool)),
             };
-            let ok = pull(
-                &ctx,
-                &transport,
-                plan.cluster,
-                scheduled,
+            let node = Node {
+                transport: &transport,
+                cluster: plan.cluster,
                 slots,
-                bandwidth.clone(),
-                &events,
-                retry > 0,
-            )
-            .await;
+                bandwidth: bandwidth.clone(),
+                store: store.clone(),
+            };
+            let ok = pull(&ctx, &node, scheduled, &events, repulls > 0).await;
             if ok {
+                if let Some(failed) = failed_at {
+                    // The kubelet's recovery: from the first failure to this completion.
+                    let took = Instant::now().saturating_duration_since(failed);
+                    let _ = events.send(Event::PullRecovered { took }).await;
+                }
                 break;
             }
-            scheduled = Instant::now() + backoff;
-            backoff = (backoff * 2).min(ctx.kubelet.max_pull_backoff.0);
+            failed_at.get_or_insert_with(Instant::now);
+            let Some(wait) = kubelet.next_wait(repulls) else {
+                break;
+            };
+            repulls += 1;
+            scheduled = Instant::now() + wait;
         }
         scheduled = Instant::now() + ctx.pull_interval;
     }
+}
+
+/// What one pull of a node works with.
+struct Node<'a> {
+    transport: &'a crate::net::Transport,
+    cluster: u32,
+    slots: Arc<Semaphore>,
+    bandwidth: Option<Arc<Bandwidth>>,
+    /// The node's content store, for a client that keeps partial blobs.
+    store: Option<Arc<ContentStore>>,
 }
 
 /// What a pull cost, failed or not.
@@ -106,33 +135,34 @@ impl Tally {
 
 /// One pull: ping, resolve, then config and layers through the download slots.
 /// Returns whether it completed.
-#[allow(clippy::too_many_arguments)]
 async fn pull(
     ctx: &Arc<FleetContext>,
-    transport: &crate::net::Transport,
-    cluster: u32,
+    node: &Node<'_>,
     scheduled: Instant,
-    slots: Arc<Semaphore>,
-    bandwidth: Option<Arc<Bandwidth>>,
     events: &Sink,
     kubelet_retry: bool,
 ) -> bool {
+    let cluster = node.cluster;
     let started = Instant::now();
     let _active = ActivePull::new(&ctx.gauges);
     let _ = events.send(Event::PullStarted { cluster }).await;
     // The pull's own connections (pulls share none), reported to the recorder when it ends.
-    let transport = &transport.for_pull();
+    let transport = &node.transport.for_pull();
     let _connections = crate::metrics::events::PullConnections::new(transport, events);
     // A fresh session per pull, as dockerd opens one per pull: ping and token again.
-    let session = Arc::new(Session::new(
-        ctx.base.clone(),
-        ctx.reference.name.clone(),
-        ctx.credentials.clone(),
-        transport.clone(),
-        events.clone(),
-    ));
+    let session = Arc::new(
+        Session::new(
+            ctx.base.clone(),
+            ctx.reference.name.clone(),
+            ctx.credentials.clone(),
+            transport.clone(),
+            events.clone(),
+        )
+        .with_rules(ctx.profile.session)
+        .in_cluster(cluster),
+    );
     let mut tally = Tally::default();
-    let outcome = fetch_image(ctx, &session, cluster, slots, bandwidth, events, &mut tally).await;
+    let outcome = fetch_image(ctx, &session, node, events, &mut tally).await;
     let ok = match outcome {
         Ok(()) => true,
         Err(failure) => {
@@ -168,52 +198,83 @@ async fn pull(
 /// (None when a download already reported its own).
 type PullFailure = Option<(Fault, ExchangeKind)>;
 
+/// The image's manifest as the node resolves it: the tag's HEAD always, the manifest
+/// GETs only when its content store does not hold that manifest already.
+async fn resolve(
+    ctx: &FleetContext,
+    session: &Session,
+    store: Option<&ContentStore>,
+) -> Result<crate::oci::session::Resolved, Fault> {
+    let digest = session.resolve_digest(ctx.reference.manifest_ref()).await?;
+    if let Some(held) = store.and_then(|s| s.resolved(&digest)) {
+        return Ok(held);
+    }
+    let resolved = session.fetch_resolved(&digest, &ctx.platform).await?;
+    if let Some(store) = store {
+        store.keep_resolved(&digest, &resolved);
+    }
+    Ok(resolved)
+}
+
 async fn fetch_image(
     ctx: &Arc<FleetContext>,
     session: &Arc<Session>,
-    cluster: u32,
-    slots: Arc<Semaphore>,
-    bandwidth: Option<Arc<Bandwidth>>,
+    node: &Node<'_>,
     events: &Sink,
     tally: &mut Tally,
 ) -> Result<(), PullFailure> {
-    session
-        .ping()
-        .await
-        .map_err(|f| Some((f, ExchangeKind::Ping)))?;
-    let resolved = session
-        .resolve(ctx.reference.manifest_ref(), &ctx.platform)
+    let profile = &ctx.profile;
+    if profile.ping {
+        session
+            .ping()
+            .await
+            .map_err(|f| Some((f, ExchangeKind::Ping)))?;
+    }
+    let resolved = resolve(ctx, session, node.store.as_deref())
         .await
         .map_err(|f| Some((f, ExchangeKind::Manifest)))?;
 
-    // The config is fetched alongside the layers; identical blobs are fetched once.
+    // The config is fetched alongside the layers; identical blobs are fetched once, and
+    // blobs the node's store holds whole not at all.
     let mut seen = HashSet::new();
-    let blobs: Vec<_> = std::iter::once(resolved.config)
-        .chain(resolved.layers)
-        .filter(|b| seen.insert(b.digest.clone()))
+    let blobs: Vec<_> = std::iter::once((resolved.config, true))
+        .chain(resolved.layers.into_iter().map(|l| (l, false)))
+        .filter(|(b, _)| seen.insert(b.digest.clone()))
+        .filter(|(b, _)| !node.store.as_ref().is_some_and(|s| s.has(&b.digest)))
         .collect();
     let mut downloads = JoinSet::new();
-    for blob in blobs {
-        let (ctx, session, slots, bandwidth, events) = (
+    let cluster = node.cluster;
+    for (blob, is_config) in blobs {
+        let (ctx, session, slots, bandwidth, events, store) = (
             ctx.clone(),
             session.clone(),
-            slots.clone(),
-            bandwidth.clone(),
+            node.slots.clone(),
+            node.bandwidth.clone(),
             events.clone(),
+            node.store.clone(),
         );
+        // dockerd fetches the config in a goroutine of its own, outside the slots.
+        let outside_slots = is_config && profile.config_outside_slots;
+        let rules = if is_config {
+            profile.config_rules()
+        } else {
+            profile.layer_rules()
+        };
         downloads.spawn(async move {
-            let Ok(_slot) = slots.acquire_owned().await else {
-                return download::Outcome::default();
+            let _slot = if outside_slots {
+                None
+            } else {
+                match slots.acquire_owned().await {
+                    Ok(slot) => Some(slot),
+                    Err(_) => return download::Outcome::default(),
+                }
             };
-            download::layer(
-                &ctx,
-                &session,
-                &blob,
-                bandwidth.as_deref(),
-                &events,
-                cluster,
-            )
-            .await
+            let job = download::Job {
+                blob: &blob,
+                rules,
+                store,
+            };
+            download::blob(&ctx, &session, job, bandwidth.as_deref(), &events, cluster).await
         });
     }
     let mut failed = false;
@@ -221,7 +282,7 @@ async fn fetch_image(
         let outcome = joined(done, events, cluster).await;
         tally.add(&outcome);
         if !outcome.ok && !failed {
-            // One failed layer fails the pull; the daemon cancels the other transfers.
+            // One failed blob fails the pull; the client cancels the other transfers.
             failed = true;
             downloads.abort_all();
         }

@@ -49,7 +49,7 @@ pub enum Event {
         ok: bool,
         took: Duration,
         attempts: u32,
-        /// First failure of the layer to its completion, when it failed at least once.
+        /// First failure of the layer to its completion, when it was retried.
         retry_latency: Option<Duration>,
         /// Bytes downloaded and then thrown away (restart from zero, bad digest, skipped prefix).
         wasted: u64,
@@ -69,6 +69,9 @@ pub enum Event {
         /// A re-pull by the kubelet after an earlier failure of the same planned pull.
         kubelet_retry: bool,
     },
+    /// A planned pull that failed completed on a kubelet's re-pull, `took` after its
+    /// first failure ended.
+    PullRecovered { took: Duration },
 }
 
 /// The sending side of the event channel, one clone per node.

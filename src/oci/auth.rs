@@ -147,6 +147,20 @@ impl Challenge {
     }
 }
 
+/// The `error` parameter of a Bearer challenge (`invalid_token`, `insufficient_scope`,
+/// RFC 6750 section 3.1), which moby reads before the body of a 4xx.
+pub fn bearer_error(header: &str) -> Option<String> {
+    let header = header.trim();
+    let (scheme, params) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    parse_params(params)
+        .into_iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("error"))
+        .map(|(_, v)| v)
+}
+
 /// `key=value` or `key="quoted, value"` pairs separated by commas.
 fn parse_params(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -213,6 +227,14 @@ impl TokenResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_errors() {
+        let h = r#"Bearer realm="https://a/token",error="insufficient_scope",scope="x""#;
+        assert_eq!(bearer_error(h).as_deref(), Some("insufficient_scope"));
+        assert_eq!(bearer_error(r#"Bearer realm="https://a/token""#), None);
+        assert_eq!(bearer_error(r#"Basic error="invalid_token""#), None);
+    }
 
     #[test]
     fn parses_harbor_challenge() {

@@ -51,12 +51,20 @@ pub fn manifest_accept_headers() -> HeaderMap {
     h
 }
 
-/// The headers of a blob GET: its media type (or anything), and, when resuming
-/// from `offset` > 0, `Range: bytes=<offset>-`.
-pub fn blob_headers(media_type: &str, offset: u64) -> HeaderMap {
+/// The `Accept-Encoding` containerd 2.0 and later send on a blob GET
+/// (core/remotes/docker/fetcher.go). A registry that honoured it would compress the
+/// body; registries serve blobs as stored, so pullstorm reads the body as it comes.
+pub const CONTAINERD_ACCEPT_ENCODING: &str = "zstd;q=1.0, gzip;q=0.8, deflate;q=0.5";
+
+/// The headers of a blob GET: its media type (or anything), `accept_encoding` when
+/// the client sends one, and, when resuming from `offset` > 0, `Range: bytes=<offset>-`.
+pub fn blob_headers(media_type: &str, offset: u64, accept_encoding: Option<&str>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("{media_type}, */*")) {
         headers.insert(http::header::ACCEPT, v);
+    }
+    if let Some(v) = accept_encoding.and_then(|e| HeaderValue::from_str(e).ok()) {
+        headers.insert(http::header::ACCEPT_ENCODING, v);
     }
     if offset > 0 {
         if let Ok(v) = HeaderValue::from_str(&format!("bytes={offset}-")) {
@@ -64,6 +72,71 @@ pub fn blob_headers(media_type: &str, offset: u64) -> HeaderMap {
         }
     }
     headers
+}
+
+/// Which answers make a client send the same request again at once, and how many
+/// times: containerd's `doWithRetries` (remotes/docker/resolver.go), for every request
+/// of a pull (resolve HEAD, manifest and blob GETs). dockerd sends nothing again
+/// ([`Resends::NONE`]). A 401 is re-authenticated once whatever these say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Resends {
+    /// Most responses to one request, the first (and a 401's) included: containerd's
+    /// `len(responses) > 5` check, so 6.
+    pub max_responses: u32,
+    /// 500, 503 and 504 go again, unless the response just before had the same status
+    /// (containerd 2.1 and later; never in 1.6 to 2.0).
+    pub server_errors: bool,
+}
+
+impl Resends {
+    /// Nothing is sent again (dockerd).
+    pub const NONE: Resends = Resends {
+        max_responses: 1,
+        server_errors: false,
+    };
+
+    /// Whether a request whose `responses`-th response (counting from 1) has `status`
+    /// is sent again, `previous` being the status of the response before it.
+    pub fn again(&self, status: u16, previous: Option<u16>, responses: u32) -> bool {
+        if responses >= self.max_responses {
+            return false;
+        }
+        match status {
+            408 | 429 => true,
+            500 | 503 | 504 => self.server_errors && previous != Some(status),
+            _ => false,
+        }
+    }
+}
+
+/// The `client_id` containerd names in its token form (remotes/docker/authorizer.go).
+pub const CONTAINERD_CLIENT_ID: &str = "containerd-client";
+
+/// The form containerd POSTs to the token realm when it has credentials
+/// (remotes/docker/auth/fetch.go, `FetchTokenWithOAuth`): `grant_type=password`, the
+/// user and password, `client_id`, `service` and `scope`, keys sorted as Go encodes them.
+pub fn token_form(
+    service: Option<&str>,
+    repo: &str,
+    actions: &str,
+    credentials: &Credentials,
+) -> String {
+    let scope = format!("repository:{repo}:{actions}");
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", CONTAINERD_CLIENT_ID)
+        .append_pair("grant_type", "password")
+        .append_pair("password", &credentials.password)
+        .append_pair("scope", &scope)
+        .append_pair("service", service.unwrap_or(""))
+        .append_pair("username", &credentials.user)
+        .finish()
+}
+
+/// Whether a token realm's answer to the POST form sends containerd to the GET instead:
+/// registries without the OAuth endpoint answer 404 (GCR), 401 (Artifactory), 400 (ACR)
+/// or 405 (remotes/docker/authorizer.go).
+pub fn token_post_refused(status: u16) -> bool {
+    matches!(status, 400 | 401 | 404 | 405)
 }
 
 /// What a request sends for the registry's current challenge.
@@ -153,7 +226,20 @@ pub fn token_url(
     repo: &str,
     actions: &str,
 ) -> Result<Url, Fault> {
-    let mut url = Url::parse(realm)
+    let mut url = token_realm(base, realm)?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(s) = service {
+            q.append_pair("service", s);
+        }
+        q.append_pair("scope", &format!("repository:{repo}:{actions}"));
+    }
+    Ok(url)
+}
+
+/// The token realm as a URL (absolute, or relative to the registry at `base`), http(s) only.
+pub fn token_realm(base: &Url, realm: &str) -> Result<Url, Fault> {
+    let url = Url::parse(realm)
         .or_else(|_| base.join(realm))
         .map_err(|e| {
             Fault::new(
@@ -163,13 +249,6 @@ pub fn token_url(
             )
         })?;
     require_http(&url, "token realm")?;
-    {
-        let mut q = url.query_pairs_mut();
-        if let Some(s) = service {
-            q.append_pair("service", s);
-        }
-        q.append_pair("scope", &format!("repository:{repo}:{actions}"));
-    }
     Ok(url)
 }
 
@@ -319,18 +398,79 @@ mod tests {
     #[test]
     fn a_resume_asks_for_the_rest() {
         let layer = "application/vnd.oci.image.layer.v1.tar+gzip";
-        let first = blob_headers(layer, 0);
+        let first = blob_headers(layer, 0, None);
         assert_eq!(
             first.get(http::header::ACCEPT).unwrap(),
             "application/vnd.oci.image.layer.v1.tar+gzip, */*"
         );
         assert!(first.get(http::header::RANGE).is_none());
-        let resume = blob_headers(layer, 1_048_576);
+        let resume = blob_headers(layer, 1_048_576, None);
         assert_eq!(resume.get(http::header::RANGE).unwrap(), "bytes=1048576-");
         assert_eq!(
             resume.get(http::header::ACCEPT),
             first.get(http::header::ACCEPT)
         );
+    }
+
+    #[test]
+    fn containerd_2_asks_for_compressed_blobs() {
+        let layer = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let h = blob_headers(layer, 0, Some(CONTAINERD_ACCEPT_ENCODING));
+        assert_eq!(
+            h.get(http::header::ACCEPT_ENCODING).unwrap(),
+            "zstd;q=1.0, gzip;q=0.8, deflate;q=0.5"
+        );
+        assert!(blob_headers(layer, 0, None)
+            .get(http::header::ACCEPT_ENCODING)
+            .is_none());
+    }
+
+    /// containerd's `doWithRetries`: 408/429 until the 6th response, no wait; 5xx
+    /// never before 2.1, then 500/503/504 once (not after the same status), 502 never.
+    #[test]
+    fn resends_of_one_request() {
+        let c16 = Resends {
+            max_responses: 6,
+            server_errors: false,
+        };
+        let c22 = Resends {
+            server_errors: true,
+            ..c16
+        };
+        // A 429 for ever: responses 1-5 go again, the 6th is the answer.
+        let sent: Vec<bool> = (1..=6).map(|n| c16.again(429, Some(429), n)).collect();
+        assert_eq!(sent, [true, true, true, true, true, false]);
+        assert!(c16.again(408, None, 1));
+        for status in [500, 502, 503, 504] {
+            assert!(!c16.again(status, None, 1), "1.6: {status}");
+        }
+        assert!(c22.again(503, None, 1));
+        assert!(!c22.again(503, Some(503), 2), "once in a row");
+        assert!(c22.again(500, Some(503), 2), "another 5xx goes again");
+        assert!(!c22.again(502, None, 1), "502 never");
+        assert!(!c22.again(503, None, 6), "the 6th response is the last");
+        for status in [400, 403, 404, 405, 501] {
+            assert!(!c22.again(status, None, 1), "{status}");
+        }
+        for status in [408, 429, 500, 503] {
+            assert!(!Resends::NONE.again(status, None, 1), "dockerd: {status}");
+        }
+    }
+
+    #[test]
+    fn containerd_posts_a_password_form_for_its_token() {
+        let form = token_form(Some("harbor-registry"), "lib/app", "pull", &creds());
+        assert_eq!(
+            form,
+            "client_id=containerd-client&grant_type=password&password=s3cr3t\
+             &scope=repository%3Alib%2Fapp%3Apull&service=harbor-registry&username=alice"
+        );
+        for status in [400, 401, 404, 405] {
+            assert!(token_post_refused(status), "{status}");
+        }
+        for status in [403, 429, 500, 503] {
+            assert!(!token_post_refused(status), "{status}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use super::auth::{Challenge, Credentials, TokenResponse};
 use super::manifest::{self, Document};
-use super::request::{self, AuthStep};
+use super::request::{self, AuthStep, Resends};
 use crate::digest::sha256_digest;
 use crate::metrics::{Event, ExchangeKind, Sink};
 use crate::net::{self, Exchange, Fault, FaultClass, Phase, RequestBody, Timeouts, Transport};
@@ -21,6 +21,51 @@ use url::Url;
 const SMALL_BODY_LIMIT: usize = 4 << 20;
 /// Redirects followed per request, as dockerd allows.
 const MAX_REDIRECTS: usize = 10;
+/// Most of an error body read to learn the registry's error code.
+pub const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// How a client talks to the registry apart from its blob attempts: what one request
+/// does on an error status, how a tag is resolved, how a token is asked for.
+/// `Default` is dockerd's (and `pullstorm seed`'s); containerd's are in its profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SessionRules {
+    /// Requests sent again at once on some statuses (containerd's `doWithRetries`).
+    pub resends: Resends,
+    /// Resolve a tag with HEAD only: an error status ends the resolve without a GET
+    /// (containerd; a 405 switches to GET). dockerd GETs the tag after any HEAD that
+    /// gave no usable digest, which also reads the registry's error code.
+    pub head_only_resolve: bool,
+    /// With credentials, POST the token form (`grant_type=password`,
+    /// `client_id=containerd-client`) and GET only if the realm refuses it (containerd).
+    pub token_post: bool,
+    /// `Accept-Encoding` sent on blob GETs (containerd 2.0 and later).
+    pub accept_encoding: Option<&'static str>,
+}
+
+impl Default for SessionRules {
+    fn default() -> Self {
+        SessionRules {
+            resends: Resends::NONE,
+            head_only_resolve: false,
+            token_post: false,
+            accept_encoding: None,
+        }
+    }
+}
+
+/// A blob GET whose response head is in, and when the client first sent it again
+/// (a 429 resent by containerd), if it did: where the blob's first failure was.
+pub struct OpenedBlob {
+    pub exchange: Exchange,
+    pub first_resend: Option<Instant>,
+}
+
+/// How far a request's blob had come, and when the request was first sent again.
+#[derive(Default)]
+struct Resending {
+    progress: f64,
+    first: Option<Instant>,
+}
 
 /// What a pull resolved: the manifest digest and the blobs to fetch.
 #[derive(Debug, Clone)]
@@ -39,6 +84,9 @@ pub struct Session {
     events: Sink,
     /// Token scope actions: `pull`, or `pull,push` for a pusher.
     actions: &'static str,
+    rules: SessionRules,
+    /// The node's cluster, for the faults of requests sent again.
+    cluster: u32,
     challenge: std::sync::Mutex<Option<Challenge>>,
     /// Held across a token fetch so concurrent downloads share one token.
     token: tokio::sync::Mutex<Option<(HeaderValue, Instant)>>,
@@ -59,6 +107,8 @@ impl Session {
             transport,
             events,
             actions: "pull",
+            rules: SessionRules::default(),
+            cluster: 0,
             challenge: std::sync::Mutex::new(None),
             token: tokio::sync::Mutex::new(None),
         }
@@ -70,12 +120,26 @@ impl Session {
         self
     }
 
+    /// Talks as `rules` say (a client profile's).
+    pub fn with_rules(mut self, rules: SessionRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Files the faults of requests sent again under `cluster`.
+    pub fn in_cluster(mut self, cluster: u32) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
     pub fn timeouts(&self) -> &Timeouts {
         &self.transport.timeouts
     }
 
-    /// `GET /v2/`: learns the auth challenge. 200 and 401 are both fine answers.
-    pub async fn ping(&self) -> Result<(), Fault> {
+    /// `GET /v2/`: learns the auth challenge. Any status will do, as dockerd's ping
+    /// accepts any (registry/auth.go): a 503 from a struggling LB does not end the pull
+    /// here, and a 401 still gives the challenge. Only a failed exchange is an error.
+    pub async fn ping(&self) -> Result<StatusCode, Fault> {
         let url = self.url("/v2/")?;
         let ex = self
             .send(ExchangeKind::Ping, Method::GET, &url, HeaderMap::new())
@@ -89,23 +153,29 @@ impl Session {
                 .and_then(Challenge::parse);
             self.set_challenge(challenge);
         }
-        let body =
-            net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
-        if status.is_success() || status == StatusCode::UNAUTHORIZED {
-            Ok(())
-        } else {
-            Err(http_fault(status, &body, Phase::Request, "GET /v2/"))
-        }
+        net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
+        Ok(status)
     }
 
     /// Resolves `reference` (tag or digest) to an image manifest, through an index if need be.
     pub async fn resolve(&self, reference: &str, platform: &str) -> Result<Resolved, Fault> {
-        let digest = if super::name::is_sha256_digest(reference) {
-            reference.to_string()
+        let digest = self.resolve_digest(reference).await?;
+        self.fetch_resolved(&digest, platform).await
+    }
+
+    /// The manifest digest `reference` names: itself for a digest, else the tag's HEAD.
+    pub async fn resolve_digest(&self, reference: &str) -> Result<String, Fault> {
+        if super::name::is_sha256_digest(reference) {
+            Ok(reference.to_string())
         } else {
             // containerd resolves on a transport of its own: its connections are kept apart.
-            net::pool::resolving(self.head_manifest(reference)).await?
-        };
+            net::pool::resolving(self.head_manifest(reference)).await
+        }
+    }
+
+    /// The manifest `digest` (for an index, its `platform` entry's) and its blobs.
+    pub async fn fetch_resolved(&self, digest: &str, platform: &str) -> Result<Resolved, Fault> {
+        let digest = digest.to_string();
         let (doc, _) = self.get_manifest(&digest).await?;
         match doc {
             Document::Image { config, layers } => Ok(Resolved {
@@ -138,7 +208,10 @@ impl Session {
         }
     }
 
-    /// HEAD the tag with the four Accept types; falls back to GET without Docker-Content-Digest.
+    /// HEAD the tag with the four Accept types. Without a usable `Docker-Content-Digest`
+    /// (and, for containerd, a `Content-Length`) the tag is fetched with GET. An error
+    /// status: dockerd GETs the tag (which reads the registry's error code); containerd
+    /// stops there, only a 405 switches it to GET (remotes/docker/resolver.go).
     async fn head_manifest(&self, tag: &str) -> Result<String, Fault> {
         let url = self.url(&request::manifest_path(&self.repo, tag))?;
         let ex = self
@@ -151,9 +224,25 @@ impl Session {
             .await?;
         let status = ex.status;
         let digest = header_str(&ex.headers, "docker-content-digest");
+        let sized = header_str(&ex.headers, "content-length").is_some();
         drop(ex.body);
+        let head_only = self.rules.head_only_resolve;
         match digest {
-            Some(d) if status.is_success() && super::name::is_sha256_digest(&d) => Ok(d),
+            Some(d)
+                if status.is_success()
+                    && super::name::is_sha256_digest(&d)
+                    && (sized || !head_only) =>
+            {
+                Ok(d)
+            }
+            _ if head_only && !status.is_success() && status != StatusCode::METHOD_NOT_ALLOWED => {
+                Err(http_fault(
+                    status,
+                    &[],
+                    Phase::Request,
+                    &format!("HEAD manifest {tag}"),
+                ))
+            }
             // No usable digest, or an error a HEAD cannot explain (no body): GET the tag.
             _ => Ok(sha256_digest(&self.fetch_manifest(tag).await?.0)),
         }
@@ -204,32 +293,56 @@ impl Session {
         Ok((doc, body.len()))
     }
 
-    /// Opens a blob GET, from `offset` with `Range: bytes=<offset>-` when it is not 0.
+    /// Opens a blob GET, from `offset` with `Range: bytes=<offset>-` when it is not 0;
+    /// `size` is the blob's, to say how far it had come when a request goes again.
     /// Redirects are followed; the Authorization header never goes to another host.
     pub async fn open_blob(
         &self,
         digest: &str,
         media_type: &str,
         offset: u64,
-    ) -> Result<Exchange, Fault> {
+        size: u64,
+    ) -> Result<OpenedBlob, Fault> {
         let mut url = self.url(&request::blob_path(&self.repo, digest))?;
-        let headers = request::blob_headers(media_type, offset);
+        let headers = request::blob_headers(media_type, offset, self.rules.accept_encoding);
+        let mut resending = Resending {
+            progress: if size == 0 {
+                0.0
+            } else {
+                offset as f64 / size as f64
+            },
+            first: None,
+        };
         let mut ex = self
-            .authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone())
+            .request(
+                ExchangeKind::Blob,
+                Method::GET,
+                &url,
+                &headers,
+                &mut resending,
+            )
             .await?;
         for _ in 0..MAX_REDIRECTS {
-            if !ex.status.is_redirection() {
-                return Ok(ex);
-            }
-            let Some(location) = header_str(&ex.headers, "location") else {
-                return Ok(ex);
+            let done = !ex.status.is_redirection();
+            let location = header_str(&ex.headers, "location");
+            let (false, Some(location)) = (done, location) else {
+                return Ok(OpenedBlob {
+                    exchange: ex,
+                    first_resend: resending.first,
+                });
             };
             drop(ex.body);
             let next = request::redirect(&url, &location)?;
             url = next.url;
             ex = if next.keep_authorization {
-                self.authorized(ExchangeKind::Blob, Method::GET, &url, headers.clone())
-                    .await?
+                self.request(
+                    ExchangeKind::Blob,
+                    Method::GET,
+                    &url,
+                    &headers,
+                    &mut resending,
+                )
+                .await?
             } else {
                 self.send(ExchangeKind::Blob, Method::GET, &url, headers.clone())
                     .await?
@@ -242,7 +355,8 @@ impl Session {
         ))
     }
 
-    /// Sends with the credentials the challenge asks for; on a 401, re-authenticates once.
+    /// Sends with the credentials the challenge asks for; on a 401, re-authenticates once;
+    /// sends again at once as the session's [`Resends`] say.
     pub(crate) async fn authorized(
         &self,
         kind: ExchangeKind,
@@ -250,11 +364,24 @@ impl Session {
         url: &Url,
         headers: HeaderMap,
     ) -> Result<Exchange, Fault> {
-        self.authorized_with(kind, method, url, headers, net::empty_body)
+        self.request(kind, method, url, &headers, &mut Resending::default())
             .await
     }
 
-    /// [`Self::authorized`] with a request body; `body` is called again for the retry after a 401.
+    /// [`Self::authorized`], noting in `resending` when the request was first sent again.
+    async fn request(
+        &self,
+        kind: ExchangeKind,
+        method: Method,
+        url: &Url,
+        headers: &HeaderMap,
+        resending: &mut Resending,
+    ) -> Result<Exchange, Fault> {
+        self.exchange(kind, method, url, headers, net::empty_body, resending)
+            .await
+    }
+
+    /// [`Self::authorized`] with a request body; `body` is called again for each resend.
     pub(crate) async fn authorized_with(
         &self,
         kind: ExchangeKind,
@@ -263,30 +390,85 @@ impl Session {
         headers: HeaderMap,
         body: impl Fn() -> RequestBody,
     ) -> Result<Exchange, Fault> {
-        let mut with_auth = headers.clone();
-        if let Some(v) = self.authorization(false).await? {
-            with_auth.insert(http::header::AUTHORIZATION, v);
+        self.exchange(kind, method, url, &headers, body, &mut Resending::default())
+            .await
+    }
+
+    /// One request as the client makes it: with credentials; a 401 re-authenticates once
+    /// (the token expired or the challenge changed); an answer the [`Resends`] send again
+    /// goes again at once, reported as a fault (and, for a blob, a retry) first, since
+    /// the registry did answer it with an error.
+    async fn exchange(
+        &self,
+        kind: ExchangeKind,
+        method: Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: impl Fn() -> RequestBody,
+        resending: &mut Resending,
+    ) -> Result<Exchange, Fault> {
+        let mut refresh = false;
+        let mut reauthenticated = false;
+        let mut previous: Option<u16> = None;
+        let mut responses = 0u32;
+        loop {
+            let mut with_auth = headers.clone();
+            if let Some(v) = self.authorization(refresh).await? {
+                with_auth.insert(http::header::AUTHORIZATION, v);
+            }
+            refresh = false;
+            let ex = self
+                .send_body(kind, method.clone(), url, with_auth, body())
+                .await?;
+            responses += 1;
+            let status = ex.status.as_u16();
+            if ex.status == StatusCode::UNAUTHORIZED && !reauthenticated {
+                if let Some(c) = ex
+                    .headers
+                    .get(http::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    self.set_challenge(Challenge::parse(c));
+                }
+                drop(ex.body);
+                reauthenticated = true;
+                refresh = true;
+                previous = Some(status);
+                continue;
+            }
+            if !self.rules.resends.again(status, previous, responses) {
+                return Ok(ex);
+            }
+            let text = net::read_small(ex.body, ERROR_BODY_LIMIT, self.transport.timeouts.stall)
+                .await
+                .unwrap_or_default();
+            let what = format!("{method} {}", url.path());
+            resending.first.get_or_insert_with(Instant::now);
+            self.resent(
+                kind,
+                http_fault(ex.status, &text, Phase::Request, &what),
+                resending.progress,
+            )
+            .await;
+            previous = Some(status);
         }
-        let ex = self
-            .send_body(kind, method.clone(), url, with_auth, body())
-            .await?;
-        if ex.status != StatusCode::UNAUTHORIZED {
-            return Ok(ex);
+    }
+
+    /// Reports a request that is sent again: its fault, and for a blob a retry.
+    async fn resent(&self, kind: ExchangeKind, fault: Fault, progress: f64) {
+        let class = fault.class;
+        let _ = self
+            .events
+            .send(Event::Fault {
+                fault,
+                kind,
+                cluster: self.cluster,
+                at: Instant::now(),
+            })
+            .await;
+        if kind == ExchangeKind::Blob {
+            let _ = self.events.send(Event::Retry { class, progress }).await;
         }
-        // The token expired or the challenge changed: learn it and try once more.
-        if let Some(c) = ex
-            .headers
-            .get(http::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-        {
-            self.set_challenge(Challenge::parse(c));
-        }
-        drop(ex.body);
-        let mut retry = headers;
-        if let Some(v) = self.authorization(true).await? {
-            retry.insert(http::header::AUTHORIZATION, v);
-        }
-        self.send_body(kind, method, url, retry, body()).await
     }
 
     /// The Authorization value for the current challenge, fetching a token if needed.
@@ -321,6 +503,11 @@ impl Session {
         realm: &str,
         service: Option<&str>,
     ) -> Result<(HeaderValue, Instant), Fault> {
+        if let (true, Some(credentials)) = (self.rules.token_post, self.credentials.as_deref()) {
+            if let Some(token) = self.post_token(realm, service, credentials).await? {
+                return Ok(token);
+            }
+        }
         let url = request::token_url(&self.base, realm, service, &self.repo, self.actions)?;
         let mut headers = HeaderMap::new();
         if let Some(v) = self
@@ -333,6 +520,49 @@ impl Session {
         let ex = self
             .send(ExchangeKind::Token, Method::GET, &url, headers)
             .await?;
+        self.token_answer(ex).await
+    }
+
+    /// containerd's token request with credentials: the password form POSTed to the
+    /// realm. `None` when the realm refuses the POST in a way that sends containerd to
+    /// the GET (400, 401, 404, 405).
+    async fn post_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        credentials: &Credentials,
+    ) -> Result<Option<(HeaderValue, Instant)>, Fault> {
+        let url = request::token_realm(&self.base, realm)?;
+        let form = bytes::Bytes::from(request::token_form(
+            service,
+            &self.repo,
+            self.actions,
+            credentials,
+        ));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        );
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(form.len()));
+        let body = {
+            use http_body_util::BodyExt;
+            http_body_util::Full::new(form)
+                .map_err(|never| match never {})
+                .boxed()
+        };
+        let ex = self
+            .send_body(ExchangeKind::Token, Method::POST, &url, headers, body)
+            .await?;
+        if request::token_post_refused(ex.status.as_u16()) {
+            drop(ex.body);
+            return Ok(None);
+        }
+        self.token_answer(ex).await.map(Some)
+    }
+
+    /// The token in a token endpoint's answer (GET or POST), and when to renew it.
+    async fn token_answer(&self, ex: Exchange) -> Result<(HeaderValue, Instant), Fault> {
         let status = ex.status;
         let body =
             net::read_small(ex.body, SMALL_BODY_LIMIT, self.transport.timeouts.stall).await?;
@@ -436,4 +666,145 @@ pub fn http_fault(status: StatusCode, body: &[u8], phase: Phase, what: &str) -> 
         None => format!("{what}: HTTP {}", status.as_u16()),
     };
     Fault::new(FaultClass::Http(status.as_u16()), phase, detail)
+}
+
+/// An error response as the clients' retry rules read it: moby decides from the status,
+/// the declared media type (27 and later), a Bearer challenge's `error` and the body's
+/// first error code (registry/client/errors.go in the registry client moby vendors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorAnswer {
+    pub status: u16,
+    /// The `Content-Type`'s media type, lowercased, without parameters; `None` when absent or empty.
+    pub content_type: Option<String>,
+    /// The `error` of a Bearer `WWW-Authenticate` (`invalid_token`, `insufficient_scope`).
+    pub bearer_error: Option<String>,
+    pub body: ErrorBody,
+}
+
+/// What an error response's body held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorBody {
+    /// `{"errors": [...]}` with at least one error: their codes, in order (an error
+    /// without a code reads as `UNKNOWN`).
+    Codes(Vec<String>),
+    /// `{"details": "..."}`, the older error format.
+    Details,
+    /// No error code: not JSON (an LB's HTML page, an empty body), or JSON without errors.
+    Unparsed,
+}
+
+impl ErrorAnswer {
+    /// Reads the answer from a response's status, headers and (the first part of its) body.
+    pub fn read(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ErrorAnswer {
+        let content_type = header_str(headers, "content-type")
+            .and_then(|v| v.split(';').next().map(|t| t.trim().to_ascii_lowercase()))
+            .filter(|t| !t.is_empty());
+        let bearer_error = headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(super::auth::bearer_error);
+        ErrorAnswer {
+            status: status.as_u16(),
+            content_type,
+            bearer_error,
+            body: ErrorBody::parse(body),
+        }
+    }
+}
+
+impl ErrorBody {
+    pub fn parse(body: &[u8]) -> ErrorBody {
+        let Ok(serde_json::Value::Object(doc)) = serde_json::from_slice(body) else {
+            return ErrorBody::Unparsed;
+        };
+        if doc
+            .get("details")
+            .and_then(|d| d.as_str())
+            .is_some_and(|d| !d.is_empty())
+        {
+            return ErrorBody::Details;
+        }
+        let codes: Vec<String> = doc
+            .get("errors")
+            .and_then(|e| e.as_array())
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        e.get("code")
+                            .and_then(|c| c.as_str())
+                            .unwrap_or("UNKNOWN")
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if codes.is_empty() {
+            ErrorBody::Unparsed
+        } else {
+            ErrorBody::Codes(codes)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> ErrorAnswer {
+        let mut h = HeaderMap::new();
+        for (name, value) in headers {
+            h.append(
+                http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        ErrorAnswer::read(StatusCode::from_u16(status).unwrap(), &h, body.as_bytes())
+    }
+
+    #[test]
+    fn error_answers_keep_what_the_retry_rules_read() {
+        let a = answer(
+            503,
+            &[("Content-Type", "application/json; charset=utf-8")],
+            r#"{"errors":[{"code":"UNAVAILABLE","message":"x"},{"code":"UNKNOWN"}]}"#,
+        );
+        assert_eq!(a.status, 503);
+        assert_eq!(a.content_type.as_deref(), Some("application/json"));
+        assert_eq!(
+            a.body,
+            ErrorBody::Codes(vec!["UNAVAILABLE".into(), "UNKNOWN".into()])
+        );
+        let html = answer(
+            429,
+            &[("Content-Type", "text/html")],
+            "<html>slow down</html>",
+        );
+        assert_eq!(html.body, ErrorBody::Unparsed);
+        assert_eq!(html.content_type.as_deref(), Some("text/html"));
+        assert_eq!(answer(408, &[], "").content_type, None);
+        assert_eq!(
+            answer(400, &[], r#"{"details":"bad"}"#).body,
+            ErrorBody::Details
+        );
+        assert_eq!(
+            answer(400, &[], r#"{"errors":[]}"#).body,
+            ErrorBody::Unparsed
+        );
+        assert_eq!(answer(400, &[], "[1]").body, ErrorBody::Unparsed);
+        assert_eq!(
+            answer(400, &[], r#"{"errors":[{"message":"no code"}]}"#).body,
+            ErrorBody::Codes(vec!["UNKNOWN".into()])
+        );
+        let scoped = answer(
+            401,
+            &[(
+                "WWW-Authenticate",
+                r#"Bearer realm="http://r/token",error="invalid_token""#,
+            )],
+            "",
+        );
+        assert_eq!(scoped.bearer_error.as_deref(), Some("invalid_token"));
+    }
 }

@@ -703,7 +703,7 @@ mod tests {
         doc.target.image = "team/app:v2".into();
         let h = header(&doc);
         assert!(
-            h.contains("2 clusters x 2 nodes = 4 dockerd nodes, herd"),
+            h.contains("2 clusters x 2 nodes = 4 dockerd-27 nodes, herd"),
             "{h}"
         );
         assert!(h.contains("pulling team/app:v2 from https://"), "{h}");

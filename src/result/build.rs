@@ -184,7 +184,7 @@ fn fleet(s: &Scenario, nodes: u64, profile: serde_json::Value) -> FleetInfo {
         clusters: s.fleet.clusters,
         nodes_per_cluster: s.fleet.nodes_per_cluster,
         nodes,
-        client: format!("{:?}", s.fleet.client).to_lowercase(),
+        client: s.fleet.client.name().to_string(),
         profile,
         arrival: match s.arrival.pattern {
             Pattern::Herd => "herd".to_string(),

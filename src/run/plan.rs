@@ -46,12 +46,13 @@ impl Plan {
         self.nodes.len() as u64 * self.pulls_per_node as u64
     }
 
-    /// Client-side fds the run may hold at once: one socket per download slot in use,
-    /// plus the embedded registry's side of each when it runs in this process.
+    /// Client-side fds the run may hold at once: one socket per download slot in use
+    /// (and one for a config fetched outside the slots, as dockerd does), plus the
+    /// embedded registry's side of each when it runs in this process.
     pub fn fds_needed(&self, profile: &Profile, embedded: bool) -> u64 {
         let per_node = match profile.slot_scope {
             SlotScope::Node | SlotScope::Pull => profile.max_concurrent_downloads as u64,
-        };
+        } + u64::from(profile.config_outside_slots);
         let sockets = self.nodes.len() as u64 * per_node;
         let sides = if embedded { 2 } else { 1 };
         sockets * sides + FD_MARGIN

@@ -94,6 +94,7 @@ pub(super) async fn prepare<S: Future>(
         pull_interval: s.run.pull_interval.0,
         node_bandwidth: s.fleet.node_bandwidth.map(|r| r.0),
         kubelet: s.kubelet.clone(),
+        seed: s.run.seed,
         loopback_sources: s.fleet.loopback_sources,
     });
     let ready = Ready {
@@ -139,7 +140,15 @@ async fn start_and_check<S: Future>(
     );
     let deadline = Instant::now() + stops.duration;
     match stops.race(checked, Some(deadline)).await {
-        Ok(target) => ready.target = target?,
+        Ok(checked) => {
+            let checked = checked?;
+            if !opts.quiet {
+                for warning in &checked.warnings {
+                    eprintln!("{}", crate::terminal::escape(warning));
+                }
+            }
+            ready.target = checked.target;
+        }
         Err(stop) => {
             return Ok(stopped(
                 opts,
@@ -227,10 +236,11 @@ fn check_fds(
         return Ok(());
     }
     Err(Failure::bad_input(format!(
-        "{}: the plan needs up to {needed} file descriptors ({} nodes x {} download slots{}, + {} spare, + {already_open} already open) but this process may open {} (hard limit {}); lower fleet.clusters, fleet.nodes_per_cluster or client.max_concurrent_downloads, or raise the limit (ulimit -n)",
+        "{}: the plan needs up to {needed} file descriptors ({} nodes x {} download slots{}{}, + {} spare, + {already_open} already open) but this process may open {} (hard limit {}); lower fleet.clusters, fleet.nodes_per_cluster or client.max_concurrent_downloads, or raise the limit (ulimit -n)",
         loaded.path.display(),
         plan.nodes.len(),
         profile.max_concurrent_downloads,
+        if profile.config_outside_slots { " + 1 config fetch" } else { "" },
         if embedded { ", x 2 for the embedded registry in this process" } else { "" },
         FD_MARGIN,
         limits.soft,

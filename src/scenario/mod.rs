@@ -134,7 +134,7 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
     };
     let mut scenario = file.typed()?;
     if sets.is_empty() {
-        scenario.thresholds.fill_defaults();
+        scenario.fill_defaults();
         return Ok(scenario);
     }
 
@@ -162,7 +162,7 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
         sets: &overrides,
     }
     .typed()?;
-    scenario.thresholds.fill_defaults();
+    scenario.fill_defaults();
     Ok(scenario)
 }
 
@@ -408,6 +408,61 @@ mod tests {
         let image = Set::from_option("--image", "target.image", "Lab/Big");
         let target = Set::from_option("--target", "target.url", "http://127.0.0.1:5000");
         assert!(error(&[target, image]).starts_with("--image: `Lab` is not a valid"));
+    }
+
+    /// Client releases and their aliases; the kubelet's default follows the client and is
+    /// written into the scenario as run; its keys' errors name file, line and key.
+    #[test]
+    fn client_releases_and_kubelet_defaults() {
+        let parsed = |text: &str| parse(text, "x.toml", &[]).unwrap();
+        let s = parsed("");
+        assert_eq!(s.fleet.client, ClientKind::Dockerd27);
+        assert_eq!(s.kubelet.pull_retries, Some(PullRetries::Count(0)));
+        let s = parsed("[fleet]\nclient = \"containerd\"\n");
+        assert_eq!(s.fleet.client, ClientKind::Containerd2_2);
+        assert_eq!(s.kubelet.pull_retries, Some(PullRetries::Unlimited));
+        let s = parsed("[fleet]\nclient = \"containerd-1.6\"\n[kubelet]\npull_retries = 0\n");
+        assert_eq!(s.kubelet.pull_retries, Some(PullRetries::Count(0)));
+        let s = parsed("[kubelet]\npull_retries = \"unlimited\"\n");
+        assert_eq!(s.kubelet.pull_retries, Some(PullRetries::Unlimited));
+        let resolved = serde_json::to_value(&s).unwrap();
+        assert_eq!(resolved["kubelet"]["pull_retries"], "unlimited");
+        assert_eq!(resolved["fleet"]["client"], "dockerd-27");
+
+        let error = |text: &str| parse(text, "x.toml", &[]).unwrap_err().message;
+        let e = error("[kubelet]\npull_retries = \"forever\"\n");
+        assert!(
+            e.starts_with("x.toml:2:16: kubelet.pull_retries:") && e.contains("\"unlimited\""),
+            "{e}"
+        );
+        let e = error("[kubelet]\npull_retries = -1\n");
+        assert!(
+            e.contains("kubelet.pull_retries") && e.contains("not a count"),
+            "{e}"
+        );
+        let e = error("[kubelet]\njitter = 1.5\n");
+        assert!(
+            e.starts_with("x.toml:2:10: kubelet.jitter: 1.5 is not a share"),
+            "{e}"
+        );
+        let e = error("[fleet]\nclient = \"containerd\"\n[kubelet]\npull_backoff = 0\n");
+        assert!(
+            e.contains("kubelet.pull_backoff: must be more than 0"),
+            "{e}"
+        );
+        // A count of re-pulls may go at once.
+        parsed("[fleet]\nclient = \"containerd\"\n[kubelet]\npull_backoff = 0\npull_retries = 3\n");
+        let e = error("[client]\nconfig_attempts = 0\ngets_per_failed_attempt = 0\n");
+        assert!(
+            e.contains("client.config_attempts: must be at least 1"),
+            "{e}"
+        );
+        assert!(
+            e.contains("client.gets_per_failed_attempt: must be at least 1"),
+            "{e}"
+        );
+        let e = error("[client]\nbackoff_shape = \"cubic\"\n");
+        assert!(e.contains("expected one of linear, doubling"), "{e}");
     }
 
     #[test]

@@ -39,6 +39,15 @@ pub struct Scenario {
     pub thresholds: Thresholds,
 }
 
+impl Scenario {
+    /// Fills the defaults that depend on other keys (see [`Thresholds::fill_defaults`];
+    /// the kubelet's re-pulls depend on the client), so the scenario as run says them.
+    pub fn fill_defaults(&mut self) {
+        self.thresholds.fill_defaults();
+        self.kubelet.pull_retries = Some(self.kubelet.retries_for(self.fleet.client));
+    }
+}
+
 /// Which registry to pull from. Without `url` the run starts the embedded registry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,7 +231,7 @@ impl Default for FleetSection {
         FleetSection {
             clusters: 1,
             nodes_per_cluster: 1,
-            client: ClientKind::Dockerd,
+            client: ClientKind::Dockerd27,
             node_bandwidth: None,
             loopback_sources: 1,
         }
@@ -233,29 +242,107 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Which client a node imitates, release by release (docs/clients.md has each one's
+/// rules and their sources). The bare names are aliases of the newest release modelled,
+/// and a result always names the release that ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ClientKind {
-    /// Docker daemon: downloads shared per node, linear backoff, Range resume.
+    /// Docker 20.10 (Debian's docker.io, the daemon on this project's machines).
+    #[serde(rename = "dockerd-20.10")]
+    Dockerd20_10,
+    /// Docker 27 (moby 24 to 28 pull alike); `dockerd` means this one.
     #[default]
-    Dockerd,
-    /// containerd's CRI path: downloads per image, no backoff, 5 min progress timeout.
-    Containerd,
+    #[serde(rename = "dockerd-27", alias = "dockerd")]
+    Dockerd27,
+    /// containerd 1.6's CRI pull path (the containerd on this project's machines).
+    #[serde(rename = "containerd-1.6")]
+    Containerd1_6,
+    /// containerd 1.7: 1.6 plus the 5 min `image_pull_progress_timeout`.
+    #[serde(rename = "containerd-1.7")]
+    Containerd1_7,
+    /// containerd 2.2 (transfer service); `containerd` means this one.
+    #[serde(rename = "containerd-2.2", alias = "containerd")]
+    Containerd2_2,
+}
+
+impl ClientKind {
+    /// Every release modelled, oldest first per client.
+    pub const ALL: [ClientKind; 5] = [
+        ClientKind::Dockerd20_10,
+        ClientKind::Dockerd27,
+        ClientKind::Containerd1_6,
+        ClientKind::Containerd1_7,
+        ClientKind::Containerd2_2,
+    ];
+
+    /// The name a scenario and a result use: `dockerd-27`, `containerd-1.6`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Dockerd20_10 => "dockerd-20.10",
+            ClientKind::Dockerd27 => "dockerd-27",
+            ClientKind::Containerd1_6 => "containerd-1.6",
+            ClientKind::Containerd1_7 => "containerd-1.7",
+            ClientKind::Containerd2_2 => "containerd-2.2",
+        }
+    }
+
+    /// containerd (a Kubernetes node's runtime) rather than the Docker daemon.
+    pub fn is_containerd(self) -> bool {
+        matches!(
+            self,
+            ClientKind::Containerd1_6 | ClientKind::Containerd1_7 | ClientKind::Containerd2_2
+        )
+    }
+}
+
+impl std::fmt::Display for ClientKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the pause between a layer's attempts grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffShape {
+    /// After failed attempt n: n x the unit (dockerd: 5, 10, 15, 20 s).
+    Linear,
+    /// After failed attempt n: 2^(n-1) x the unit (10 s, 20 s, 40 s ...).
+    Doubling,
 }
 
 /// Overrides of the client profile's numbers; absent keys keep the profile's value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientOverrides {
-    /// Concurrent layer downloads per node (dockerd: per daemon; containerd: per image).
+    /// Concurrent layer downloads (dockerd and containerd 2.1+: per node; containerd 1.6-2.0: per image).
     #[serde(default)]
     pub max_concurrent_downloads: Option<u32>,
-    /// Attempts per layer, the first included.
+    /// Attempts per layer, the first included (dockerd 20.10: 6, 27: 5; containerd: 1).
     #[serde(default)]
     pub max_attempts: Option<u32>,
-    /// Backoff unit: attempt n waits `n x backoff` before the next (dockerd), 0 = none.
+    /// Backoff unit between a layer's attempts (dockerd: 5 s, containerd: 0), 0 = none.
     #[serde(default)]
     pub backoff: Option<Span>,
+    /// How the backoff grows from one attempt to the next (dockerd: linear).
+    #[serde(default)]
+    pub backoff_shape: Option<BackoffShape>,
+    /// GETs an attempt from byte 0 sends before it counts as failed when its request
+    /// fails (dockerd: 2, its first GET's error is swallowed; containerd: 1).
+    #[serde(default)]
+    pub gets_per_failed_attempt: Option<u32>,
+    /// Attempts for the image config blob, the first included (dockerd: 5, outside the
+    /// download slots; containerd: as a layer).
+    #[serde(default)]
+    pub config_attempts: Option<u32>,
+    /// First pause between the config blob's attempts, doubling after each (dockerd: 250 ms).
+    #[serde(default)]
+    pub config_backoff: Option<Span>,
+    /// Times one request is sent again at once after a 408 or 429 (or, containerd 2.1+,
+    /// a 500/503/504 not seen just before), a 401 re-authentication included
+    /// (containerd: 5, so 6 responses in all; dockerd: 0).
+    #[serde(default)]
+    pub request_retries: Option<u32>,
     /// Verify each blob's sha256 while streaming.
     #[serde(default)]
     pub verify_digest: Option<bool>,
@@ -312,28 +399,107 @@ pub struct WatchSection {
 }
 
 /// The kubelet on top of the runtime: a failed image pull is pulled again after a
-/// back-off that doubles up to a cap (ImagePullBackOff).
+/// back-off that doubles up to a cap (ImagePullBackOff), each wait jittered up to
+/// `jitter` more, as the pod worker's `wait.Jitter(d, 0.5)` requeue is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubeletSection {
-    /// Pulls again after a failed pull, at most this many times (0 = no kubelet retries).
+    /// Re-pulls after a failed pull, per planned pull: a count (0 = no kubelet) or
+    /// `"unlimited"` (until `run.duration`). Absent: by client, unlimited for containerd
+    /// (a Kubernetes node's runtime), 0 for dockerd; [`Scenario::fill_defaults`] fills it.
     #[serde(default)]
-    pub pull_retries: u32,
+    pub pull_retries: Option<PullRetries>,
     /// First back-off after a failed pull; doubles after each further failure.
     #[serde(default = "default_pull_backoff")]
     pub pull_backoff: Span,
     /// Cap of the doubling back-off.
     #[serde(default = "default_max_pull_backoff")]
     pub max_pull_backoff: Span,
+    /// Each back-off is lengthened by a random share of itself up to this (0.5 = up to
+    /// +50 %), drawn per node from `run.seed`; 0 = none.
+    #[serde(default = "default_kubelet_jitter")]
+    pub jitter: f64,
 }
 
 impl Default for KubeletSection {
     fn default() -> Self {
         KubeletSection {
-            pull_retries: 0,
+            pull_retries: None,
             pull_backoff: default_pull_backoff(),
             max_pull_backoff: default_max_pull_backoff(),
+            jitter: default_kubelet_jitter(),
         }
+    }
+}
+
+impl KubeletSection {
+    /// The re-pulls allowed: as set, else the client's default (unlimited for
+    /// containerd, none for dockerd, which no kubelet drives unless told).
+    pub fn retries_for(&self, client: ClientKind) -> PullRetries {
+        self.pull_retries.unwrap_or(if client.is_containerd() {
+            PullRetries::Unlimited
+        } else {
+            PullRetries::Count(0)
+        })
+    }
+}
+
+/// How many times the kubelet pulls a failed image again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullRetries {
+    Count(u32),
+    /// Until the run's deadline, as a kubelet does.
+    Unlimited,
+}
+
+impl PullRetries {
+    /// Whether one more re-pull follows `done` re-pulls.
+    pub fn allows(self, done: u32) -> bool {
+        match self {
+            PullRetries::Count(n) => done < n,
+            PullRetries::Unlimited => true,
+        }
+    }
+}
+
+impl Serialize for PullRetries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PullRetries::Count(n) => s.serialize_u32(*n),
+            PullRetries::Unlimited => s.serialize_str("unlimited"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PullRetries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = PullRetries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a count of re-pulls or \"unlimited\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PullRetries, E> {
+                u32::try_from(v).map(PullRetries::Count).map_err(|_| {
+                    E::custom(format!(
+                        "{v} is not a count of re-pulls (0 to 4294967295, or \"unlimited\")"
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PullRetries, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PullRetries, E> {
+                if v == "unlimited" {
+                    Ok(PullRetries::Unlimited)
+                } else {
+                    Err(E::custom(format!(
+                        "{v:?} is not a count of re-pulls (a number, or \"unlimited\")"
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -343,6 +509,10 @@ fn default_pull_backoff() -> Span {
 
 fn default_max_pull_backoff() -> Span {
     Span(Duration::from_secs(300))
+}
+
+fn default_kubelet_jitter() -> f64 {
+    0.5
 }
 
 /// When nodes start their pulls.
@@ -404,6 +574,10 @@ pub struct RunSection {
     /// Pause between a node's consecutive pulls.
     #[serde(default)]
     pub pull_interval: Span,
+    /// Seed of the run's own random choices (the kubelet's back-off jitter, drawn per
+    /// node): the same seed gives the same waits.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl Default for RunSection {
@@ -412,6 +586,7 @@ impl Default for RunSection {
             duration: default_duration(),
             pulls_per_node: 1,
             pull_interval: Span::default(),
+            seed: 0,
         }
     }
 }

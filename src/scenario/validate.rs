@@ -6,8 +6,8 @@
 
 use super::locate::KeyPath;
 use super::model::{
-    ArrivalSection, ClientOverrides, EmbeddedSection, FleetSection, Pattern, RunSection, Scenario,
-    TargetSection,
+    ArrivalSection, ClientOverrides, EmbeddedSection, FleetSection, Pattern, PullRetries,
+    RunSection, Scenario, TargetSection,
 };
 use crate::oci::reference::check_reference;
 
@@ -66,6 +66,7 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
     check_embedded(&s.embedded, &mut out);
     check_fleet(&s.fleet, &mut out);
     check_client(&s.client, &mut out);
+    check_kubelet(s, &mut out);
     check_arrival(&s.arrival, &mut out);
     check_run(&s.run, &mut out);
     if let Some(rate) = s.thresholds.max_failure_rate {
@@ -175,11 +176,42 @@ fn check_client(c: &ClientOverrides, out: &mut Issues) {
             "must be at least 1 (the first attempt counts)",
         );
     }
+    if c.config_attempts == Some(0) {
+        out.add(
+            "client.config_attempts",
+            "must be at least 1 (the first attempt counts)",
+        );
+    }
+    if c.gets_per_failed_attempt == Some(0) {
+        out.add("client.gets_per_failed_attempt", "must be at least 1");
+    }
     if c.connect_timeout.is_some_and(|d| d.0.is_zero()) {
         out.add("client.connect_timeout", "must be more than 0");
     }
     if c.response_timeout.is_some_and(|d| d.0.is_zero()) {
         out.add("client.response_timeout", "must be more than 0");
+    }
+}
+
+/// `[kubelet]`: a jitter share, and a back-off that keeps endless re-pulls apart.
+fn check_kubelet(s: &Scenario, out: &mut Issues) {
+    let k = &s.kubelet;
+    if !(0.0..=1.0).contains(&k.jitter) {
+        out.add(
+            "kubelet.jitter",
+            format!(
+                "{} is not a share between 0 and 1 (0.5 = up to +50 %)",
+                k.jitter
+            ),
+        );
+    }
+    let endless = k.retries_for(s.fleet.client) == PullRetries::Unlimited;
+    if endless && k.pull_backoff.0.is_zero() {
+        out.add_with(
+            "kubelet.pull_backoff",
+            &["kubelet.pull_retries", "fleet.client"],
+            "must be more than 0 when the kubelet pulls again without limit (containerd's default; set kubelet.pull_retries to a count to allow 0)",
+        );
     }
 }
 

@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 
 /// The pullstorm profile compared with the machine's dockerd (20.10). Until `fleet.client`
 /// accepts versioned names this is the unversioned profile; then `dockerd-20.10`.
-const DOCKERD_PROFILE: &str = "dockerd";
+const DOCKERD_PROFILE: &str = "dockerd-20.10";
 /// The profile compared with containerd 1.6 (then `containerd-1.6`).
-const CONTAINERD_PROFILE: &str = "containerd";
+const CONTAINERD_PROFILE: &str = "containerd-1.6";
 
 /// The image: one layer, large enough that a cut or a stall lands mid-layer.
 const LAYER: u64 = 4 << 20;

@@ -155,7 +155,7 @@ fn report_header_is_the_run_as_resolved() {
         .map(|(h, _)| h)
         .expect("a header");
     assert!(
-        header.contains("2 clusters x 1 node = 2 dockerd nodes"),
+        header.contains("2 clusters x 1 node = 2 dockerd-27 nodes"),
         "{header}"
     );
     assert!(header.contains("demo/other:v3"), "{header}");

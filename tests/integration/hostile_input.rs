@@ -265,6 +265,9 @@ nodes_per_cluster = 1
 client = "{client}"
 [client]
 backoff = "50ms"
+# One pull: the kubelet (on for containerd by default) would pull again until the deadline.
+[kubelet]
+pull_retries = 0
 [run]
 duration = "60s"
 [thresholds]

@@ -22,6 +22,7 @@
 mod common;
 mod instances;
 
+mod client_rules;
 mod conformance;
 mod connections;
 mod exits;

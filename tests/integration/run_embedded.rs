@@ -470,7 +470,7 @@ fn retries_are_bucketed_by_how_far_the_blob_had_come() {
     // The layer (4 MiB + tar framing) was cut at 3 MiB: about 75 %.
     assert_eq!(u(&v, "retries.at_progress.70-80"), 1, "{}", v["retries"]);
     assert_eq!(u(&v, "retries.total"), 1);
-    assert_eq!(u(&v, "latency.pull_retry.count"), 1);
+    assert_eq!(u(&v, "latency.retry_per_pull.count"), 1);
 }
 
 #[test]

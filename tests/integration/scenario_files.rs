@@ -59,7 +59,7 @@ fn quickstart_is_a_small_embedded_herd() {
     let s = load(&path, &[]).unwrap().scenario;
     assert!(s.target.url.is_none());
     assert_eq!(s.fleet.clusters * s.fleet.nodes_per_cluster, 32);
-    assert_eq!(s.fleet.client, ClientKind::Dockerd);
+    assert_eq!(s.fleet.client, ClientKind::Dockerd27);
     assert_eq!(s.arrival.pattern, Pattern::Herd);
     assert_eq!(s.run.duration.0, Duration::from_secs(60));
     assert_eq!(s.thresholds.max_failed_pulls, Some(0));
@@ -86,7 +86,7 @@ fn type_errors_name_file_line_column_and_key() {
     assert!(error("[run]\nduration = \"fast\"\n", &[])
         .starts_with("x.toml:2:12: run.duration: `fast` is not a duration"));
     assert!(error("[fleet]\nclient = \"podman\"\n", &[]).contains(
-        "x.toml:2:10: fleet.client: unknown value \"podman\" (expected one of dockerd, containerd)"
+        "x.toml:2:10: fleet.client: unknown value \"podman\" (expected one of dockerd-20.10, dockerd, dockerd-27, containerd-1.6, containerd-1.7, containerd, containerd-2.2)"
     ));
     assert!(error("[embedded]\nlayers = [\"1MiB\", \"3XB\"]\n", &[])
         .starts_with("x.toml:2:19: embedded.layers[1]: unknown size unit `XB`"));
@@ -231,7 +231,7 @@ fn sets_override_in_order_and_create_tables() {
     assert_eq!(s.fleet.clusters, 32);
     assert_eq!(s.fleet.nodes_per_cluster, 4, "the last --set wins");
     assert_eq!(s.run.duration.0, Duration::from_secs(300));
-    assert_eq!(s.fleet.client, ClientKind::Containerd);
+    assert_eq!(s.fleet.client, ClientKind::Containerd2_2);
     assert_eq!(s.embedded.layers.len(), 2);
     assert_eq!(s.embedded.layers[0].0, 1 << 30);
     assert_eq!(s.thresholds.pull_p99.unwrap().0, Duration::from_secs(90));
@@ -487,7 +487,10 @@ fn the_docs_describe_every_key() {
                 [embedded.faults]\ncut_after = 1\ncut_times = 1\nstatus = 503\nstatus_on = \"layer\"\nstatus_times = 1\nstatus_after = 1\n\
                 [fleet]\nnode_bandwidth = 1\n\
                 [client]\nmax_concurrent_downloads = 1\nmax_attempts = 1\nbackoff = 1\nverify_digest = true\n\
-                connect_timeout = 1\nresponse_timeout = 1\nstall_timeout = 1\n\
+                connect_timeout = 1\nresponse_timeout = 1\nstall_timeout = 1\neof_reopens = 1\n\
+                backoff_shape = \"doubling\"\ngets_per_failed_attempt = 1\nconfig_attempts = 1\n\
+                config_backoff = 1\nrequest_retries = 1\n\
+                [kubelet]\npull_retries = \"unlimited\"\n\
                 [thresholds]\nmax_failed_pulls = 1\nmax_failure_rate = 1\nmax_retries = 1\nmax_errors = 1\n\
                 pull_p50 = 1\npull_p99 = 1\nttfb_p99 = 1\nmin_throughput = 1\n";
     let mut s = ok(full, &[]);
