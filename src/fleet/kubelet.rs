@@ -1,9 +1,12 @@
-//! The kubelet's re-pulls of an image whose pull failed (ImagePullBackOff): a back-off
-//! of 10 s doubling to 300 s (`backOffPeriod`, `MaxContainerBackOff` in
-//! pkg/kubelet/kubelet.go), without limit, each wait lengthened by up to 50 % as the
-//! pod worker's requeue is (`wait.Jitter(d, 0.5)` = d + rand x 0.5 x d,
-//! pkg/kubelet/pod_workers.go), so failed nodes spread out instead of retrying in
-//! lockstep. The random draws are seeded per node from `run.seed`: a run repeats.
+//! The kubelet's re-pulls of an image whose pull failed (ImagePullBackOff). The image
+//! back-off is 10 s doubling to 300 s, counted from the end of the failed pull, and has
+//! no jitter of its own (`flowcontrol.NewBackOff(10s, 300s)`, pkg/kubelet/kubelet.go).
+//! What spreads the nodes is the pod worker: after a failed sync it tries again after
+//! `wait.Jitter(10s, 0.5)` (10 to 15 s, pkg/kubelet/pod_workers.go), and a sync inside
+//! the back-off fails at once (ErrImagePullBackOff), so the image is pulled again at the
+//! first re-sync at or after the back-off's end: 10-15 s, then 20-30 s, 40-52 s, ...
+//! (docs/clients.md, "kubelet"). The draws are seeded per node from `run.seed`: a run
+//! repeats.
 
 use crate::scenario::{ClientKind, KubeletSection, PullRetries};
 use rand_xoshiro::rand_core::{Rng, SeedableRng};
@@ -15,6 +18,8 @@ pub struct Kubelet {
     retries: PullRetries,
     first: Duration,
     cap: Duration,
+    /// The pod worker's re-sync after a failed sync, and its jitter factor.
+    resync: Duration,
     jitter: f64,
     rng: Xoshiro256PlusPlus,
 }
@@ -26,6 +31,7 @@ impl Kubelet {
             retries: section.retries_for(client),
             first: section.pull_backoff.0,
             cap: section.max_pull_backoff.0,
+            resync: section.resync.0,
             jitter: section.jitter.max(0.0),
             rng: Xoshiro256PlusPlus::seed_from_u64(mix(seed, node)),
         }
@@ -38,8 +44,16 @@ impl Kubelet {
             return None;
         }
         let base = backoff(self.first, self.cap, done);
-        let share = self.jitter * unit(self.rng.next_u64());
-        Some(base.saturating_add(base.mul_f64(share)))
+        if self.resync.is_zero() {
+            return Some(base);
+        }
+        // Re-syncs, each jittered, until one lands at or after the back-off's end.
+        let mut waited = Duration::ZERO;
+        while waited < base {
+            let share = self.jitter * unit(self.rng.next_u64());
+            waited = waited.saturating_add(self.resync.mul_f64(1.0 + share));
+        }
+        Some(waited)
     }
 }
 
@@ -80,24 +94,38 @@ mod tests {
         assert_eq!(backoff(secs(10), secs(300), u32::MAX), secs(300));
     }
 
+    /// A re-pull lands at the first pod-worker re-sync (10-15 s apart) at or after the
+    /// back-off's end: never before it, less than one re-sync after it.
     #[test]
-    fn each_wait_is_jittered_up_to_half_more_and_repeats_with_the_seed() {
+    fn each_re_pull_waits_for_the_first_re_sync_after_the_back_off_and_repeats_with_the_seed() {
         let section = KubeletSection::default();
         let mut a = Kubelet::new(&section, ClientKind::Containerd1_6, 7, 3);
         let waits: Vec<Duration> = (0..40).map(|n| a.next_wait(n).unwrap()).collect();
         for (n, w) in waits.iter().enumerate() {
             let base = backoff(secs(10), secs(300), n as u32);
-            assert!(*w >= base && *w < base.mul_f64(1.5), "{n}: {w:?}");
+            assert!(*w >= base && *w < base + secs(15), "{n}: {w:?}");
         }
-        // Spread, not lockstep: the draws differ, and over 40 waits cover the range.
-        let shares: Vec<f64> = waits
+        // The first: one re-sync of 10 to 15 s; the second: two of them (20 to 30 s).
+        assert!(
+            waits[0] >= secs(10) && waits[0] < secs(15),
+            "{:?}",
+            waits[0]
+        );
+        assert!(
+            waits[1] >= secs(20) && waits[1] < secs(30),
+            "{:?}",
+            waits[1]
+        );
+        // Spread, not lockstep: over 40 waits the overshoot covers most of a re-sync.
+        let over: Vec<f64> = waits
             .iter()
             .enumerate()
-            .map(|(n, w)| {
-                w.as_secs_f64() / backoff(secs(10), secs(300), n as u32).as_secs_f64() - 1.0
-            })
+            .map(|(n, w)| (*w - backoff(secs(10), secs(300), n as u32)).as_secs_f64())
             .collect();
-        assert!(shares.iter().any(|s| *s < 0.1) && shares.iter().any(|s| *s > 0.4));
+        assert!(
+            over.iter().any(|s| *s < 3.0) && over.iter().any(|s| *s > 8.0),
+            "{over:?}"
+        );
         // The same seed and node give the same waits; another node other ones.
         let mut again = Kubelet::new(&section, ClientKind::Containerd1_6, 7, 3);
         let repeated: Vec<Duration> = (0..40).map(|n| again.next_wait(n).unwrap()).collect();
@@ -119,7 +147,7 @@ mod tests {
         let two = KubeletSection {
             pull_retries: Some(PullRetries::Count(2)),
             pull_backoff: Span(Duration::from_millis(100)),
-            jitter: 0.0,
+            resync: Span(Duration::ZERO),
             ..KubeletSection::default()
         };
         for client in [ClientKind::Dockerd20_10, ClientKind::Containerd1_6] {

@@ -102,7 +102,8 @@ impl Resends {
             return false;
         }
         match status {
-            408 | 429 => true,
+            // A 401 after the re-authentication: sent again with the cached token.
+            401 | 408 | 429 => true,
             500 | 503 | 504 => self.server_errors && previous != Some(status),
             _ => false,
         }

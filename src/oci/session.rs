@@ -40,6 +40,9 @@ pub struct SessionRules {
     pub token_post: bool,
     /// `Accept-Encoding` sent on blob GETs (containerd 2.0 and later).
     pub accept_encoding: Option<&'static str>,
+    /// A 401 on a request fetches a token and sends the request again (containerd,
+    /// pushes); dockerd records only its ping's challenge and takes a 401 as the answer.
+    pub reauth_on_401: bool,
 }
 
 impl Default for SessionRules {
@@ -49,6 +52,7 @@ impl Default for SessionRules {
             head_only_resolve: false,
             token_post: false,
             accept_encoding: None,
+            reauth_on_401: true,
         }
     }
 }
@@ -422,7 +426,8 @@ impl Session {
                 .await?;
             responses += 1;
             let status = ex.status.as_u16();
-            if ex.status == StatusCode::UNAUTHORIZED && !reauthenticated {
+            if ex.status == StatusCode::UNAUTHORIZED && self.rules.reauth_on_401 && !reauthenticated
+            {
                 if let Some(c) = ex
                     .headers
                     .get(http::header::WWW_AUTHENTICATE)

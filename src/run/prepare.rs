@@ -324,15 +324,16 @@ fn transport(
             Some(_) => net::THROTTLED_READ_BUFFER,
             None => net::FULL_SPEED_READ_BUFFER,
         },
-        connections: connection_policy(&s.client),
+        connections: connection_policy(profile, &s.client, base),
         pool: None,
     })
 }
 
-/// How the nodes' pulls open connections: `[client] connections` and `https_probe`;
-/// without them, a new connection per request without `Connection: close`, no probe.
-fn connection_policy(c: &ClientOverrides) -> net::ConnectionPolicy {
-    let mut policy = net::ConnectionPolicy::default();
+/// How the nodes' pulls open connections: the release's model (dockerd: a connection
+/// per request and an HTTPS probe of a plain-HTTP target; containerd: a kept-alive pool
+/// per pull), then `[client] connections` and `https_probe`.
+fn connection_policy(profile: &Profile, c: &ClientOverrides, base: &Url) -> net::ConnectionPolicy {
+    let mut policy = profile.connections;
     match c.connections {
         Some(Connections::Close) => policy.model = net::ConnectionModel::Close { header: true },
         Some(Connections::KeepAlive) => {
@@ -340,12 +341,25 @@ fn connection_policy(c: &ClientOverrides) -> net::ConnectionPolicy {
         }
         None => {}
     }
-    if let Some(probe) = c.https_probe {
-        // dockerd's: once per pull.
-        policy.https_probe = match probe {
-            true => net::HttpsProbe::PerPull,
-            false => net::HttpsProbe::Off,
-        };
+    match c.https_probe {
+        Some(false) => policy.https_probe = net::HttpsProbe::Off,
+        // Asked for on a release without one: dockerd's, once per pull.
+        Some(true) if policy.https_probe == net::HttpsProbe::Off => {
+            policy.https_probe = net::HttpsProbe::PerPull
+        }
+        _ => {}
+    }
+    // containerd 2.x tries https first only on a localhost registry with a port other
+    // than 80 and 443 (config/hosts.go); dockerd on any registry it reaches over http.
+    if policy.https_probe == net::HttpsProbe::PerPool && c.https_probe.is_none() {
+        let local = matches!(base.host_str(), Some("localhost"))
+            || base
+                .host_str()
+                .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|ip| ip.is_loopback());
+        if !local || matches!(base.port_or_known_default(), Some(80 | 443)) {
+            policy.https_probe = net::HttpsProbe::Off;
+        }
     }
     policy
 }
@@ -374,16 +388,50 @@ mod tests {
     use super::*;
     use crate::scenario::parse;
 
+    fn policy_of(toml: &str, target: &str) -> net::ConnectionPolicy {
+        let s = parse(toml, "c.toml", &[]).unwrap();
+        let profile = Profile::new(s.fleet.client, &s.client);
+        connection_policy(&profile, &s.client, &Url::parse(target).unwrap())
+    }
+
     fn policy(client: &str) -> net::ConnectionPolicy {
-        let s = parse(&format!("[client]\n{client}\n"), "c.toml", &[]).unwrap();
-        connection_policy(&s.client)
+        policy_of(
+            &format!("[fleet]\nclient = \"containerd-1.6\"\n[client]\n{client}\n"),
+            "http://127.0.0.1:5000",
+        )
+    }
+
+    /// Each release opens connections as its client does (docs/clients.md).
+    #[test]
+    fn each_release_has_its_connection_model() {
+        use net::ConnectionModel::{Close, KeepAlive};
+        use net::HttpsProbe::{Off, PerPool, PerPull};
+        let of = |client: &str, target: &str| {
+            let p = policy_of(&format!("[fleet]\nclient = \"{client}\"\n"), target);
+            (p.model, p.https_probe)
+        };
+        let local = "http://127.0.0.1:5000";
+        let keep = KeepAlive(net::KeepAlive::GO);
+        assert_eq!(
+            of("dockerd-20.10", local),
+            (Close { header: true }, PerPull)
+        );
+        assert_eq!(of("dockerd-27", local), (Close { header: true }, PerPull));
+        assert_eq!(of("containerd-1.6", local), (keep, Off));
+        assert_eq!(of("containerd-1.7", local), (keep, Off));
+        assert_eq!(of("containerd-2.2", local), (keep, PerPool));
+        // containerd 2.x probes only a localhost registry on another port than 80/443.
+        assert_eq!(
+            of("containerd-2.2", "http://registry.lan:5000"),
+            (keep, Off)
+        );
+        assert_eq!(of("containerd-2.2", "http://127.0.0.1"), (keep, Off));
     }
 
     #[test]
     fn client_keys_pick_the_connection_model() {
         use net::ConnectionModel::{Close, KeepAlive};
-        assert_eq!(policy(""), net::ConnectionPolicy::default());
-        assert_eq!(policy("").model, Close { header: false });
+        assert_eq!(policy("").model, KeepAlive(net::KeepAlive::GO));
         assert_eq!(
             policy("connections = \"close\"").model,
             Close { header: true }
@@ -398,6 +446,14 @@ mod tests {
         );
         assert_eq!(
             policy("connections = \"close\"").https_probe,
+            net::HttpsProbe::Off
+        );
+        assert_eq!(
+            policy_of(
+                "[fleet]\nclient = \"dockerd-20.10\"\n[client]\nhttps_probe = false\n",
+                "http://127.0.0.1:5000"
+            )
+            .https_probe,
             net::HttpsProbe::Off
         );
     }

@@ -193,7 +193,8 @@ const REQUESTS_OF_ONE_PULL: u64 = 7;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keep_alive_pull_carries_several_requests_on_a_connection() {
-    let v = one_pull_of_three_layers("connections = \"keep-alive\"").await;
+    // dockerd's profile with a pool: the ping then counts, the HTTPS probe is turned off.
+    let v = one_pull_of_three_layers("connections = \"keep-alive\"\nhttps_probe = false").await;
     let c = &v["connections"];
     assert_eq!(
         count(&v, "connections", "requests"),
@@ -235,9 +236,15 @@ async fn a_close_pull_opens_one_connection_per_request_plus_the_https_probe() {
     assert!(v["error_details"].as_array().unwrap().is_empty(), "{v}");
 }
 
+/// The default release (dockerd-27) opens connections as dockerd does: one per request
+/// and the HTTPS probe of a plain-HTTP target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn by_default_each_request_has_its_own_connection_and_no_probe() {
+async fn by_default_dockerd_opens_a_connection_per_request_and_probes_https() {
     let v = one_pull_of_three_layers("").await;
-    assert_eq!(count(&v, "connections", "opened"), REQUESTS_OF_ONE_PULL);
-    assert_eq!(count(&v, "connections", "https_probes"), 0);
+    assert_eq!(
+        count(&v, "connections", "opened"),
+        REQUESTS_OF_ONE_PULL + 1
+    );
+    assert_eq!(count(&v, "connections", "https_probes"), 1);
+    assert_eq!(count(&v, "connections", "max_requests_per_connection"), 1);
 }

@@ -343,6 +343,11 @@ pub struct ClientOverrides {
     /// (containerd: 5, so 6 responses in all; dockerd: 0).
     #[serde(default)]
     pub request_retries: Option<u32>,
+    /// A failed pull leaves its blobs behind and the kubelet's re-pull resumes them
+    /// (a containerd pull whose lease survived, as a cancelled one does). Off for every
+    /// release: containerd deletes a failed pull's lease and its ingests.
+    #[serde(default)]
+    pub keep_partial_blobs: Option<bool>,
     /// Verify each blob's sha256 while streaming.
     #[serde(default)]
     pub verify_digest: Option<bool>,
@@ -399,8 +404,8 @@ pub struct WatchSection {
 }
 
 /// The kubelet on top of the runtime: a failed image pull is pulled again after a
-/// back-off that doubles up to a cap (ImagePullBackOff), each wait jittered up to
-/// `jitter` more, as the pod worker's `wait.Jitter(d, 0.5)` requeue is.
+/// back-off that doubles up to a cap (ImagePullBackOff), at the pod worker's first
+/// re-sync (every `resync`, jittered by `wait.Jitter(d, jitter)`) after it ends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubeletSection {
@@ -415,8 +420,13 @@ pub struct KubeletSection {
     /// Cap of the doubling back-off.
     #[serde(default = "default_max_pull_backoff")]
     pub max_pull_backoff: Span,
-    /// Each back-off is lengthened by a random share of itself up to this (0.5 = up to
-    /// +50 %), drawn per node from `run.seed`; 0 = none.
+    /// The pod worker's re-sync after a failed sync (`workerBackOffPeriod`); a re-pull
+    /// waits for the first re-sync at or after the back-off's end. `0` = re-pull exactly
+    /// when the back-off ends.
+    #[serde(default = "default_kubelet_resync")]
+    pub resync: Span,
+    /// Each re-sync is lengthened by a random share of itself up to this (0.5: 10 to
+    /// 15 s), drawn per node from `run.seed`; 0 = none.
     #[serde(default = "default_kubelet_jitter")]
     pub jitter: f64,
 }
@@ -427,6 +437,7 @@ impl Default for KubeletSection {
             pull_retries: None,
             pull_backoff: default_pull_backoff(),
             max_pull_backoff: default_max_pull_backoff(),
+            resync: default_kubelet_resync(),
             jitter: default_kubelet_jitter(),
         }
     }
@@ -509,6 +520,10 @@ fn default_pull_backoff() -> Span {
 
 fn default_max_pull_backoff() -> Span {
     Span(Duration::from_secs(300))
+}
+
+fn default_kubelet_resync() -> Span {
+    Span(Duration::from_secs(10))
 }
 
 fn default_kubelet_jitter() -> f64 {

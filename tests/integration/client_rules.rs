@@ -664,18 +664,56 @@ async fn a_503_on_the_ping_is_a_warning_and_the_storm_starts() {
 // ---- the kubelet ----------------------------------------------------------------------
 
 /// A containerd node's kubelet pulls a failed image again after its back-off, and the
-/// re-pull resumes from what the content store kept: the tag is resolved again (HEAD),
-/// the manifest is not fetched again, the finished config not either, and the layer
-/// that was reset goes on with Range from where it stopped. Nothing is thrown away.
+/// re-pull starts cold, as containerd 1.6.20 does here: the failed pull's lease is deleted
+/// and its ingests with it, so the tag is resolved again, the manifest and config fetched
+/// again and the layer that was reset fetched from byte 0 (what it had is wasted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containerd_re_pulls_resume_the_partial_layer_and_skip_the_manifest() {
+async fn containerd_re_pulls_start_cold() {
     let reg = registry(4 * MIB, Faults::default(), EmbeddedAuth::None).await;
     let front = Front::start(&reg, |s, n| match (s.kind, n) {
         (Kind::Layer, 0) => Act::ResetAfter(MIB),
         _ => Act::Forward,
     })
     .await;
-    let kubelet = "[kubelet]\npull_backoff = \"50ms\"\njitter = 0.0\n";
+    let kubelet = "[kubelet]\npull_backoff = \"50ms\"\nresync = \"0s\"\n";
+    let r = run(front.url(), scenario("containerd-1.6", kubelet), &[]).await;
+    let v = r.result();
+    assert_eq!(u(&v, "pulls.started"), 2, "{}", v["error_details"]);
+    assert_eq!((u(&v, "pulls.failed"), u(&v, "pulls.completed")), (1, 1));
+    assert_eq!(u(&v, "pulls.kubelet_retries"), 1);
+    let nodes = front.after_preflight();
+    let count = |method: &str, kind: Kind| {
+        nodes
+            .iter()
+            .filter(|s| s.method == method && s.kind == kind)
+            .count()
+    };
+    assert_eq!(count("HEAD", Kind::Manifest), 2, "{nodes:?}");
+    assert_eq!(count("GET", Kind::Manifest), 2, "{nodes:?}");
+    assert_eq!(count("GET", Kind::Config), 2, "{nodes:?}");
+    let layer = front.of(Kind::Layer);
+    assert_eq!(layer.len(), 2, "{layer:?}");
+    assert_eq!(
+        (&layer[0].range, &layer[1].range),
+        (&None, &None),
+        "{layer:?}"
+    );
+}
+
+/// A containerd node's kubelet pulls a failed image again after its back-off, and the
+/// with `[client] keep_partial_blobs` (a pull whose lease survived, as a cancelled one
+/// does from 1.7) the re-pull resumes from what the content store kept: the tag is resolved again (HEAD),
+/// the manifest is not fetched again, the finished config not either, and the layer
+/// that was reset goes on with Range from where it stopped. Nothing is thrown away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_partial_blobs_are_resumed_and_the_manifest_skipped() {
+    let reg = registry(4 * MIB, Faults::default(), EmbeddedAuth::None).await;
+    let front = Front::start(&reg, |s, n| match (s.kind, n) {
+        (Kind::Layer, 0) => Act::ResetAfter(MIB),
+        _ => Act::Forward,
+    })
+    .await;
+    let kubelet = "[client]\nkeep_partial_blobs = true\n[kubelet]\npull_backoff = \"50ms\"\nresync = \"0s\"\n";
     let r = run(front.url(), scenario("containerd-1.6", kubelet), &[]).await;
     let v = r.result();
     assert_eq!(u(&v, "pulls.started"), 2, "{}", v["error_details"]);
@@ -729,7 +767,7 @@ async fn the_kubelet_is_on_by_default_for_containerd_only() {
     };
     let reg = registry(MIB, corrupt, EmbeddedAuth::None).await;
     let target = format!("http://{}", reg.addr());
-    let quick = "[kubelet]\npull_backoff = \"50ms\"\n[run]\nduration = \"2s\"\n";
+    let quick = "[kubelet]\npull_backoff = \"50ms\"\nresync = \"0s\"\n[run]\nduration = \"2s\"\n";
     let body = |client: &str| {
         format!("[fleet]\nclient = \"{client}\"\n[thresholds]\nmax_failure_rate = 1.0\nrequire_complete = false\n{quick}")
     };

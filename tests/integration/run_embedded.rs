@@ -479,7 +479,7 @@ fn kubelet_pulls_a_failed_image_again_after_its_back_off() {
     let r = run_scenario(
         dir.path(),
         "kubelet",
-        "[embedded]\nlayers = [\"256KiB\"]\n[embedded.faults]\ncorrupt = true\n[fleet]\nnodes_per_cluster = 2\n[kubelet]\npull_retries = 2\npull_backoff = \"100ms\"\n[thresholds]\nmax_failed_pulls = 6\n",
+        "[embedded]\nlayers = [\"256KiB\"]\n[embedded.faults]\ncorrupt = true\n[fleet]\nnodes_per_cluster = 2\n[kubelet]\npull_retries = 2\npull_backoff = \"100ms\"\nresync = \"0s\"\n[thresholds]\nmax_failed_pulls = 6\n",
         &[],
     );
     assert_eq!(r.code, 0, "the 6 failed pulls are allowed: {}", r.stderr);

@@ -117,6 +117,10 @@ pub struct Profile {
     pub keeps_partial_blobs: bool,
     /// A pull's requests: resends, resolve, token, Accept-Encoding.
     pub session: SessionRules,
+    /// How the release opens connections (docs/clients.md, "Connections"); `[client]
+    /// connections` and `https_probe` override it.
+    #[serde(skip)]
+    pub connections: crate::net::ConnectionPolicy,
     #[serde(skip)]
     pub timeouts: Timeouts,
 }
@@ -162,6 +166,9 @@ impl Profile {
         }
         if let Some(v) = o.verify_digest {
             self.verify_digest = v;
+        }
+        if let Some(v) = o.keep_partial_blobs {
+            self.keeps_partial_blobs = v;
         }
         if let Some(v) = o.connect_timeout {
             self.timeouts.connect = v.0;
@@ -273,6 +280,7 @@ mod tests {
             config_attempts: Some(3),
             config_backoff: Some(Span(Duration::from_millis(10))),
             request_retries: Some(2),
+            keep_partial_blobs: None,
             connections: None,
             https_probe: None,
             verify_digest: Some(false),
