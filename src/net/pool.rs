@@ -505,15 +505,20 @@ impl Pool {
         let Some(connector) = probe_connector() else {
             return;
         };
-        let left = timeouts.connect.saturating_sub(started.elapsed());
-        let outcome =
-            super::tls::handshake(connector, host, port, stream, left, timeouts.connect).await;
+        // dockerd's `TLSHandshakeTimeout` (distribution/registry.go): a server that
+        // never answers the ClientHello holds the pull 10 s, no longer.
+        let handshake = timeouts.connect.min(PROBE_HANDSHAKE_TIMEOUT);
+        let left = handshake.min(timeouts.connect.saturating_sub(started.elapsed()));
+        let outcome = super::tls::handshake(connector, host, port, stream, left, handshake).await;
         match outcome {
             Ok(_) => tracing::debug!("HTTPS probe of {host}:{port}: TLS answered"),
             Err(f) => tracing::debug!("HTTPS probe of {host}:{port}: {}: {}", f.class, f.detail),
         }
     }
 }
+
+/// The longest a probe waits for the server to answer its ClientHello.
+const PROBE_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The probe's TLS client: it never gets as far as a certificate, so it checks none.
 fn probe_connector() -> Option<&'static tokio_rustls::TlsConnector> {

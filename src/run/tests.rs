@@ -241,10 +241,7 @@ async fn a_close_pull_opens_one_connection_per_request_plus_the_https_probe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_dockerd_opens_a_connection_per_request_and_probes_https() {
     let v = one_pull_of_three_layers("").await;
-    assert_eq!(
-        count(&v, "connections", "opened"),
-        REQUESTS_OF_ONE_PULL + 1
-    );
+    assert_eq!(count(&v, "connections", "opened"), REQUESTS_OF_ONE_PULL + 1);
     assert_eq!(count(&v, "connections", "https_probes"), 1);
     assert_eq!(count(&v, "connections", "max_requests_per_connection"), 1);
 }

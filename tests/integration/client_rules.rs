@@ -278,6 +278,13 @@ async fn plain_registry() -> EmbeddedRegistry {
 
 /// A scenario of one node of `client`, failures allowed, with `extra` TOML lines.
 fn scenario(client: &str, extra: &str) -> String {
+    // The front reads one request per connection, so every profile opens one per request
+    // here (how each release reuses connections is `connections::`'s subject).
+    let close = "[client]\nconnections = \"close\"\nhttps_probe = false\n";
+    let extra = match extra.find("[client]\n") {
+        Some(_) => extra.replacen("[client]\n", close, 1),
+        None => format!("{close}{extra}"),
+    };
     format!(
         "[fleet]\nclient = \"{client}\"\n[run]\nduration = \"60s\"\n\
          [thresholds]\nmax_failure_rate = 1.0\n{extra}"

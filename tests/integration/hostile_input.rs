@@ -265,6 +265,8 @@ nodes_per_cluster = 1
 client = "{client}"
 [client]
 backoff = "50ms"
+# The test's server reads HTTP only: dockerd's HTTPS probe would wait on it.
+https_probe = false
 # One pull: the kubelet (on for containerd by default) would pull again until the deadline.
 [kubelet]
 pull_retries = 0

@@ -631,7 +631,7 @@ fn scenario(url: &str, duration: &str, timeouts: bool) -> String {
     format!(
         "[target]\nurl = \"{url}\"\nimage = \"{REPO}:{TAG}\"\n\
          [fleet]\nclusters = 1\nnodes_per_cluster = 1\nclient = \"dockerd\"\n\
-         [client]\nmax_attempts = 2\nbackoff = \"0s\"\n{timeouts}\
+         [client]\nmax_attempts = 2\nbackoff = \"0s\"\nhttps_probe = false\n{timeouts}\
          [run]\nduration = \"{duration}\"\npulls_per_node = 1\n\
          [thresholds]\nmax_failed_pulls = 0\n"
     )
