@@ -13,6 +13,7 @@ pub mod net;
 pub mod oci;
 pub mod progress;
 pub mod proxy;
+pub mod random;
 pub mod redact;
 pub mod registry;
 pub mod report;

@@ -332,11 +332,8 @@ fn fill_data(seed: u64, layer_index: usize, mut pos: u64, buf: &mut [u8]) {
 }
 
 fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    *state = state.wrapping_add(crate::random::GOLDEN);
+    crate::random::mix(*state)
 }
 
 /// The PRNG of one data block. Seeded with our own SplitMix64 chain rather than

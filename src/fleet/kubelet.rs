@@ -50,7 +50,7 @@ impl Kubelet {
         // Re-syncs, each jittered, until one lands at or after the back-off's end.
         let mut waited = Duration::ZERO;
         while waited < base {
-            let share = self.jitter * unit(self.rng.next_u64());
+            let share = self.jitter * crate::random::unit(self.rng.next_u64());
             waited = waited.saturating_add(self.resync.mul_f64(1.0 + share));
         }
         Some(waited)
@@ -65,15 +65,7 @@ pub fn backoff(first: Duration, cap: Duration, done: u32) -> Duration {
 
 /// A node's seed: the run's, mixed with the node's index (splitmix64).
 fn mix(seed: u64, node: u32) -> u64 {
-    let mut z = seed ^ (u64::from(node).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A uniform draw in [0, 1) from 64 random bits.
-fn unit(bits: u64) -> f64 {
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    crate::random::mix(seed ^ u64::from(node).wrapping_mul(crate::random::GOLDEN))
 }
 
 #[cfg(test)]

@@ -442,7 +442,7 @@ mod tests {
         clean.extend_from_slice(GET_PLAIN);
         let mut x = 99u64;
         let mut next = |n: usize| {
-            x = super::super::select::splitmix64(x);
+            x = crate::random::splitmix64(x);
             (x % n as u64) as usize
         };
         for round in 0..3000 {
@@ -515,7 +515,7 @@ mod tests {
             let len = (round % 300) + 1;
             let mut input = Vec::with_capacity(len);
             for _ in 0..len {
-                x = super::super::select::splitmix64(x);
+                x = crate::random::splitmix64(x);
                 let alphabet = b"GET /HTTP1.\r\n:RangeContent-Length 0123456789";
                 input.push(alphabet[(x % alphabet.len() as u64) as usize]);
             }

@@ -8,6 +8,7 @@
 //! seed, the fault and n, so a run repeats its choices in the same order.
 
 use super::config::Select;
+use crate::random::{splitmix64, unit, GOLDEN};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ impl Selector {
         match self.select {
             Select::Every(every) => (n + 1).is_multiple_of(every.max(1)),
             Select::First(k) => n < k,
-            Select::Probability(p) => unit_float(splitmix64(self.salt.wrapping_add(n))) < p,
+            Select::Probability(p) => unit(splitmix64(self.salt.wrapping_add(n))) < p,
         }
     }
 }
@@ -65,24 +66,9 @@ impl Jitter {
             return base;
         }
         self.state = self.state.wrapping_add(GOLDEN);
-        let extra = self.max.mul_f64(unit_float(splitmix64(self.state)));
+        let extra = self.max.mul_f64(unit(splitmix64(self.state)));
         base.saturating_add(extra)
     }
-}
-
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// The splitmix64 finalizer: a good 64-bit mix of `x`.
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(GOLDEN);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A float in `[0, 1)` from the top 53 bits.
-fn unit_float(x: u64) -> f64 {
-    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

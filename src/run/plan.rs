@@ -68,12 +68,7 @@ fn jitter_for(index: u32, max: Duration) -> Duration {
         return Duration::ZERO;
     }
     // splitmix64 of the node index: well spread, no RNG state to carry.
-    let mut z = (index as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    let frac = (z >> 11) as f64 / (1u64 << 53) as f64;
-    max.mul_f64(frac)
+    max.mul_f64(crate::random::unit(crate::random::splitmix64(index as u64)))
 }
 
 #[cfg(test)]

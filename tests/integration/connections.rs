@@ -283,7 +283,11 @@ fn connections_per_pull_match_dockerd_and_containerd() {
         &close,
     );
     row(&mut report, "ctr content fetch (containerd 1.6)", &ctr);
-    row(&mut report, "pullstorm `containerd-1.6` (keep-alive)", &kept);
+    row(
+        &mut report,
+        "pullstorm `containerd-1.6` (keep-alive)",
+        &kept,
+    );
     for (who, l) in [
         ("docker pull", &docker_lines),
         ("pullstorm close", &close_lines),
