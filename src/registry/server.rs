@@ -175,6 +175,9 @@ async fn serve_connection(
         mut stop,
         mut close_now,
     } = signals;
+    // A close asked for before this connection was accepted is not for it: the receiver
+    // is cloned from the accept loop's, which never marks a close as seen.
+    close_now.borrow_and_update();
     // Small manifests and headers should not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let conn_id = ctl.id();
