@@ -85,13 +85,24 @@ pub const POLL: Duration = Duration::from_millis(20);
 /// Waits until `cond` holds, looking every [`POLL`], for at most `limit`; panics naming
 /// `what` when time is up. Tests wait with this, never with a fixed sleep: a sleep is either
 /// too short on a loaded machine or longer than needed everywhere else.
-pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        poll_until(limit, cond),
+        "timed out after {limit:?} waiting for {what}"
+    );
+}
+
+/// Looks at `cond` every [`POLL`] until it holds (true) or `limit` has passed (false): for
+/// a wait whose end is not a failure (a client watched for a window, a best-effort drain).
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(POLL);
     }
 }

@@ -455,10 +455,7 @@ impl Served {
             log.iter()
                 .all(|e| e.end != pullstorm::registry::End::InFlight)
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done(&self.log()) && Instant::now() < deadline {
-            std::thread::sleep(common::POLL);
-        }
+        common::poll_until(Duration::from_secs(10), || done(&self.log()));
         self.log()
     }
     fn stop(self, rt: &tokio::runtime::Runtime) {
@@ -469,24 +466,22 @@ impl Served {
 /// Waits for `child` until `window` has passed; kills it then. `Some(success)` if it
 /// exited by itself, with its output.
 fn watch(mut child: Child, window: Duration) -> (Option<bool>, String) {
-    let deadline = Instant::now() + window;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let out = child.wait_with_output().unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return (Some(status.success()), text);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return (None, String::new());
-        }
-        std::thread::sleep(common::POLL);
+    let mut status = None;
+    if !common::poll_until(window, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    }) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return (None, String::new());
     }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (status.map(|s| s.success()), text)
 }
 
 fn real_side(
@@ -525,10 +520,7 @@ fn real_side(
                 .count()
                 >= 2
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ended() && Instant::now() < deadline {
-            std::thread::sleep(common::POLL);
-        }
+        common::poll_until(Duration::from_secs(30), ended);
     }
     if client == Client::Dockerd {
         // Only there when the pull worked.
