@@ -670,35 +670,43 @@ async fn a_503_on_the_ping_is_a_warning_and_the_storm_starts() {
 
 // ---- the kubelet ----------------------------------------------------------------------
 
-/// A containerd node's kubelet pulls a failed image again after its back-off, and the
-/// re-pull starts cold, as containerd 1.6.20 does here: the failed pull's lease is deleted
-/// and its ingests with it, so the tag is resolved again, the manifest and config fetched
-/// again and the layer that was reset fetched from byte 0 (what it had is wasted).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containerd_re_pulls_start_cold() {
+/// A containerd-1.6 node whose first pull fails (its layer reset after 1 MiB) and whose
+/// kubelet pulls again at once: the result, the requests after the preflight, and the
+/// layer's GETs. `client` goes into `[client]` (the front's one-request connections
+/// included by [`scenario`]).
+async fn re_pull_after_a_reset(client: &str) -> (serde_json::Value, Vec<Seen>, Vec<Seen>) {
     let reg = registry(4 * MIB, Faults::default(), EmbeddedAuth::None).await;
     let front = Front::start(&reg, |s, n| match (s.kind, n) {
         (Kind::Layer, 0) => Act::ResetAfter(MIB),
         _ => Act::Forward,
     })
     .await;
-    let kubelet = "[kubelet]\npull_backoff = \"50ms\"\nresync = \"0s\"\n";
-    let r = run(front.url(), scenario("containerd-1.6", kubelet), &[]).await;
+    let keys = format!("[client]\n{client}[kubelet]\npull_backoff = \"50ms\"\nresync = \"0s\"\n");
+    let r = run(front.url(), scenario("containerd-1.6", &keys), &[]).await;
     let v = r.result();
     assert_eq!(u(&v, "pulls.started"), 2, "{}", v["error_details"]);
     assert_eq!((u(&v, "pulls.failed"), u(&v, "pulls.completed")), (1, 1));
     assert_eq!(u(&v, "pulls.kubelet_retries"), 1);
-    let nodes = front.after_preflight();
-    let count = |method: &str, kind: Kind| {
-        nodes
-            .iter()
-            .filter(|s| s.method == method && s.kind == kind)
-            .count()
-    };
-    assert_eq!(count("HEAD", Kind::Manifest), 2, "{nodes:?}");
-    assert_eq!(count("GET", Kind::Manifest), 2, "{nodes:?}");
-    assert_eq!(count("GET", Kind::Config), 2, "{nodes:?}");
-    let layer = front.of(Kind::Layer);
+    (v, front.after_preflight(), front.of(Kind::Layer))
+}
+
+/// Requests of `method` on `kind` in `seen`.
+fn count(seen: &[Seen], method: &str, kind: Kind) -> usize {
+    seen.iter()
+        .filter(|s| s.method == method && s.kind == kind)
+        .count()
+}
+
+/// A containerd node's kubelet pulls a failed image again after its back-off, and the
+/// re-pull starts cold, as containerd 1.6.20 does here: the failed pull's lease is deleted
+/// and its ingests with it, so the tag is resolved again, the manifest and config fetched
+/// again and the layer that was reset fetched from byte 0 (what it had is wasted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_re_pulls_start_cold() {
+    let (_, nodes, layer) = re_pull_after_a_reset("").await;
+    assert_eq!(count(&nodes, "HEAD", Kind::Manifest), 2, "{nodes:?}");
+    assert_eq!(count(&nodes, "GET", Kind::Manifest), 2, "{nodes:?}");
+    assert_eq!(count(&nodes, "GET", Kind::Config), 2, "{nodes:?}");
     assert_eq!(layer.len(), 2, "{layer:?}");
     assert_eq!(
         (&layer[0].range, &layer[1].range),
@@ -707,25 +715,14 @@ async fn containerd_re_pulls_start_cold() {
     );
 }
 
-/// A containerd node's kubelet pulls a failed image again after its back-off, and the
-/// with `[client] keep_partial_blobs` (a pull whose lease survived, as a cancelled one
-/// does from 1.7) the re-pull resumes from what the content store kept: the tag is resolved again (HEAD),
-/// the manifest is not fetched again, the finished config not either, and the layer
-/// that was reset goes on with Range from where it stopped. Nothing is thrown away.
+/// With `[client] keep_partial_blobs` (a pull whose lease survived, as a cancelled one does
+/// from 1.7) the kubelet's re-pull resumes from what the content store kept: the tag is
+/// resolved again (HEAD), the manifest is not fetched again, the finished config not
+/// either, and the layer that was reset goes on with Range from where it stopped. Nothing
+/// is thrown away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_partial_blobs_are_resumed_and_the_manifest_skipped() {
-    let reg = registry(4 * MIB, Faults::default(), EmbeddedAuth::None).await;
-    let front = Front::start(&reg, |s, n| match (s.kind, n) {
-        (Kind::Layer, 0) => Act::ResetAfter(MIB),
-        _ => Act::Forward,
-    })
-    .await;
-    let kubelet = "[client]\nkeep_partial_blobs = true\n[kubelet]\npull_backoff = \"50ms\"\nresync = \"0s\"\n";
-    let r = run(front.url(), scenario("containerd-1.6", kubelet), &[]).await;
-    let v = r.result();
-    assert_eq!(u(&v, "pulls.started"), 2, "{}", v["error_details"]);
-    assert_eq!((u(&v, "pulls.failed"), u(&v, "pulls.completed")), (1, 1));
-    assert_eq!(u(&v, "pulls.kubelet_retries"), 1);
+    let (v, nodes, layer) = re_pull_after_a_reset("keep_partial_blobs = true\n").await;
     assert_eq!(u(&v, "errors.connection_reset"), 1);
     assert_eq!(u(&v, "latency.pull_retry.count"), 1, "{}", v["latency"]);
     assert_eq!(u(&v, "bytes.wasted"), 0);
@@ -734,23 +731,18 @@ async fn kept_partial_blobs_are_resumed_and_the_manifest_skipped() {
         v["scenario"]["resolved"]["kubelet"]["pull_retries"],
         "unlimited"
     );
-
-    let nodes = front.after_preflight();
-    let count = |method: &str, kind: Kind| {
-        nodes
-            .iter()
-            .filter(|s| s.method == method && s.kind == kind)
-            .count()
-    };
-    assert_eq!(count("HEAD", Kind::Manifest), 2, "{nodes:?}");
+    assert_eq!(count(&nodes, "HEAD", Kind::Manifest), 2, "{nodes:?}");
     assert_eq!(
-        count("GET", Kind::Manifest),
+        count(&nodes, "GET", Kind::Manifest),
         1,
         "the re-pull fetches no manifest"
     );
-    assert_eq!(count("GET", Kind::Config), 1, "{nodes:?}");
-    assert_eq!(count("GET", Kind::Ping), 0, "containerd never pings");
-    let layer = front.of(Kind::Layer);
+    assert_eq!(count(&nodes, "GET", Kind::Config), 1, "{nodes:?}");
+    assert_eq!(
+        count(&nodes, "GET", Kind::Ping),
+        0,
+        "containerd never pings"
+    );
     assert_eq!(layer.len(), 2, "{layer:?}");
     assert_eq!(layer[0].range, None);
     let from: u64 = layer[1]
