@@ -742,7 +742,11 @@ async fn e2e_injected_429_is_retried_by_containerd() {
         },
     )
     .await;
-    let scenario = format!("{}[fleet]\nclient = \"containerd\"\n", base());
+    // The proxy answers only a connection's first request (docs/proxy.md, "Limits"), and
+    // containerd reuses its connections: a blob GET on a kept-alive one would pass by the
+    // fault, depending on timing. A connection per request makes every blob GET a first.
+    let scenario =
+        format!("{CLIENT}connections = \"close\"\n{RUN}[fleet]\nclient = \"containerd\"\n");
     let v = run_through(&proxy, &scenario).await;
     assert_errors(&v, &[("http_429", 1)]);
     assert_eq!(proxy.stats().status_injected, 1);
