@@ -2,12 +2,14 @@
 //! recorder that turns both into histograms, counters and a timeline; `fds`
 //! counts open file descriptors (the harness's once a second, shared with the
 //! watcher and the progress display); `harness` is the harness watching its
-//! own CPU and timer lag (is it saturated?); `watch` samples the harness and
+//! own CPU and timer lag (is it saturated?); `live` publishes each closed
+//! second to whoever decides during the run; `watch` samples the harness and
 //! the processes and endpoints around the run.
 
 pub mod events;
 pub mod fds;
 pub mod harness;
+pub mod live;
 pub mod recorder;
 pub mod watch;
 

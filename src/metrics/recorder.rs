@@ -16,6 +16,7 @@
 use super::events::{Event, ExchangeKind, Gauges};
 use super::fds;
 use super::harness::{self, Cores, HarnessSecond, SecondProbe, TimerLag};
+use super::live;
 use crate::net::{ConnectionWindow, Fault, FaultClass};
 use crate::result::model::{ClusterStat, TimelineRow};
 use hdrhistogram::Histogram;
@@ -35,7 +36,7 @@ const PEEKS_PER_ROW: u64 = 4;
 const HLOG_INTERVAL_S: u64 = 5;
 
 /// Highest latency a histogram holds (larger values are clamped): one day in µs.
-const MAX_MICROS: u64 = 86_400_000_000;
+pub(crate) const MAX_MICROS: u64 = 86_400_000_000;
 
 /// The latency metrics, each an HdrHistogram in microseconds with 3 significant figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -159,6 +160,9 @@ pub struct Recorder {
     /// Interval log lines so far: a few hundred bytes per metric per interval.
     hlog: Vec<u8>,
     last_bytes: u64,
+    /// Where closed seconds are published, and the second being gathered
+    /// (only when someone decides during the run: see [`super::live`]).
+    live: Option<(live::Feed, live::LiveSecond)>,
 }
 
 impl Recorder {
@@ -216,7 +220,14 @@ impl Recorder {
             interval_start_s: 0,
             hlog: Vec::new(),
             last_bytes: 0,
+            live: None,
         }
+    }
+
+    /// Publishes every closed second on `feed`, with the latencies observed in it.
+    pub fn with_live(mut self, feed: live::Feed) -> Self {
+        self.live = Some((feed, live::LiveSecond::default()));
+        self
     }
 
     fn observe(&mut self, metric: Metric, d: Duration) {
@@ -226,6 +237,9 @@ impl Recorder {
         }
         if let Some(h) = self.interval.get_mut(&metric) {
             h.saturating_record(micros);
+        }
+        if let Some((_, second)) = &mut self.live {
+            second.observe(metric, micros);
         }
     }
 
@@ -393,10 +407,18 @@ impl Recorder {
         }
         *self.attempts_per_layer.entry(attempts).or_default() += 1;
         self.bytes_wasted += wasted;
+        if let Some((_, second)) = &mut self.live {
+            second.layers_completed += u64::from(ok);
+            second.layers_failed += u64::from(!ok);
+            second.bytes_wasted += wasted;
+        }
     }
 
     fn on_pull_started(&mut self, cluster: u32) {
         self.pulls_started += 1;
+        if let Some((_, second)) = &mut self.live {
+            second.pulls_started += 1;
+        }
         if let Some(c) = self.cluster(cluster) {
             c.pulls_started += 1;
         }
@@ -463,6 +485,12 @@ impl Recorder {
         self.sampled_for = self.sampled_for.max(sample.at);
         if row.t.is_multiple_of(HLOG_INTERVAL_S) {
             self.flush_interval(row.t);
+        }
+        if let Some((feed, second)) = &mut self.live {
+            let mut closed = std::mem::take(second);
+            closed.row = row.clone();
+            // No listener left is not an error: the run goes on without them.
+            let _ = feed.send(std::sync::Arc::new(closed));
         }
         self.timeline.push(row);
     }
@@ -1030,6 +1058,32 @@ mod tests {
         });
         assert_eq!(count(&rec, Metric::Connect), 0);
         assert_eq!(count(&rec, Metric::Ttfb), 1);
+    }
+
+    /// With a live feed, each closed second is published with its row, the pulls
+    /// that started in it and the latencies observed in it, and no more.
+    #[test]
+    fn closed_seconds_are_published_live_with_their_own_latencies() {
+        let feed = live::feed();
+        let mut listener = feed.subscribe();
+        let mut rec = recorder(1).with_live(feed);
+        rec.record(Event::PullStarted { cluster: 0 });
+        rec.record(pull_done(0, true, 10));
+        rec.record(layer_done(false, 2, Some(5), 7));
+        rec.close_row(sample(1, 1_000));
+        rec.close_row(sample(2, 1_000));
+        let first = listener.try_recv().expect("the first second is published");
+        assert_eq!(first.row.t, 1);
+        assert_eq!(first.row.pulls_completed, 1);
+        assert_eq!(
+            (first.pulls_started, first.layers_failed, first.bytes_wasted),
+            (1, 1, 7)
+        );
+        assert_eq!(first.latencies.get("pull").map(Vec::len), Some(1));
+        let second = listener.try_recv().expect("the second second is published");
+        assert_eq!((second.row.t, second.pulls_started), (2, 0));
+        assert!(second.latencies.is_empty());
+        assert!(listener.try_recv().is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::RunOptions;
 use crate::exit::Failure;
 use crate::fleet;
 use crate::metrics::watch::{self, WatchHandle, WatchSpec};
-use crate::metrics::{recorder, Recorder, Sink};
+use crate::metrics::{live, recorder, Recorder, Sink};
 use crate::progress::{self, ProgressHandle};
 use crate::result::build::StopReason;
 use crate::result::model::WatchedSummary;
@@ -37,7 +37,9 @@ pub(super) async fn storm(
 ) -> Result<Stormed, Failure> {
     let started = SystemTime::now();
     let t0 = Instant::now();
-    let (measuring, sink) = Measuring::start(opts, ready, t0);
+    // Published seconds for the deciders during the run (none yet subscribe).
+    let live = None;
+    let (measuring, sink) = Measuring::start(opts, ready, t0, live);
     let mut fleet = spawn_fleet(ready, t0, sink.clone());
     let deadline = t0 + opts.loaded.scenario.run.duration.0;
     let stop = supervise(&mut fleet, deadline, shutdown, &sink).await;
@@ -130,16 +132,21 @@ struct Measuring {
 
 impl Measuring {
     /// Starts measuring from `t0`; returns the sink the nodes send their events to.
-    fn start(opts: &RunOptions, ready: &Ready, t0: Instant) -> (Measuring, Sink) {
+    /// With `live`, the recorder publishes each closed second on it.
+    fn start(
+        opts: &RunOptions,
+        ready: &Ready,
+        t0: Instant,
+        live: Option<live::Feed>,
+    ) -> (Measuring, Sink) {
         let gauges = &ready.ctx.gauges;
         let (sink, events) = tokio::sync::mpsc::channel(64 * 1024);
         let (stop_recorder, stop_rx) = oneshot::channel();
-        let recorder = tokio::spawn(recorder::run(
-            Recorder::new(opts.loaded.scenario.fleet.clusters, t0),
-            events,
-            gauges.clone(),
-            stop_rx,
-        ));
+        let mut rec = Recorder::new(opts.loaded.scenario.fleet.clusters, t0);
+        if let Some(feed) = live {
+            rec = rec.with_live(feed);
+        }
+        let recorder = tokio::spawn(recorder::run(rec, events, gauges.clone(), stop_rx));
         let watch = watch::spawn(watch::Watcher::new(watch_spec(opts, ready), t0.into_std()));
         let progress = progress::start_with(
             gauges.clone(),
