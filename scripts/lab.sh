@@ -445,7 +445,7 @@ print_endpoints() {
       "seed-000 docker-proxy" "http://127.0.0.1:$LAB_PORT_HERD_PROXY  (nofile ${LAB_HERD_NOFILE:-1024} -> nginx :$LAB_PORT_NGINX)"
   fi
   if [[ "$vs" == *" basic "* || "$vs" == *" token "* ]]; then
-    echo "  credentials: user '$USERNAME', password '$PASSWORD' (test values; PULLSTORM_USERNAME/PULLSTORM_PASSWORD)"
+    echo "  credentials: user '$USERNAME', password not shown (eval \"\$(scripts/lab.sh env --creds)\" exports PULLSTORM_USERNAME/PULLSTORM_PASSWORD)"
   fi
   echo "  logs: $LAB_DIR/logs/   pids: $LAB_DIR/run/   exports: eval \"\$(scripts/lab.sh env)\""
 }
@@ -651,7 +651,7 @@ cmd_compose_up() {
   fi
   say "compose lab up in $((SECONDS - t0))s (image check $((t1 - t0))s, compose $((SECONDS - t1))s)"
   cmd_env --compose | sed -n 's/^export PULLSTORM_LAB_\([A-Z_]*\)=\(.*\)/  \1 \2/p' | grep -v 'USERNAME\|PASSWORD\|PROJECT'
-  echo "  credentials: user '$USERNAME', password '$PASSWORD'; CA: ${COMPOSE[*]} exec nginx cat /lab/secrets/ca.crt"
+  echo "  credentials: user '$USERNAME', password not shown (scripts/lab.sh env --compose --creds); CA: ${COMPOSE[*]} exec nginx cat /lab/secrets/ca.crt"
 }
 
 cmd_compose_down() {
