@@ -11,7 +11,7 @@
 use super::finding::{Finding, FindingKind, ObjectKind};
 use crate::digest::{format_sha256, sha256_digest};
 use crate::metrics::ExchangeKind;
-use crate::net::{self, classify, Fault, Phase};
+use crate::net::{self, classify, Fault, FaultClass, Phase};
 use crate::oci::manifest::{Descriptor, Document};
 use crate::oci::request;
 use crate::oci::session::{ErrorBody, Session, ERROR_BODY_LIMIT};
@@ -38,6 +38,9 @@ pub struct ManifestAnswer {
     pub body: Bytes,
     /// A transport error, before or during the body.
     pub error: Option<String>,
+    /// The token endpoint refused the credentials (or their absence): nothing about
+    /// this object is known.
+    pub auth_refused: bool,
 }
 
 /// What a HEAD of a blob answered.
@@ -70,27 +73,22 @@ fn status_text(status: Option<u16>) -> String {
     status.map_or_else(|| "no response".to_string(), |s| s.to_string())
 }
 
-/// A finding about an answer with an error status (404 is `unknown_kind`) or none at all.
-fn failed(
-    unknown_kind: FindingKind,
+/// A finding about a manifest answer with an error status (404: `manifest_unknown`) or none.
+fn manifest_failed(
     object: ObjectKind,
     repository: &str,
     reference: &str,
-    method: &str,
-    status: Option<u16>,
-    code: Option<&String>,
-    error: Option<&String>,
+    a: &ManifestAnswer,
 ) -> Finding {
-    let kind = match status {
+    let kind = match a.status {
         None => FindingKind::RequestFailed,
-        Some(404) => unknown_kind,
+        Some(404) => FindingKind::ManifestUnknown,
         Some(_) => FindingKind::HttpError,
     };
     let mut f = Finding::new(kind, object, repository, reference);
-    f.method = method.to_string();
-    f.status = status;
-    f.code = code.cloned();
-    f.detail = error.cloned().unwrap_or_default();
+    f.status = a.status;
+    f.code = a.code.clone();
+    f.detail = a.error.clone().unwrap_or_default();
     f
 }
 
@@ -103,16 +101,7 @@ pub fn judge_tag(
     a: &ManifestAnswer,
 ) -> (Option<String>, Vec<Finding>) {
     if !success(a.status) {
-        let f = failed(
-            FindingKind::ManifestUnknown,
-            ObjectKind::Tag,
-            repository,
-            tag,
-            "GET",
-            a.status,
-            a.code.as_ref(),
-            a.error.as_ref(),
-        );
+        let f = manifest_failed(ObjectKind::Tag, repository, tag, a);
         return (None, vec![f]);
     }
     if let Some(e) = &a.error {
@@ -159,16 +148,7 @@ pub fn judge_manifest(
         f
     };
     if !success(a.status) {
-        let f = failed(
-            FindingKind::ManifestUnknown,
-            object,
-            repository,
-            digest,
-            "GET",
-            a.status,
-            a.code.as_ref(),
-            a.error.as_ref(),
-        );
+        let f = manifest_failed(object, repository, digest, a);
         return (None, vec![f]);
     }
     if let Some(e) = &a.error {
@@ -366,9 +346,12 @@ pub async fn get_manifest(session: &Session, reference: &str) -> ManifestAnswer 
 }
 
 impl ManifestAnswer {
+    /// No answer to the request itself. An HTTP class here is the token request's
+    /// (a response to the request itself comes back with its status).
     fn failed(f: Fault) -> ManifestAnswer {
         ManifestAnswer {
             error: Some(format!("{}: {}", f.class, f.detail)),
+            auth_refused: matches!(f.class, FaultClass::Http(401 | 403)),
             ..Default::default()
         }
     }

@@ -66,6 +66,8 @@ pub const INCONSISTENT: i32 = exit::THRESHOLDS_FAILED;
 /// Exit 0 consistent, 1 inconsistent, 2 bad input, 3 the registry cannot be reached.
 pub async fn main(args: VerifyArgs) -> Result<i32, Failure> {
     let options = Options::from_args(&args)?;
+    // Checked before the first line is printed, so a URL holding a password is refused first.
+    crate::seed::registry_url(&args.registry)?;
     eprintln!(
         "pullstorm verify: checking {} image(s) at {}",
         args.images.len(),
@@ -155,7 +157,7 @@ pub async fn verify(
 
     let mut walk = Walk::default();
     for reference in &references {
-        walk.image(&sessions[&reference.name], reference).await;
+        walk.image(&sessions[&reference.name], reference).await?;
     }
     let (blob_findings, blobs, bytes) = check_blobs(&sessions, walk.blobs, options.jobs).await;
     walk.findings.extend(blob_findings);
@@ -254,7 +256,9 @@ struct Walk {
 }
 
 impl Walk {
-    async fn image(&mut self, session: &Session, reference: &Reference) {
+    /// Walks one reference; `Err` when the registry refuses the credentials (exit 3:
+    /// nothing can be said about its consistency).
+    async fn image(&mut self, session: &Session, reference: &Reference) -> Result<(), Failure> {
         let repo = reference.name.clone();
         let digest = match (&reference.digest, &reference.tag) {
             (Some(d), _) => d.clone(),
@@ -262,11 +266,12 @@ impl Walk {
                 let tag = tag.as_deref().unwrap_or("latest");
                 self.checked.tags += 1;
                 let answer = check::get_manifest(session, tag).await;
+                refused(&answer)?;
                 let (digest, findings) = check::judge_tag(&repo, tag, &answer);
                 self.findings.extend(findings);
                 match digest {
                     Some(d) => d,
-                    None => return,
+                    None => return Ok(()),
                 }
             }
         };
@@ -277,6 +282,7 @@ impl Walk {
             }
             self.checked.manifests += 1;
             let answer = check::get_manifest(session, &digest).await;
+            refused(&answer)?;
             let (doc, findings) = check::judge_manifest(&repo, object, &digest, size, &answer);
             self.findings.extend(findings);
             match doc {
@@ -300,12 +306,25 @@ impl Walk {
                 Some(Document::Index { .. }) | None => {}
             }
         }
+        Ok(())
     }
 
     fn blob(&mut self, repo: &str, object: ObjectKind, descriptor: Descriptor) {
         self.blobs
             .entry((repo.to_string(), descriptor.digest.clone()))
             .or_insert((object, descriptor));
+    }
+}
+
+/// A token refused: the credentials are wrong or missing, which is not the registry's
+/// inconsistency.
+fn refused(answer: &check::ManifestAnswer) -> Result<(), Failure> {
+    match (&answer.error, answer.auth_refused) {
+        (Some(e), true) => Err(Failure::cannot_proceed(format!(
+            "the registry refused the credentials (they come from PULLSTORM_USERNAME / \
+             PULLSTORM_PASSWORD or docker's config.json): {e}"
+        ))),
+        _ => Ok(()),
     }
 }
 
