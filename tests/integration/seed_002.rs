@@ -215,6 +215,7 @@ fn seed_002_a_stale_redis_cache_makes_a_re_push_succeed_and_every_pull_fail_unti
     // the storage, the descriptors stay in Redis (the collector never touches the cache).
     assert_eq!(r.delete_manifest(&digest), Some(202));
     let gc = r.garbage_collect();
+    eprintln!("garbage-collect:\n{gc}");
     assert!(
         gc.contains(&format!("blob eligible for deletion: {layer}")),
         "{gc}"
@@ -259,6 +260,11 @@ fn seed_002_a_stale_redis_cache_makes_a_re_push_succeed_and_every_pull_fail_unti
     );
     // A run's preflight resolves the tag as a puller does, and stops there (exit 3).
     let refused = run(&dir.join("pull-2"), PULL, &url, &v1, &[]);
+    eprintln!(
+        "pull of v1: exit {}: {}",
+        refused.code,
+        refused.stderr.trim()
+    );
     assert_eq!(refused.code, 3, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("HTTP 404 MANIFEST_UNKNOWN"),
@@ -294,6 +300,7 @@ fn seed_002_a_stale_redis_cache_makes_a_re_push_succeed_and_every_pull_fail_unti
     );
     assert!(out.contains(&line), "{line} in\n{out}");
     let v = pull(&dir.join("pull-3"), &url, "v2");
+    eprintln!("pull of v2: {}", error_summary(&v));
     assert_eq!(u(&v, "pulls.failed"), 1, "{}", error_summary(&v));
     assert!(errors(&v, "unexpected_eof") >= 1, "{}", error_summary(&v));
 
