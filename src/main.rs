@@ -73,8 +73,8 @@ and index child comes back by digest with bytes that hash to it, and every confi
 GET with its size and digest (blobs are streamed through sha256, never held in memory). Findings: \
 manifest_unknown, blob_unknown, head_get_disagree, empty_body, size_mismatch, digest_mismatch, \
 malformed_manifest, http_error, request_failed; one line each on stdout, then a summary. See docs/verify.md.\n\n\
-Exit codes: 0 consistent, 1 inconsistent, 2 bad input, 3 the registry cannot be reached (or the report \
-cannot be written). Credentials come from PULLSTORM_USERNAME / PULLSTORM_PASSWORD or docker's config.json."
+Exit codes: 0 consistent, 1 inconsistent, 2 bad input, 3 the registry cannot be reached, refuses the \
+credentials, or the report cannot be written. Credentials come from PULLSTORM_USERNAME / PULLSTORM_PASSWORD or docker's config.json."
     )]
     Verify(pullstorm::verify::VerifyArgs),
 }
