@@ -24,3 +24,4 @@ pub mod seed;
 pub mod shutdown;
 pub mod synth;
 pub mod terminal;
+pub mod verify;

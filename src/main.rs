@@ -66,6 +66,17 @@ and injected HTTP statuses. Prints the counters as JSON at Ctrl-C or SIGTERM. Se
     Proxy(Box<pullstorm::proxy::ProxyArgs>),
     /// Rebuild report.html from a result.json.
     Report(ReportArgs),
+    /// Check that a registry serves every manifest and blob of some images (size and digest).
+    #[command(
+        long_about = "Check a registry's consistency for some images: every tag resolves, every manifest \
+and index child comes back by digest with bytes that hash to it, and every config and layer answers HEAD and \
+GET with its size and digest (blobs are streamed through sha256, never held in memory). Findings: \
+manifest_unknown, blob_unknown, head_get_disagree, empty_body, size_mismatch, digest_mismatch, \
+malformed_manifest, http_error, request_failed; one line each on stdout, then a summary. See docs/verify.md.\n\n\
+Exit codes: 0 consistent, 1 inconsistent, 2 bad input, 3 the registry cannot be reached, refuses the \
+credentials, or the report cannot be written. Credentials come from PULLSTORM_USERNAME / PULLSTORM_PASSWORD or docker's config.json."
+    )]
+    Verify(pullstorm::verify::VerifyArgs),
 }
 
 #[derive(Args)]
@@ -199,6 +210,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Serve(args) => runtime
             .block_on(async { pullstorm::registry::serve_main(args, stop_signal()?).await })
             .map(|_| exit::OK),
+        Command::Verify(args) => runtime.block_on(pullstorm::verify::main(args)),
         Command::Report(args) => {
             let text = std::fs::read_to_string(&args.result)
                 .map_err(|e| Failure::bad_input(format!("{}: {e}", args.result.display())))?;

@@ -44,7 +44,7 @@ pub async fn run(
 
 /// `--registry`: an http(s) URL with a host, checked by the same rules and
 /// with the same help as `run --target`.
-fn registry_url(registry: &str) -> Result<Url, Failure> {
+pub(crate) fn registry_url(registry: &str) -> Result<Url, Failure> {
     crate::scenario::validate::check_url(registry)
         .map_err(|e| Failure::bad_input(format!("--registry: {e}")))?;
     let base = Url::parse(registry).map_err(|e| Failure::bad_input(format!("--registry: {e}")))?;

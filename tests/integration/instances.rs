@@ -205,7 +205,7 @@ impl Drop for Daemon {
 }
 
 /// `lab/run-component.sh COMPONENT` with a private state folder.
-fn component(component: &str, state: &Path, env: &[(&str, String)]) -> Command {
+pub fn component(component: &str, state: &Path, env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new("bash");
     cmd.arg(repo().join("lab/run-component.sh"))
         .arg(component)

@@ -16,7 +16,7 @@
 //! Running a part: test names start with their module, so a filter selects it:
 //! `cargo test --release --test integration -- proxy::` (see README.md, "Tests"). The tests
 //! that need the real lab's packages or daemons (`lab::`, `faults::`, `trace::`, `seeds::`,
-//! `connections::`)
+//! `seed_002::`, `connections::`, some of `verify::`)
 //! are `#[ignore]`d; `scripts/test.sh` runs them with `--include-ignored --test-threads=1`.
 
 mod common;
@@ -38,11 +38,13 @@ mod report;
 mod run_embedded;
 mod scenario_files;
 mod schema;
+mod seed_002;
 mod seeds;
 mod serve_skopeo;
 mod signals;
 mod startup;
 mod trace;
+mod verify;
 mod watch;
 
 /// Autotests are off, so a test file this binary does not declare would silently never
