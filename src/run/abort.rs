@@ -179,8 +179,8 @@ impl Watch {
         if self.active.len() > self.window + 1 {
             self.active.pop_front();
         }
-        // Second `t` closes `t + 1` seconds into the run.
-        if s.row.t + 1 < self.grace_s {
+        // A row's `t` is the end of its second: `t` seconds of the run have passed.
+        if s.row.t < self.grace_s {
             return None;
         }
         let totals = self.seconds.totals();
@@ -291,9 +291,16 @@ mod tests {
             .thresholds
     }
 
-    /// Second `t`: `started` pulls began, `failed` failed, `resets` connection resets,
+    /// The second ending at `t`: `started` pulls began, `failed` failed, `resets` connection resets,
     /// `active` in flight at its end, pull times in ms.
-    fn second(t: u64, started: u64, failed: u64, resets: u64, active: i64, pulls_ms: &[u64]) -> LiveSecond {
+    fn second(
+        t: u64,
+        started: u64,
+        failed: u64,
+        resets: u64,
+        active: i64,
+        pulls_ms: &[u64],
+    ) -> LiveSecond {
         let mut row = TimelineRow {
             t,
             pulls_failed: failed,
@@ -303,7 +310,8 @@ mod tests {
             ..Default::default()
         };
         if resets > 0 {
-            row.errors_by_class.insert("connection_reset".into(), resets);
+            row.errors_by_class
+                .insert("connection_reset".into(), resets);
         }
         let mut s = LiveSecond {
             row,
@@ -311,7 +319,10 @@ mod tests {
             ..Default::default()
         };
         for ms in pulls_ms {
-            s.latencies.entry(Metric::Pull.key()).or_default().push(ms * 1000);
+            s.latencies
+                .entry(Metric::Pull.key())
+                .or_default()
+                .push(ms * 1000);
         }
         s
     }
@@ -324,29 +335,44 @@ mod tests {
             "{ABORT}\"errors.connection_reset\" = \"rate < 0.1\"\n\"pulls.failed\" = \"< 3\"\n"
         ));
         let mut w = Watch::new(&t).unwrap();
-        // 10 pulls start at once and stay in flight; resets from second 1.
-        assert_eq!(w.second(&second(0, 10, 0, 5, 10, &[])), None, "inside the grace");
-        let b = w.second(&second(1, 0, 0, 0, 10, &[])).expect("5 resets of 10 pulls in play");
+        // 10 pulls start at once and stay in flight; 5 resets in the first second.
+        assert_eq!(
+            w.second(&second(1, 10, 0, 5, 10, &[])),
+            None,
+            "inside the grace"
+        );
+        let b = w
+            .second(&second(2, 0, 0, 0, 10, &[]))
+            .expect("5 resets of 10 pulls in play");
         assert_eq!(b.path, "errors.connection_reset");
         assert_eq!(b.limit, "rate < 0.1");
         assert_eq!(b.actual, "0.5 (5 of 10 pulls)");
-        assert_eq!(b.window, CheckWindow { seconds: 3, from_s: 0, to_s: 1 });
+        assert_eq!(
+            b.window,
+            CheckWindow {
+                seconds: 3,
+                from_s: 1,
+                to_s: 2
+            }
+        );
     }
 
     #[test]
     fn the_window_slides_and_counts_pulls_in_flight_as_in_play() {
-        let t = thresholds(&format!("{ABORT}\"errors.connection_reset\" = \"rate < 0.5\"\n"));
+        let t = thresholds(&format!(
+            "{ABORT}\"errors.connection_reset\" = \"rate < 0.5\"\n"
+        ));
         let mut w = Watch::new(&t).unwrap();
-        for s in 0..3 {
-            // 4 resets in second 0, then quiet: 4 / 10 < 0.5.
-            let resets = if s == 0 { 4 } else { 0 };
-            let started = if s == 0 { 10 } else { 0 };
+        for s in 1..=3 {
+            // 4 resets in second 1, then quiet: 4 / 10 < 0.5.
+            let resets = if s == 1 { 4 } else { 0 };
+            let started = if s == 1 { 10 } else { 0 };
             assert_eq!(w.second(&second(s, started, 0, resets, 10, &[])), None);
         }
-        // Second 0 has left the window: no pull started in it, but 10 were in flight.
-        let b = w.second(&second(3, 0, 0, 6, 10, &[])).expect("6 of 10");
+        // Second 1 has left the window: no pull started in it, but 10 were in flight.
+        let b = w.second(&second(4, 0, 0, 6, 10, &[])).expect("6 of 10");
         assert_eq!(b.actual, "0.6 (6 of 10 pulls)");
-        assert_eq!((b.window.from_s, b.window.to_s), (1, 3));
+        assert_eq!((b.window.from_s, b.window.to_s), (2, 4));
     }
 
     #[test]
@@ -356,20 +382,31 @@ mod tests {
         ));
         let mut w = Watch::new(&t).unwrap();
         // No pull completed, no pull in play: neither check has data.
-        for s in 0..5 {
+        for s in 1..=5 {
             assert_eq!(w.second(&second(s, 0, 0, 0, 0, &[])), None);
         }
-        let b = w.second(&second(5, 2, 0, 0, 2, &[500, 1500])).expect("a slow pull");
+        let b = w
+            .second(&second(6, 2, 0, 0, 2, &[500, 1500]))
+            .expect("a slow pull");
         assert_eq!(b.path, "latency.pull.p99");
         assert!(b.actual.starts_with("15"), "{}", b.actual);
     }
 
     #[test]
     fn a_check_with_a_path_on_the_right() {
-        let t = thresholds(&format!("{ABORT}\"pulls.failed\" = \"<= 0.5 * pulls.started\"\n"));
+        let t = thresholds(&format!(
+            "{ABORT}\"pulls.failed\" = \"<= 0.5 * pulls.started\"\n"
+        ));
         let mut w = Watch::new(&t).unwrap();
-        assert_eq!(w.second(&second(1, 4, 2, 0, 2, &[])), None);
-        assert!(w.second(&second(2, 0, 1, 0, 1, &[])).is_some(), "3 failed > 0.5 x 4");
+        assert_eq!(
+            w.second(&second(2, 4, 2, 0, 2, &[])),
+            None,
+            "2 failed <= 0.5 x 4"
+        );
+        assert!(
+            w.second(&second(3, 0, 1, 0, 1, &[])).is_some(),
+            "3 failed > 0.5 x 4"
+        );
     }
 
     #[test]
@@ -384,7 +421,12 @@ mod tests {
         ] {
             assert!(in_window(path), "{path}");
         }
-        for path in ["retries.by_class.dns", "harness.cpu_peak_percent", "pulls.planned", "duration_ms"] {
+        for path in [
+            "retries.by_class.dns",
+            "harness.cpu_peak_percent",
+            "pulls.planned",
+            "duration_ms",
+        ] {
             assert!(!in_window(path), "{path}");
         }
         // End-only checks and no abort: no watch, no feed.
@@ -408,10 +450,16 @@ mod tests {
         )
         .unwrap_err()
         .message;
-        assert!(e.starts_with("t.toml:2:17: thresholds.abort_on_fail: no path threshold"), "{e}");
+        assert!(
+            e.starts_with("t.toml:2:17: thresholds.abort_on_fail: no path threshold"),
+            "{e}"
+        );
         let e = scenario::parse("[thresholds]\nwindow = \"3s\"\n", "t.toml", &[])
             .unwrap_err()
             .message;
-        assert!(e.contains("thresholds.window: only applies with abort_on_fail = true"), "{e}");
+        assert!(
+            e.contains("thresholds.window: only applies with abort_on_fail = true"),
+            "{e}"
+        );
     }
 }

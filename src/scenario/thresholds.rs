@@ -173,7 +173,9 @@ impl<'de> Deserialize<'de> for OneComparison {
                 f.write_str("a comparison as a string such as \"< 8m\"")
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<OneComparison, E> {
-                Comparison::parse(text).map(OneComparison).map_err(E::custom)
+                Comparison::parse(text)
+                    .map(OneComparison)
+                    .map_err(E::custom)
             }
         }
         de.deserialize_any(V)
@@ -283,7 +285,11 @@ mod tests {
             "{e}"
         );
         let e = error("[thresholds]\n\"pulls.failed\" = [\"== 0\", \"=< 1\"]\n");
-        assert!(e.starts_with("t.toml:2:27: thresholds.\"pulls.failed\"[1]:") && e.contains("write `==`"), "{e}");
+        assert!(
+            e.starts_with("t.toml:2:27: thresholds.\"pulls.failed\"[1]:")
+                && e.contains("write `==`"),
+            "{e}"
+        );
         // The fixed keys keep their own types and messages.
         let e = error("[thresholds]\npull_p99 = \"soon\"\n");
         assert!(e.starts_with("t.toml:2:12: thresholds.pull_p99:"), "{e}");

@@ -9,8 +9,8 @@ use super::model::{
     ArrivalSection, ClientOverrides, EmbeddedSection, FleetSection, Pattern, PullRetries,
     RunSection, Scenario, TargetSection, Thresholds,
 };
-use crate::result::thresholds;
 use crate::oci::reference::check_reference;
+use crate::result::thresholds;
 
 /// Most nodes one run may simulate (each is a task with its own connections).
 pub const MAX_NODES: u64 = 1_000_000;
@@ -131,8 +131,13 @@ fn check_thresholds(t: &Thresholds, out: &mut Issues) {
             }
         }
     }
-    if t.window.is_some_and(|w| w.0 < std::time::Duration::from_secs(1)) {
-        out.add("thresholds.window", "must be at least 1s (the run is judged by the second)");
+    if t.window
+        .is_some_and(|w| w.0 < std::time::Duration::from_secs(1))
+    {
+        out.add(
+            "thresholds.window",
+            "must be at least 1s (the run is judged by the second)",
+        );
     }
 }
 

@@ -42,6 +42,7 @@ mod seeds;
 mod serve_skopeo;
 mod signals;
 mod startup;
+mod thresholds;
 mod trace;
 mod watch;
 

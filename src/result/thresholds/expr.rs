@@ -75,7 +75,10 @@ pub enum Literal {
 pub enum Right {
     Literal(Literal),
     /// `factor * path`; a path alone has factor 1.
-    Scaled { factor: f64, path: String },
+    Scaled {
+        factor: f64,
+        path: String,
+    },
 }
 
 /// One parsed comparison, e.g. `rate < 0.01` or `< 0.05 * pulls.started`.
@@ -119,7 +122,12 @@ impl Comparison {
             return Err(format!("`{text}` has no limit after `{op}`"));
         }
         let right = parse_right(right).map_err(|e| format!("`{text}`: {e}"))?;
-        if rate && !matches!(right, Right::Literal(Literal::Plain(_) | Literal::Percent(_))) {
+        if rate
+            && !matches!(
+                right,
+                Right::Literal(Literal::Plain(_) | Literal::Percent(_))
+            )
+        {
             return Err(format!(
                 "`{text}`: a rate is compared with a number or a percentage (e.g. \"rate < 0.01\" or \"rate < 1%\")"
             ));
@@ -218,7 +226,9 @@ fn parse_right(text: &str) -> Result<Right, String> {
             .parse()
             .ok()
             .filter(|f: &f64| f.is_finite() && *f >= 0.0)
-            .ok_or_else(|| format!("`{factor}` before `*` is not a number (write e.g. 0.05 * pulls.started)"))?;
+            .ok_or_else(|| {
+                format!("`{factor}` before `*` is not a number (write e.g. 0.05 * pulls.started)")
+            })?;
         return Ok(Right::Scaled {
             factor,
             path: parse_path(path.trim())?,
@@ -339,7 +349,10 @@ mod tests {
         assert_eq!(fit("< 1GiB", Kind::Bytes), Ok(Some(1073741824.0)));
         assert_eq!(fit("< 90%", Kind::Percent), Ok(Some(90.0)));
         let e = fit("< 8m", Kind::Bytes).unwrap_err();
-        assert!(e.contains("a duration") && e.contains("a size in bytes"), "{e}");
+        assert!(
+            e.contains("a duration") && e.contains("a size in bytes"),
+            "{e}"
+        );
         let e = fit("< 1GiB", Kind::Millis).unwrap_err();
         assert!(e.contains("write a duration"), "{e}");
         assert!(fit("< 5%", Kind::Count).is_err());

@@ -80,9 +80,9 @@ pub fn fit(check: &PathCheck) -> Result<(), String> {
     let kind = paths::check(&check.path)?;
     for c in &check.comparisons {
         let right = match &c.right {
-            Right::Scaled { path, .. } => Some(
-                paths::check(path).map_err(|e| format!("`{}`: the limit's {e}", c.text))?,
-            ),
+            Right::Scaled { path, .. } => {
+                Some(paths::check(path).map_err(|e| format!("`{}`: the limit's {e}", c.text))?)
+            }
             Right::Literal(_) => None,
         };
         c.fit(kind, right)?;
@@ -124,7 +124,10 @@ pub fn judge(c: &Comparison, path: &str, doc: &Value, denominator: Option<f64>) 
             Ok(None) => (format!("`{}` cannot be judged", c.text), false),
             Err(e) => (e, false),
         },
-        Right::Scaled { factor, path: other } => match paths::value(doc, other) {
+        Right::Scaled {
+            factor,
+            path: other,
+        } => match paths::value(doc, other) {
             Figure::Value(base) => {
                 let limit = factor * base;
                 let actual = format!(
@@ -429,7 +432,13 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(
             failed,
-            ["< 1KiB", "rate < 0.1", "< 2s", "== 0", "< 0.5 * pulls.started"]
+            [
+                "< 1KiB",
+                "rate < 0.1",
+                "< 2s",
+                "== 0",
+                "< 0.5 * pulls.started"
+            ]
         );
     }
 
@@ -469,14 +478,27 @@ pub(crate) mod tests {
             "{e}"
         );
         let e = error("[thresholds]\n\"bytes.wasted\" = \"< 8m\"\n");
-        assert!(e.starts_with("t.toml:2:18: thresholds.\"bytes.wasted\": `< 8m`: the limit is a duration"), "{e}");
+        assert!(
+            e.starts_with(
+                "t.toml:2:18: thresholds.\"bytes.wasted\": `< 8m`: the limit is a duration"
+            ),
+            "{e}"
+        );
         let e = error("[thresholds]\n\"retries.total\" = \"< 0.05 * pulls.begun\"\n");
-        assert!(e.contains("the limit's `pulls.begun` is not a figure"), "{e}");
-        let e = error("[thresholds]\n\"pulls.failed\" = \"== 0\"\n[thresholds.pulls]\nfailed = \"< 1\"\n");
+        assert!(
+            e.contains("the limit's `pulls.begun` is not a figure"),
+            "{e}"
+        );
+        let e = error(
+            "[thresholds]\n\"pulls.failed\" = \"== 0\"\n[thresholds.pulls]\nfailed = \"< 1\"\n",
+        );
         assert!(e.contains("`pulls.failed` is given twice"), "{e}");
         // A misspelt fixed key is not taken for a path that exists.
         let e = error("[thresholds]\nmax_failed_pull = 1\n");
-        assert!(e.starts_with("t.toml:2:19: thresholds.max_failed_pull:"), "{e}");
+        assert!(
+            e.starts_with("t.toml:2:19: thresholds.max_failed_pull:"),
+            "{e}"
+        );
     }
 
     #[test]

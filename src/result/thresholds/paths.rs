@@ -98,7 +98,12 @@ pub fn kind(path: &str) -> Kind {
 
 /// Maps of counts: a key absent from them is a count of 0 (result.json lists
 /// an `http_<code>` class only once it was seen, for example).
-const COUNT_MAPS: [&str; 4] = ["errors", "retries.by_class", "retries.at_progress", "layers.attempts"];
+const COUNT_MAPS: [&str; 4] = [
+    "errors",
+    "retries.by_class",
+    "retries.at_progress",
+    "layers.attempts",
+];
 
 /// Whether `path` can exist in a result.json; the error says why not and
 /// what is there instead.
@@ -109,11 +114,12 @@ pub fn check(path: &str) -> Result<Kind, String> {
     let mut walked = String::new();
     for seg in path.split('.') {
         let object = resolve(node, &defs);
-        let here = if walked.is_empty() { "result.json" } else { walked.as_str() };
-        if let Some(child) = object
-            .get("properties")
-            .and_then(|p| p.get(seg))
-        {
+        let here = if walked.is_empty() {
+            "result.json"
+        } else {
+            walked.as_str()
+        };
+        if let Some(child) = object.get("properties").and_then(|p| p.get(seg)) {
             node = child;
         } else if let Some(child) = object.get("additionalProperties").filter(|a| a.is_object()) {
             map_key(&walked, seg)?;
@@ -160,7 +166,9 @@ fn map_key(map: &str, key: &str) -> Result<(), String> {
             keys
         }
         "latency" => Metric::ALL.iter().map(|m| m.key().to_string()).collect(),
-        "retries.at_progress" => (0..10).map(|i| format!("{}-{}", i * 10, i * 10 + 10)).collect(),
+        "retries.at_progress" => (0..10)
+            .map(|i| format!("{}-{}", i * 10, i * 10 + 10))
+            .collect(),
         "layers.attempts" => {
             if key.parse::<u32>().is_ok() {
                 return Ok(());
@@ -245,7 +253,11 @@ fn resolve<'a>(mut node: &'a Value, defs: &'a Value) -> &'a Value {
             .get("anyOf")
             .or_else(|| node.get("oneOf"))
             .and_then(Value::as_array)
-            .and_then(|sides| sides.iter().find(|s| s.get("type") != Some(&Value::from("null"))))
+            .and_then(|sides| {
+                sides
+                    .iter()
+                    .find(|s| s.get("type") != Some(&Value::from("null")))
+            })
         {
             node = side;
         } else {
@@ -265,7 +277,9 @@ fn types(node: &Value) -> Vec<&str> {
 }
 
 fn numeric(node: &Value) -> bool {
-    types(node).iter().any(|t| *t == "integer" || *t == "number")
+    types(node)
+        .iter()
+        .any(|t| *t == "integer" || *t == "number")
 }
 
 /// What a non-figure is, for errors.
@@ -320,7 +334,10 @@ mod tests {
     fn figures_that_cannot_say_why() {
         for (path, says) in [
             ("pulls.faild", "pulls has no `faild` (it has "),
-            ("latency.pul.p99", "`pul` is not a key of latency (one of pull, "),
+            (
+                "latency.pul.p99",
+                "`pul` is not a key of latency (one of pull, ",
+            ),
             ("latency.pull.p95", "latency.pull has no `p95`"),
             ("errors.conection_reset", "one of connect_refused"),
             ("errors.http_5xx", "not a key of errors"),
@@ -352,7 +369,12 @@ mod tests {
         assert_eq!(value(&doc, "latency.ttfb.p99"), Figure::Value(12.5));
         assert_eq!(value(&doc, "latency.manifest.count"), Figure::Value(0.0));
         // A latency without samples is not 0 ms.
-        for path in ["latency.pull.p99", "latency.manifest.p50", "harness.cpu_peak_percent", "connections.opened"] {
+        for path in [
+            "latency.pull.p99",
+            "latency.manifest.p50",
+            "harness.cpu_peak_percent",
+            "connections.opened",
+        ] {
             assert!(matches!(value(&doc, path), Figure::NoData(_)), "{path}");
         }
     }
