@@ -122,7 +122,8 @@ pub fn check(path: &str) -> Result<Kind, String> {
         if let Some(child) = object.get("properties").and_then(|p| p.get(seg)) {
             node = child;
         } else if let Some(child) = object.get("additionalProperties").filter(|a| a.is_object()) {
-            map_key(&walked, seg)?;
+            map_key(&walked, seg)
+                .map_err(|e| format!("`{path}` is not a figure of result.json: {e}"))?;
             node = child;
         } else if let Some(props) = object.get("properties").and_then(Value::as_object) {
             let names: Vec<&str> = props.keys().map(String::as_str).collect();
@@ -181,7 +182,7 @@ fn map_key(map: &str, key: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{map}.{key}`: `{key}` is not a key of {map} (one of {})",
+            "`{key}` is not a key of {map} (one of {})",
             allowed.join(", ")
         ))
     }
