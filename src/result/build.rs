@@ -21,6 +21,8 @@ pub enum StopReason {
     Deadline,
     /// Ctrl-C, SIGTERM or the caller's shutdown future.
     Interrupted,
+    /// A threshold with `abort_on_fail` broke over its sliding window.
+    ThresholdAbort,
 }
 
 impl StopReason {
@@ -30,6 +32,7 @@ impl StopReason {
             StopReason::Finished => "finished",
             StopReason::Deadline => "deadline",
             StopReason::Interrupted => "interrupted",
+            StopReason::ThresholdAbort => "threshold_abort",
         }
     }
 }

@@ -26,7 +26,8 @@ pub struct ResultDoc {
     pub duration_ms: u64,
     /// False when the deadline or Ctrl-C stopped the run with pulls in flight or not started.
     pub complete: bool,
-    /// `finished`, `deadline` or `interrupted`.
+    /// `finished`, `deadline`, `interrupted` or `threshold_abort` (a check of
+    /// `abort_on_fail` broke over its window: see `thresholds.checks[].window`).
     pub stop_reason: String,
     pub fleet: FleetInfo,
     pub pulls: Pulls,
@@ -271,10 +272,26 @@ pub struct ThresholdReport {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ThresholdCheck {
+    /// The fixed rule's key (`max_failed_pulls`) or the path into result.json (`latency.pull.p99`).
     pub name: String,
+    /// As the scenario wrote it (`< 8m`, `rate < 0.01`); with ` over a Ns window` for a window abort.
     pub limit: String,
+    /// The figure in the limit's unit syntax, or `no data (...)` when the run had none (the check fails).
     pub actual: String,
     pub passed: bool,
+    /// Set on the check that aborted the run (`abort_on_fail`): the window it broke over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<CheckWindow>,
+}
+
+/// The sliding window over which a check broke and aborted the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckWindow {
+    /// The window's length, s.
+    pub seconds: u64,
+    /// First and last second (`timeline[].t`) the window held; the run was aborted as `to_s` closed.
+    pub from_s: u64,
+    pub to_s: u64,
 }
 
 /// One second of the run.

@@ -211,12 +211,17 @@ fn errors(s: &mut String, r: &ResultDoc) {
     }
 }
 
-/// One line per threshold that failed.
+/// One line per threshold that failed; the one that aborted the run says when.
 fn failed_thresholds(s: &mut String, r: &ResultDoc) {
     for c in r.thresholds.checks.iter().filter(|c| !c.passed) {
+        let aborted = c
+            .window
+            .as_ref()
+            .map(|w| format!("; the run was aborted as second {} closed", w.to_s))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  threshold {} failed: limit {}, actual {}",
+            "  threshold {} failed: limit {}, actual {}{aborted}",
             escape(&c.name),
             escape(&c.limit),
             escape(&c.actual)

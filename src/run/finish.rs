@@ -44,6 +44,9 @@ pub(super) fn finish(
     };
     let mut doc = build::build(facts, &stormed.recorder);
     doc.thresholds = thresholds::evaluate(&opts.loaded.scenario.thresholds, &doc);
+    if let Some(breach) = &stormed.breach {
+        thresholds::record_abort(&mut doc.thresholds, breach);
+    }
 
     let outputs = write_outputs(&out.path, &doc, &stormed.recorder, stormed.started);
     let mut console = summary::render(&doc);

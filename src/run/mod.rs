@@ -19,6 +19,7 @@
 //! signal comes in as a future (see [`crate::shutdown`]), so the stop paths
 //! are tested in-process.
 
+pub mod abort;
 mod finish;
 mod out_dir;
 pub mod plan;
@@ -110,5 +111,6 @@ fn nothing_stormed(opts: &RunOptions, stop: StopReason, started: SystemTime) -> 
         stop,
         started,
         ended: SystemTime::now(),
+        breach: None,
     }
 }

@@ -4,6 +4,7 @@
 //! passes, or the shutdown future completes, whichever comes first. Nodes
 //! still pulling then are aborted, and what they sent before is kept.
 
+use super::abort::Abort;
 use super::prepare::Ready;
 use super::RunOptions;
 use crate::exit::Failure;
@@ -13,6 +14,7 @@ use crate::metrics::{live, recorder, Recorder, Sink};
 use crate::progress::{self, ProgressHandle};
 use crate::result::build::StopReason;
 use crate::result::model::WatchedSummary;
+use crate::result::thresholds::WindowBreach;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::SystemTime;
@@ -27,6 +29,8 @@ pub(super) struct Stormed {
     pub stop: StopReason,
     pub started: SystemTime,
     pub ended: SystemTime,
+    /// The check that aborted the run (`StopReason::ThresholdAbort`).
+    pub breach: Option<WindowBreach>,
 }
 
 /// Runs the fleet until it finishes, the deadline passes or `shutdown` completes.
@@ -37,12 +41,12 @@ pub(super) async fn storm(
 ) -> Result<Stormed, Failure> {
     let started = SystemTime::now();
     let t0 = Instant::now();
-    // Published seconds for the deciders during the run (none yet subscribe).
-    let live = None;
+    // Published seconds for the deciders during the run: the window abort subscribes.
+    let (mut abort, live) = Abort::start(&opts.loaded.scenario.thresholds);
     let (measuring, sink) = Measuring::start(opts, ready, t0, live);
     let mut fleet = spawn_fleet(ready, t0, sink.clone());
     let deadline = t0 + opts.loaded.scenario.run.duration.0;
-    let stop = supervise(&mut fleet, deadline, shutdown, &sink).await;
+    let stop = supervise(&mut fleet, deadline, shutdown, abort.breached(), &sink).await;
     drop(sink);
     let (recorder, watched) = measuring.stop().await?;
     Ok(Stormed {
@@ -51,6 +55,7 @@ pub(super) async fn storm(
         stop,
         started,
         ended: SystemTime::now(),
+        breach: abort.breach(),
     })
 }
 
@@ -76,16 +81,17 @@ fn spawn_fleet(ready: &Ready, t0: Instant, sink: Sink) -> Fleet {
 }
 
 /// Waits for the first of: every node done, the deadline, the shutdown
-/// future. Nodes still running are aborted (and awaited) before returning.
+/// future, a threshold's window abort. Nodes still running are aborted (and awaited) before returning.
 /// A node that panicked is reported to `sink` as an `internal` fault.
 async fn supervise(
     fleet: &mut Fleet,
     deadline: Instant,
     shutdown: impl Future,
+    abort: impl Future,
     sink: &Sink,
 ) -> StopReason {
     let deadline = tokio::time::sleep_until(deadline);
-    tokio::pin!(deadline, shutdown);
+    tokio::pin!(deadline, shutdown, abort);
     let stop = loop {
         tokio::select! {
             done = fleet.nodes.join_next() => match done {
@@ -94,6 +100,7 @@ async fn supervise(
             },
             _ = &mut deadline => break StopReason::Deadline,
             _ = &mut shutdown => break StopReason::Interrupted,
+            _ = &mut abort => break StopReason::ThresholdAbort,
         }
     };
     if stop != StopReason::Finished {
@@ -219,7 +226,8 @@ mod tests {
         fleet.nodes.spawn(async {});
         let (sink, mut events) = tokio::sync::mpsc::channel(8);
         let deadline = Instant::now() + Duration::from_secs(60);
-        let stop = supervise(&mut fleet, deadline, std::future::pending::<()>(), &sink).await;
+        let never = || std::future::pending::<()>();
+        let stop = supervise(&mut fleet, deadline, never(), never(), &sink).await;
         assert_eq!(stop, StopReason::Finished);
         match events.try_recv() {
             Ok(Event::Fault {
@@ -256,6 +264,7 @@ mod tests {
         let stop = supervise(
             &mut fleet,
             Instant::now(),
+            std::future::pending::<()>(),
             std::future::pending::<()>(),
             &sink,
         )

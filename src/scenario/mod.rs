@@ -15,11 +15,13 @@
 
 mod locate;
 pub mod model;
+mod thresholds;
 pub mod units;
 pub mod validate;
 
 pub use crate::oci::reference::check_reference;
 pub use model::*;
+pub use thresholds::{PathCheck, FIXED_KEYS as FIXED_THRESHOLD_KEYS};
 pub use validate::{check_name, CREDENTIALS_HINT, MAX_NODES};
 
 use crate::exit::Failure;

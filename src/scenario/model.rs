@@ -4,6 +4,7 @@
 //! scenario is an empty file (a herd of one node against the embedded
 //! registry). `docs/scenarios.md` documents each key; keep the two in step.
 
+use super::thresholds::PathCheck;
 use super::units::{ByteSize, Rate, Span};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -611,38 +612,38 @@ fn default_duration() -> Span {
 }
 
 /// Pass/fail rules checked at the end; any failure gives exit code 1.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Read and written by hand (`scenario::thresholds`): any key that is not one
+/// of the fixed rules below is a path into result.json with a comparison.
+#[derive(Debug, Clone)]
 pub struct Thresholds {
     /// Most failed pulls allowed. Defaults to 0 unless `max_failure_rate` is
     /// set (see [`Thresholds::fill_defaults`]): a run where pulls fail never
     /// passes by omission.
-    #[serde(default)]
     pub max_failed_pulls: Option<u64>,
     /// Most failed pulls allowed as a fraction of started pulls (0.0 - 1.0).
-    #[serde(default)]
     pub max_failure_rate: Option<f64>,
     /// Most retries allowed in total.
-    #[serde(default)]
     pub max_retries: Option<u64>,
     /// Most errors of any class allowed in total.
-    #[serde(default)]
     pub max_errors: Option<u64>,
     /// Highest p50 pull time (from the scheduled start).
-    #[serde(default)]
     pub pull_p50: Option<Span>,
     /// Highest p99 pull time (from the scheduled start).
-    #[serde(default)]
     pub pull_p99: Option<Span>,
     /// Highest p99 time to first byte of a blob.
-    #[serde(default)]
     pub ttfb_p99: Option<Span>,
     /// Lowest aggregate throughput over the run.
-    #[serde(default)]
     pub min_throughput: Option<Rate>,
     /// The run must finish (no deadline, no Ctrl-C) to pass.
-    #[serde(default = "yes")]
     pub require_complete: bool,
+    /// Limits on figures of result.json by path (`"latency.pull.p99" = "< 8m"`), in key order.
+    pub paths: Vec<PathCheck>,
+    /// Stop the run when a path check fails over the last `window` (see `run::abort`).
+    pub abort_on_fail: bool,
+    /// The sliding window of `abort_on_fail`; 30 s when not given.
+    pub window: Option<Span>,
+    /// No abort before this much of the run has passed; the window's length when not given.
+    pub grace: Option<Span>,
 }
 
 impl Thresholds {
@@ -654,6 +655,16 @@ impl Thresholds {
         if self.max_failed_pulls.is_none() && self.max_failure_rate.is_none() {
             self.max_failed_pulls = Some(0);
         }
+    }
+
+    /// The sliding window of `abort_on_fail`.
+    pub fn window(&self) -> Span {
+        self.window.unwrap_or(Span(Duration::from_secs(30)))
+    }
+
+    /// How long into the run before the window may abort it.
+    pub fn grace(&self) -> Span {
+        self.grace.unwrap_or(self.window())
     }
 }
 
@@ -670,10 +681,10 @@ impl Default for Thresholds {
             ttfb_p99: None,
             min_throughput: None,
             require_complete: true,
+            paths: Vec::new(),
+            abort_on_fail: false,
+            window: None,
+            grace: None,
         }
     }
-}
-
-fn yes() -> bool {
-    true
 }

@@ -4,12 +4,13 @@
 //! Each problem names the key to blame; the caller turns that key into a
 //! `file:line:col` or the `--set` that introduced it.
 
-use super::locate::KeyPath;
+use super::locate::{KeyPath, Seg};
 use super::model::{
     ArrivalSection, ClientOverrides, EmbeddedSection, FleetSection, Pattern, PullRetries,
-    RunSection, Scenario, TargetSection,
+    RunSection, Scenario, TargetSection, Thresholds,
 };
 use crate::oci::reference::check_reference;
+use crate::result::thresholds;
 
 /// Most nodes one run may simulate (each is a task with its own connections).
 pub const MAX_NODES: u64 = 1_000_000;
@@ -69,7 +70,14 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
     check_kubelet(s, &mut out);
     check_arrival(&s.arrival, &mut out);
     check_run(&s.run, &mut out);
-    if let Some(rate) = s.thresholds.max_failure_rate {
+    check_thresholds(&s.thresholds, &mut out);
+    out.0
+}
+
+/// `[thresholds]`: the failure rate is a fraction; every path can exist in
+/// result.json and its comparisons fit its unit; the abort has a check it can judge.
+fn check_thresholds(t: &Thresholds, out: &mut Issues) {
+    if let Some(rate) = t.max_failure_rate {
         if !(0.0..=1.0).contains(&rate) {
             out.add(
                 "thresholds.max_failure_rate",
@@ -77,7 +85,60 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
             );
         }
     }
-    out.0
+    let mut seen = std::collections::BTreeSet::new();
+    for check in &t.paths {
+        let key = KeyPath(
+            std::iter::once("thresholds")
+                .chain(check.written.iter().map(String::as_str))
+                .map(|k| Seg::Key(k.to_string()))
+                .collect(),
+        );
+        let mut issue = |message: String| {
+            out.0.push(Issue {
+                key: key.clone(),
+                also: Vec::new(),
+                message,
+            })
+        };
+        if !seen.insert(check.path.as_str()) {
+            issue(format!(
+                "`{}` is given twice; list its comparisons in one array, e.g. [\"<= 10\", \"rate < 0.01\"]",
+                check.path
+            ));
+            continue;
+        }
+        if let Err(e) = thresholds::fit(check) {
+            issue(e);
+        }
+    }
+    if t.abort_on_fail && !t.paths.iter().any(crate::run::abort::judged_in_window) {
+        out.add(
+            "thresholds.abort_on_fail",
+            "no path threshold can be judged during the run (abort_on_fail watches pulls.*, \
+             errors.*, retries.total, bytes.*, latency.*, connections.peak, fd.client_peak, \
+             throughput.mean_bytes_per_sec and rate forms; the fixed keys are judged at the end only)",
+        );
+    }
+    if !t.abort_on_fail {
+        for key in ["window", "grace"] {
+            let given = if key == "window" { t.window } else { t.grace };
+            if given.is_some() {
+                out.add_with(
+                    &format!("thresholds.{key}"),
+                    &["thresholds.abort_on_fail"],
+                    "only applies with abort_on_fail = true",
+                );
+            }
+        }
+    }
+    if t.window
+        .is_some_and(|w| w.0 < std::time::Duration::from_secs(1))
+    {
+        out.add(
+            "thresholds.window",
+            "must be at least 1s (the run is judged by the second)",
+        );
+    }
 }
 
 /// `[target]`: the URL, the image reference and the platform.

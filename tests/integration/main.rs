@@ -43,6 +43,7 @@ mod seeds;
 mod serve_skopeo;
 mod signals;
 mod startup;
+mod thresholds;
 mod trace;
 mod verify;
 mod watch;
