@@ -43,6 +43,7 @@ pub(super) fn finish(
         watched: stormed.watched,
     };
     let mut doc = build::build(facts, &stormed.recorder);
+    doc.capacity = stormed.capacity.as_ref().map(build::capacity);
     doc.thresholds = thresholds::evaluate(&opts.loaded.scenario.thresholds, &doc);
 
     let outputs = write_outputs(&out.path, &doc, &stormed.recorder, stormed.started);

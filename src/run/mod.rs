@@ -24,6 +24,7 @@ mod out_dir;
 pub mod plan;
 mod preflight;
 mod prepare;
+mod staircase;
 #[cfg(test)]
 mod startup_tests;
 mod storm;
@@ -110,5 +111,6 @@ fn nothing_stormed(opts: &RunOptions, stop: StopReason, started: SystemTime) -> 
         stop,
         started,
         ended: SystemTime::now(),
+        capacity: None,
     }
 }

@@ -27,6 +27,8 @@ pub(super) struct Stormed {
     pub stop: StopReason,
     pub started: SystemTime,
     pub ended: SystemTime,
+    /// The capacity search, for a staircase.
+    pub capacity: Option<crate::capacity::Searched>,
 }
 
 /// Runs the fleet until it finishes, the deadline passes or `shutdown` completes.
@@ -37,12 +39,23 @@ pub(super) async fn storm(
 ) -> Result<Stormed, Failure> {
     let started = SystemTime::now();
     let t0 = Instant::now();
-    // Published seconds for the deciders during the run (none yet subscribe).
-    let live = None;
-    let (measuring, sink) = Measuring::start(opts, ready, t0, live);
-    let mut fleet = spawn_fleet(ready, t0, sink.clone());
     let deadline = t0 + opts.loaded.scenario.run.duration.0;
-    let stop = supervise(&mut fleet, deadline, shutdown, &sink).await;
+    // Published seconds for the deciders during the run: the staircase's controller.
+    let staircase = crate::capacity::Staircase::from_scenario(&opts.loaded.scenario);
+    let live = staircase.as_ref().map(|_| live::feed());
+    let seconds = live.as_ref().map(|feed| feed.subscribe());
+    let (measuring, sink) = Measuring::start(opts, ready, t0, live);
+    let (stop, capacity) = match (staircase, seconds) {
+        (Some(st), Some(seconds)) => {
+            let (stop, searched) =
+                super::staircase::run(ready, st, t0, &sink, seconds, deadline, shutdown).await;
+            (stop, Some(searched))
+        }
+        _ => {
+            let mut fleet = spawn_fleet(ready, t0, sink.clone());
+            (supervise(&mut fleet, deadline, shutdown, &sink).await, None)
+        }
+    };
     drop(sink);
     let (recorder, watched) = measuring.stop().await?;
     Ok(Stormed {
@@ -51,13 +64,14 @@ pub(super) async fn storm(
         stop,
         started,
         ended: SystemTime::now(),
+        capacity,
     })
 }
 
 /// The node tasks, and each one's cluster (to file a panicked node's fault under it).
-struct Fleet {
-    nodes: JoinSet<()>,
-    clusters: HashMap<tokio::task::Id, u32>,
+pub(super) struct Fleet {
+    pub nodes: JoinSet<()>,
+    pub clusters: HashMap<tokio::task::Id, u32>,
 }
 
 /// Starts every node of the plan; each sends its events through a clone of `sink`.
@@ -106,7 +120,7 @@ async fn supervise(
 }
 
 /// A node's end: a panic is never swallowed (an aborted node is not one).
-async fn node_ended(
+pub(super) async fn node_ended(
     done: Result<(), tokio::task::JoinError>,
     clusters: &HashMap<tokio::task::Id, u32>,
     sink: &Sink,
