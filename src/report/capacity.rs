@@ -220,4 +220,37 @@ mod tests {
         let t = steps_table(&c);
         assert!(t.contains("<b>broke</b>: http_503"), "{t}");
     }
+
+    #[test]
+    fn the_sentence_says_what_held_and_what_broke() {
+        let mut broke = step(6, 21, "broke");
+        broke.error_rate = Some(0.04);
+        let mut c = Capacity {
+            knee_nodes: Some(4),
+            broken_nodes: Some(6),
+            broken_by: Some("http_503".into()),
+            knee_downloads: Some(12),
+            knee_bytes_per_sec: Some(2048.0),
+            ended_by: "broke".into(),
+            steps: vec![step(4, 11, "held"), broke],
+            ..Default::default()
+        };
+        assert_eq!(
+            capacity_sentence(&c),
+            "holds 4 nodes (12 concurrent downloads, 2.00 KiB/s); at 6 nodes http_503 4.0 %"
+        );
+        // A saturated harness: the knee is a lower bound, the target is not blamed.
+        c.steps[1].broken_by = Some("harness_saturated".into());
+        c.steps[1].why = Some("the harness was saturated 3 of 20 s".into());
+        let s = capacity_sentence(&c);
+        assert!(s.starts_with("holds at least 4 nodes"), "{s}");
+        assert!(
+            s.ends_with("the harness, not the target, ran short (harness_saturated)"),
+            "{s}"
+        );
+        // Nothing broke up to the limit.
+        c.broken_nodes = None;
+        c.ended_by = "max_nodes".into();
+        assert!(capacity_sentence(&c).ends_with(", the most tried (max_nodes)"));
+    }
 }

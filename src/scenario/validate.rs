@@ -485,6 +485,64 @@ mod tests {
         }
     }
 
+    /// The first error of a scenario text, as the user sees it (file:line:col: key: message).
+    fn staircase_error(text: &str) -> String {
+        let e = crate::scenario::parse(text, "s.toml", &[]).expect_err(text);
+        assert_eq!(e.code, crate::exit::BAD_INPUT, "{}", e.message);
+        e.message
+    }
+
+    #[test]
+    fn staircase_problems_name_their_line_and_key() {
+        let head = "[fleet]\nnodes_per_cluster = 20\n[arrival]\npattern = \"staircase\"\n";
+        let cases = [
+            ("start_nodes = 0\n", "s.toml:5:15: arrival.start_nodes: must be at least 1"),
+            ("step_nodes = 0\n", "s.toml:5:14: arrival.step_nodes: must be at least 1"),
+            (
+                "max_nodes = 21\n",
+                "s.toml:5:13: arrival.max_nodes: 21 is more than the fleet's 20 nodes",
+            ),
+            (
+                "start_nodes = 12\nmax_nodes = 8\n",
+                "s.toml:5:15: arrival.start_nodes: 12 is more than the largest herd, 8 nodes",
+            ),
+            ("step_hold = \"1s\"\n", "s.toml:5:13: arrival.step_hold: must be at least 2s"),
+            (
+                "step_hold = \"10s\"\nwarmup = \"10s\"\n",
+                "s.toml:6:10: arrival.warmup: must be shorter than arrival.step_hold",
+            ),
+            ("stop_error_rate = 2.0\n", "s.toml:5:19: arrival.stop_error_rate: 2 is not a share"),
+            (
+                "wave_size = 5\n",
+                "s.toml:5:13: arrival.wave_size: applies only when arrival.pattern = \"waves\"",
+            ),
+            (
+                "[run]\npulls_per_node = 3\n",
+                "s.toml:6:18: run.pulls_per_node: does not apply when arrival.pattern = \"staircase\"",
+            ),
+        ];
+        for (tail, want) in cases {
+            let message = staircase_error(&format!("{head}{tail}"));
+            assert!(
+                message.starts_with(want),
+                "{tail:?}\n  got:  {message}\n  want: {want}"
+            );
+        }
+        // Staircase keys under another pattern are named, not ignored.
+        let message = staircase_error("[arrival]\npattern = \"waves\"\nstep_nodes = 4\n");
+        assert!(
+            message.starts_with("s.toml:3:14: arrival.step_nodes: applies only when arrival.pattern = \"staircase\""),
+            "{message}"
+        );
+        // A staircase within its fleet is fine.
+        crate::scenario::parse(
+            &format!("{head}start_nodes = 4\nstep_nodes = 4\nmax_nodes = 20\n"),
+            "s.toml",
+            &[],
+        )
+        .unwrap();
+    }
+
     #[test]
     fn thousands_separators() {
         assert_eq!(thousands(0), "0");

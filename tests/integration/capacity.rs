@@ -49,7 +49,9 @@ duration = "150s"
 max_failure_rate = 1.0
 "#;
 
-/// The search's `capacity` object after a staircase against haproxy limited to `limit`.
+/// The search's `capacity` object after a staircase against haproxy limited to `limit`,
+/// and the console's capacity line. Both are also written to
+/// `$CARGO_TARGET_TMPDIR/capacity/limit-<limit>.{txt,json}`.
 fn search(dir: &Path, registry_port: u16, limit: u32) -> (serde_json::Value, String) {
     let haproxy = Haproxy::with_config(&dir.join("haproxy"), &haproxy_config(registry_port, limit));
     wait_until(
@@ -67,6 +69,14 @@ fn search(dir: &Path, registry_port: u16, limit: u32) -> (serde_json::Value, Str
         error_summary(&result)
     );
     let capacity = result["capacity"].clone();
+    // Kept for docs/capacity.md: the console summary and the `capacity` object of each run.
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("capacity");
+    let _ = std::fs::create_dir_all(&keep);
+    let _ = std::fs::write(keep.join(format!("limit-{limit}.txt")), &run.stdout);
+    let _ = std::fs::write(
+        keep.join(format!("limit-{limit}.json")),
+        serde_json::to_string_pretty(&capacity).unwrap_or_default(),
+    );
     assert!(
         capacity.is_object(),
         "no capacity in the result: {}",
@@ -79,6 +89,26 @@ fn search(dir: &Path, registry_port: u16, limit: u32) -> (serde_json::Value, Str
         .unwrap_or_default()
         .to_string();
     (capacity, summary)
+}
+
+/// A staircase larger than its fleet is bad input: exit 2, the line and key named, no run.
+#[test]
+fn a_staircase_beyond_the_fleet_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::run_scenario(
+        dir.path(),
+        "cap",
+        "[fleet]\nnodes_per_cluster = 4\n[arrival]\npattern = \"staircase\"\nmax_nodes = 8\n",
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cap.toml:5:13: arrival.max_nodes: 8 is more than the fleet's 4 nodes"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.dir.join("result.json").exists());
 }
 
 #[test]
