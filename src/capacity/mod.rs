@@ -21,7 +21,7 @@ pub struct Searched {
     pub search: Search,
     /// `broke`, `max_nodes`, `max_steps`, `harness`, `deadline` or `interrupted`.
     pub ended_by: String,
-    /// The client's download slots per node (concurrent downloads at the knee).
+    /// Layer downloads a node holds at once: the client's slots, at most the image's layers.
     pub downloads_per_node: u32,
 }
 

@@ -79,7 +79,8 @@ pub struct Capacity {
     /// (by the target); null when no bisection step ran.
     pub refined_knee_nodes: Option<u32>,
     pub refined_broken_nodes: Option<u32>,
-    /// Concurrent downloads at the knee: the knee's herd x the client's download slots.
+    /// Concurrent layer downloads at the knee: its herd x the client's download
+    /// slots per node, at most the image's layers.
     pub knee_downloads: Option<u64>,
     /// Throughput (bytes/s) of the step at the knee.
     pub knee_bytes_per_sec: Option<f64>,

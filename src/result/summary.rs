@@ -110,9 +110,10 @@ pub fn capacity_sentence(c: &super::model::Capacity) -> String {
             };
             let _ = write!(out, "; at {n} nodes {what}");
         }
-        _ => {
+        _ if c.ended_by == "max_nodes" || c.ended_by == "max_steps" => {
             let _ = write!(out, ", the most tried ({})", c.ended_by);
         }
+        _ => {}
     }
     if let (Some(k), Some(b)) = (c.knee_nodes, c.broken_nodes) {
         if c.refined_knee_nodes.is_some() {

@@ -118,10 +118,12 @@ pub(super) async fn run(
             _ => "deadline",
         })
         .to_string();
+    // A node downloads at most its slots' worth of layers at once, and no more than the image has.
+    let layers = ready.target.blobs.len().saturating_sub(1).max(1) as u32;
     let searched = Searched {
         search,
         ended_by,
-        downloads_per_node: ready.profile.max_concurrent_downloads,
+        downloads_per_node: ready.profile.max_concurrent_downloads.min(layers),
     };
     (stop, searched)
 }

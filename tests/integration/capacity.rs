@@ -4,7 +4,7 @@
 //! registry at once (`maxconn` on the server) and queues the rest for at most a
 //! second (`timeout queue 1s`), then answers 503, as an LB sized too small does.
 //! Each node's link is capped (`fleet.node_bandwidth`) so a layer download holds
-//! its connection for about two seconds and the herd's downloads overlap; haproxy's
+//! its connection for seconds and the herd's downloads overlap; haproxy's
 //! socket buffers are kept small and the layer large (16 MiB), so the registry's side
 //! of a download stays open while the node reads it, rather than the whole layer
 //! waiting in kernel buffers while the registry's connection is already free. A
@@ -27,18 +27,20 @@ fn haproxy_config(registry_port: u16, limit: u32) -> String {
     )
 }
 
-/// A staircase of 2, 4, 6, ... nodes, each downloading a 16 MiB layer at 64 Mbit/s.
+/// A staircase of 2, 4, 6, ... nodes, each downloading a 16 MiB layer at 32 Mbit/s (about
+/// 4 s a pull): twelve nodes stay under what the registry and haproxy move on two cores
+/// (about 60 MB/s here), so the connection limit, not the machine, is what breaks.
 const SCENARIO: &str = r#"
 [fleet]
 clusters = 1
 nodes_per_cluster = 12
-node_bandwidth = "64Mbit"
+node_bandwidth = "32Mbit"
 
 [arrival]
 pattern = "staircase"
 start_nodes = 2
 step_nodes = 2
-step_hold = "8s"
+step_hold = "10s"
 warmup = "3s"
 bisect_rounds = 1
 
@@ -120,7 +122,7 @@ fn a_staircase_finds_the_knee_of_a_connection_limit_and_it_moves_with_the_limit(
         .unwrap();
     let registry = Registry::with_image(&dir.path().join("registry"), IMAGE, "16MiB", 71);
     let mut knees = Vec::new();
-    for limit in [3, 7] {
+    for limit in [2, 5] {
         let (c, summary) = search(
             &dir.path().join(format!("limit-{limit}")),
             registry.port,
