@@ -10,6 +10,7 @@
 #      scenarios (`faults::`, `trace::`, `seeds::`: each starts its own instances of the
 #      lab's components, docs/seeds.md); then connections per pull against dockerd and
 #      containerd through nginx (`connections::`, its own nginx and registry); then the
+#      capacity search against haproxy with a connection limit (`capacity::`); then the
 #      conformance matrix (`conformance::`: the machine's dockerd and a private containerd
 #      against the client profiles, fault by fault, on free ports; it rewrites the matrix
 #      in docs/clients.md).
@@ -40,4 +41,5 @@ cargo test --release --test integration -- --include-ignored --test-threads=1 la
 cargo test --release --test integration -- --include-ignored --test-threads=1 faults:: trace:: seeds::
 cargo test --release --test integration -- --include-ignored --test-threads=1 connections::
 cargo test --release --test integration -- --include-ignored --test-threads=1 verify:: seed_002::
+cargo test --release --test integration -- --include-ignored --test-threads=1 capacity::
 cargo test --release --test integration -- --include-ignored --test-threads=1 conformance::

@@ -35,6 +35,8 @@ pub struct FleetContext {
     pub transport: crate::net::Transport,
     pub credentials: Option<Arc<Credentials>>,
     pub gauges: Arc<Gauges>,
+    /// Pulls per node; 0 (`run::plan::UNTIL_STOPPED`): pull in a closed loop
+    /// until the task is stopped (a staircase).
     pub pulls_per_node: u32,
     pub pull_interval: Duration,
     /// Bytes per second per node, when capped.
@@ -58,6 +60,19 @@ pub struct NodePlan {
 /// Runs one node: its pulls one after the other, each from a cold cache, each
 /// pulled again by the kubelet after a failure, as far as the kubelet goes on.
 pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, events: Sink) {
+    run_node_until(plan, ctx, t0, events, None).await
+}
+
+/// [`run_node`], stopping early when `stop` turns true (a staircase's herd
+/// shrinking or ending): it is checked before each pull and wakes the node
+/// from its waits; a pull under way finishes, so none is cut short.
+pub async fn run_node_until(
+    plan: NodePlan,
+    ctx: Arc<FleetContext>,
+    t0: Instant,
+    events: Sink,
+    mut stop: Option<tokio::sync::watch::Receiver<bool>>,
+) {
     let bandwidth = ctx.node_bandwidth.map(|b| Arc::new(Bandwidth::new(b)));
     let slots_per_pool = ctx.profile.max_concurrent_downloads as usize;
     // Download slots shared by all the node's pulls (dockerd, containerd 2.1+).
@@ -68,7 +83,11 @@ pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, event
     };
     let mut kubelet = Kubelet::new(&ctx.kubelet, ctx.profile.client, ctx.seed, plan.node);
     let mut scheduled = t0 + plan.start;
-    for _ in 0..ctx.pulls_per_node {
+    let pulls = match ctx.pulls_per_node {
+        0 => u32::MAX,
+        n => n,
+    };
+    for _ in 0..pulls {
         // What the node holds of the image between the kubelet's re-pulls (containerd).
         let store = ctx
             .profile
@@ -77,7 +96,9 @@ pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, event
         let mut failed_at: Option<Instant> = None;
         let mut repulls = 0;
         loop {
-            tokio::time::sleep_until(scheduled).await;
+            if !wait_until(scheduled, &mut stop).await {
+                return;
+            }
             let slots = match ctx.profile.slot_scope {
                 SlotScope::Node => node_slots.clone(),
                 SlotScope::Pull => Arc::new(Semaphore::new(slots_per_pool)),
@@ -106,6 +127,31 @@ pub async fn run_node(plan: NodePlan, ctx: Arc<FleetContext>, t0: Instant, event
             scheduled = Instant::now() + wait;
         }
         scheduled = Instant::now() + ctx.pull_interval;
+    }
+}
+
+/// Sleeps until `at`; false when `stop` turned (or was) true first. A stop
+/// whose sender is gone never comes.
+async fn wait_until(at: Instant, stop: &mut Option<tokio::sync::watch::Receiver<bool>>) -> bool {
+    let Some(stop) = stop else {
+        tokio::time::sleep_until(at).await;
+        return true;
+    };
+    if *stop.borrow() {
+        return false;
+    }
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep_until(at) => None,
+        stopped = stop.wait_for(|s| *s) => Some(stopped.is_ok()),
+    };
+    match stopped {
+        None => !*stop.borrow(),
+        Some(true) => false,
+        // The sender is gone: no stop can come.
+        Some(false) => {
+            tokio::time::sleep_until(at).await;
+            true
+        }
     }
 }
 

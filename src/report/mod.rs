@@ -13,6 +13,7 @@
 //! console.
 
 pub mod axis;
+pub mod capacity;
 pub mod colors;
 pub mod decimate;
 pub mod html;
@@ -60,6 +61,7 @@ pub fn render(doc: &ResultDoc) -> String {
     h.push_str(&overview::verdict(doc));
     h.push_str(&overview::cards(doc));
     h.push_str(&overview::thresholds(doc));
+    h.push_str(&capacity::section(doc));
     h.push_str("<nav class=\"sub\" style=\"margin-top:10px\">");
     for (i, (id, title)) in SECTIONS.iter().enumerate() {
         let _ = write!(

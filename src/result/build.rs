@@ -111,10 +111,96 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
         watched: harness_from_recorder(facts.watched, rec),
+        capacity: None,
     };
     // No password of any URL (target, `[watch]`, `--set`) reaches the result or the report.
     crate::redact::result_doc(&mut doc);
     doc
+}
+
+/// `capacity` of result.json from a staircase's search: the outcome, the
+/// staircase as run and every judged step. `downloads_per_node` is the
+/// client's download slots per node (the knee's concurrent downloads).
+pub fn capacity(run: &crate::capacity::Searched) -> Capacity {
+    use crate::capacity::Verdict;
+    let search = &run.search;
+    let st = &search.staircase;
+    let o = search.outcome();
+    let knee_step = o.refined_knee_nodes.or(o.knee_nodes).and_then(|n| {
+        search
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.figures.nodes == n && s.verdict.held())
+    });
+    let round = |v: f64, places: i32| {
+        let f = 10f64.powi(places);
+        (v * f).round() / f
+    };
+    let steps = search
+        .steps
+        .iter()
+        .map(|s| {
+            let f = &s.figures;
+            let (verdict, broken_by, why) = match &s.verdict {
+                Verdict::Held => ("held", None, None),
+                Verdict::Broke { by, why } => ("broke", Some(by.clone()), Some(why.clone())),
+            };
+            CapacityStep {
+                phase: s.phase.key().to_string(),
+                nodes: f.nodes,
+                start_s: s.start_t,
+                end_s: s.end_t,
+                judged_s: f.seconds,
+                offered: f.offered,
+                completed: f.completed,
+                failed: f.failed,
+                completion: f.completion().map(|v| round(v, 4)),
+                completed_per_sec: f.completed_rate().map(|v| round(v, 3)),
+                in_flight_mean: f.in_flight_mean.map(|v| round(v, 2)),
+                littles_l: f.littles_l().map(|v| round(v, 2)),
+                pull_p50_ms: f.pull_p50_ms,
+                pull_p99_ms: f.pull_p99_ms,
+                error_rate: f.error_rate().map(|v| round(v, 4)),
+                retry_rate: f.retry_rate().map(|v| round(v, 4)),
+                errors_by_class: f.errors_by_class.clone(),
+                bytes_per_sec: f.bytes_per_sec().map(|v| v.round()),
+                fds_peak: f.fds_peak,
+                connections_peak: f.connections_peak,
+                harness_saturated_s: f.harness_saturated_seconds,
+                verdict: verdict.to_string(),
+                broken_by,
+                why,
+            }
+        })
+        .collect();
+    Capacity {
+        knee_nodes: o.knee_nodes,
+        broken_nodes: o.broken_nodes,
+        broken_by: o.broken_by,
+        refined_knee_nodes: o.refined_knee_nodes,
+        refined_broken_nodes: o.refined_broken_nodes,
+        knee_downloads: knee_step
+            .map(|s| u64::from(s.figures.nodes) * u64::from(run.downloads_per_node)),
+        knee_bytes_per_sec: knee_step.and_then(|s| s.figures.bytes_per_sec().map(f64::round)),
+        ended_by: run.ended_by.clone(),
+        start_nodes: st.start_nodes,
+        step_nodes: st.step_nodes,
+        max_nodes: st.max_nodes,
+        step_hold_s: st.hold_s,
+        warmup_s: st.warmup_s,
+        usl: o.usl.map(|f| UslFit {
+            lambda: round(f.lambda, 4),
+            sigma: round(f.sigma, 5),
+            kappa: round(f.kappa, 7),
+            r2: f.r2.map(|v| round(v, 4)),
+            points: f.points as u64,
+            nodes_min: f.n_min as u32,
+            nodes_max: f.n_max as u32,
+            peak_nodes: f.peak_nodes().map(|v| round(v, 1)),
+        }),
+        steps,
+    }
 }
 
 /// The harness row of `targets[]` takes its fd peak, CPU seconds and CPU
@@ -195,6 +281,13 @@ fn fleet(s: &Scenario, nodes: u64, profile: serde_json::Value) -> FleetInfo {
                 "waves of {} every {}",
                 s.arrival.wave_size, s.arrival.wave_interval
             ),
+            Pattern::Staircase => match crate::capacity::Staircase::from_scenario(s) {
+                Some(st) => format!(
+                    "staircase from {} nodes, +{} every {} s, up to {}",
+                    st.start_nodes, st.step_nodes, st.hold_s, st.max_nodes
+                ),
+                None => "staircase".to_string(),
+            },
         },
         node_bandwidth_bytes_per_sec: s.fleet.node_bandwidth.map(|r| r.0),
     }

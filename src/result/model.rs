@@ -57,6 +57,109 @@ pub struct ResultDoc {
     /// peaks, events and per-second series; empty when nothing was watched.
     #[serde(default, rename = "targets")]
     pub watched: Vec<WatchedSummary>,
+    /// The capacity search of a staircase (`arrival.pattern = "staircase"`,
+    /// docs/capacity.md); absent for other patterns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+}
+
+/// What a staircase found: the largest herd that held, the first that broke
+/// and what broke it, each step's figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Capacity {
+    /// The largest herd (nodes pulling at once, each in a closed loop) that held on the climb; null if none did.
+    pub knee_nodes: Option<u32>,
+    /// The first herd that broke on the climb; null if none did up to the limit.
+    pub broken_nodes: Option<u32>,
+    /// What broke it: an error class (`http_503`, `connection_reset`, ...),
+    /// `pull_failures` (failed pulls with no error class), `pull_p99`, `completion`,
+    /// `no_progress`, `efficiency`, or, when pullstorm rather than the target ran
+    /// short, `harness_saturated` or `fd_ratio`; null if nothing broke.
+    pub broken_by: Option<String>,
+    /// After bisection: the largest herd that held and the smallest that broke
+    /// (by the target); null when no bisection step ran.
+    pub refined_knee_nodes: Option<u32>,
+    pub refined_broken_nodes: Option<u32>,
+    /// Concurrent layer downloads at the knee: its herd x the client's download
+    /// slots per node, at most the image's layers.
+    pub knee_downloads: Option<u64>,
+    /// Throughput (bytes/s) of the step at the knee.
+    pub knee_bytes_per_sec: Option<f64>,
+    /// How the search ended: `broke`, `max_nodes`, `max_steps`, `harness`,
+    /// `deadline` or `interrupted`.
+    pub ended_by: String,
+    /// The staircase as run.
+    pub start_nodes: u32,
+    pub step_nodes: u32,
+    pub max_nodes: u32,
+    pub step_hold_s: u64,
+    pub warmup_s: u64,
+    /// The Universal Scalability Law fitted on the steps that held; null with fewer than three herds.
+    pub usl: Option<UslFit>,
+    /// Every judged step, in the order run (a step cut by the deadline is not listed).
+    pub steps: Vec<CapacityStep>,
+}
+
+/// X(N) = λN / (1 + σ(N−1) + κN(N−1)), X in completed pulls per second.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct UslFit {
+    /// Completed pulls per second of one node.
+    pub lambda: f64,
+    /// Contention.
+    pub sigma: f64,
+    /// Coherency (crosstalk).
+    pub kappa: f64,
+    /// Coefficient of determination; null when every point had the same X.
+    pub r2: Option<f64>,
+    /// Steps fitted, and the smallest and largest herd among them.
+    pub points: u64,
+    pub nodes_min: u32,
+    pub nodes_max: u32,
+    /// The herd where the model's throughput peaks, √((1−σ)/κ); null unless it lies within the herds fitted.
+    pub peak_nodes: Option<f64>,
+}
+
+/// One step of the staircase, judged on its seconds after the warm-up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct CapacityStep {
+    /// `climb` or `bisect`.
+    pub phase: String,
+    pub nodes: u32,
+    /// The step's first and last second (timeline `t`), warm-up included.
+    pub start_s: u64,
+    pub end_s: u64,
+    /// Seconds judged (after the warm-up).
+    pub judged_s: u64,
+    /// Pulls started in the judged seconds.
+    pub offered: u64,
+    /// Pulls completed in them.
+    pub completed: u64,
+    pub failed: u64,
+    /// completed / offered; null when none was offered.
+    pub completion: Option<f64>,
+    /// Completed pulls per second (X).
+    pub completed_per_sec: Option<f64>,
+    /// Mean pulls in flight (L, measured).
+    pub in_flight_mean: Option<f64>,
+    /// X x mean pull time (Little's law: close to `in_flight_mean` in a steady step).
+    pub littles_l: Option<f64>,
+    /// Pull time from the scheduled start, ms.
+    pub pull_p50_ms: Option<f64>,
+    pub pull_p99_ms: Option<f64>,
+    /// failed / (completed + failed); null when none ended.
+    pub error_rate: Option<f64>,
+    /// Retries per offered pull; null when none was offered.
+    pub retry_rate: Option<f64>,
+    pub errors_by_class: BTreeMap<String, u64>,
+    pub bytes_per_sec: Option<f64>,
+    pub fds_peak: u64,
+    pub connections_peak: i64,
+    pub harness_saturated_s: u64,
+    /// `held` or `broke`.
+    pub verdict: String,
+    /// What broke it (see `capacity.broken_by`) and the figures, for a person; null when it held.
+    pub broken_by: Option<String>,
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

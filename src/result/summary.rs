@@ -13,6 +13,7 @@ pub fn render(r: &ResultDoc) -> String {
     let mut s = String::new();
     headline(&mut s, r);
     figures(&mut s, r);
+    capacity(&mut s, r);
     latency_table(&mut s, r);
     errors(&mut s, r);
     failed_thresholds(&mut s, r);
@@ -47,6 +48,82 @@ fn headline(s: &mut String, r: &ResultDoc) {
             ""
         }
     );
+}
+
+/// A staircase's answer in one sentence: the herd that held, what it moved,
+/// and what broke the next one.
+fn capacity(s: &mut String, r: &ResultDoc) {
+    if let Some(c) = &r.capacity {
+        let _ = writeln!(s, "  capacity  {}", escape(&capacity_sentence(c)));
+    }
+}
+
+/// `holds 48 nodes (144 concurrent downloads, 1.9 GiB/s); at 56 nodes connection_reset 4.0 %`.
+pub fn capacity_sentence(c: &super::model::Capacity) -> String {
+    let knee = c.refined_knee_nodes.or(c.knee_nodes);
+    let broken = c.refined_broken_nodes.or(c.broken_nodes);
+    let broken_step = broken.and_then(|n| {
+        c.steps
+            .iter()
+            .find(|st| st.nodes == n && st.verdict == "broke")
+    });
+    let harness = broken_step
+        .and_then(|st| st.broken_by.as_deref())
+        .is_some_and(crate::capacity::search::is_harness_cause);
+    let mut out = match knee {
+        Some(n) => {
+            let mut figures = Vec::new();
+            if let Some(d) = c.knee_downloads {
+                figures.push(format!("{d} concurrent downloads"));
+            }
+            if let Some(b) = c.knee_bytes_per_sec {
+                figures.push(rate(b));
+            }
+            let at_least = if harness || broken.is_none() {
+                "at least "
+            } else {
+                ""
+            };
+            let figures = if figures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", figures.join(", "))
+            };
+            format!("holds {at_least}{n} nodes{figures}")
+        }
+        None => "no herd held".to_string(),
+    };
+    match (broken, broken_step) {
+        (Some(n), Some(st)) => {
+            let by = st.broken_by.as_deref().unwrap_or("?");
+            let what = match st.error_rate {
+                Some(e)
+                    if st
+                        .why
+                        .as_deref()
+                        .is_some_and(|w| w.contains("pulls failed")) =>
+                {
+                    format!("{by} {:.1} %", e * 100.0)
+                }
+                _ if harness => format!("the harness, not the target, ran short ({by})"),
+                _ => st.why.clone().unwrap_or_else(|| by.to_string()),
+            };
+            let _ = write!(out, "; at {n} nodes {what}");
+        }
+        _ if c.ended_by == "max_nodes" || c.ended_by == "max_steps" => {
+            let _ = write!(out, ", the most tried ({})", c.ended_by);
+        }
+        _ => {}
+    }
+    if let (Some(k), Some(b)) = (c.knee_nodes, c.broken_nodes) {
+        if c.refined_knee_nodes.is_some() {
+            let _ = write!(out, " (climb: {k} held, {b} broke)");
+        }
+    }
+    if c.ended_by == "deadline" || c.ended_by == "interrupted" {
+        let _ = write!(out, "; search cut short ({})", c.ended_by);
+    }
+    out
 }
 
 /// Fleet, pulls, bytes, retries and resources: one line each.

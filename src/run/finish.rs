@@ -43,6 +43,7 @@ pub(super) fn finish(
         watched: stormed.watched,
     };
     let mut doc = build::build(facts, &stormed.recorder);
+    doc.capacity = stormed.capacity.as_ref().map(build::capacity);
     doc.thresholds = thresholds::evaluate(&opts.loaded.scenario.thresholds, &doc);
     if let Some(breach) = &stormed.breach {
         thresholds::record_abort(&mut doc.thresholds, breach);

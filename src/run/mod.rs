@@ -25,6 +25,7 @@ mod out_dir;
 pub mod plan;
 mod preflight;
 mod prepare;
+mod staircase;
 #[cfg(test)]
 mod startup_tests;
 mod storm;
@@ -112,5 +113,6 @@ fn nothing_stormed(opts: &RunOptions, stop: StopReason, started: SystemTime) -> 
         started,
         ended: SystemTime::now(),
         breach: None,
+        capacity: None,
     }
 }

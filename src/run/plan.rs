@@ -10,20 +10,34 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub nodes: Vec<NodePlan>,
+    /// Pulls each node makes; [`UNTIL_STOPPED`] for a staircase.
     pub pulls_per_node: u32,
 }
+
+/// `pulls_per_node` of a staircase: each node pulls in a closed loop until its
+/// controller stops it (`fleet::run_node`).
+pub const UNTIL_STOPPED: u32 = 0;
 
 impl Plan {
     pub fn new(s: &Scenario) -> Plan {
         let clusters = s.fleet.clusters;
         let per_cluster = s.fleet.nodes_per_cluster;
         let mut nodes = Vec::with_capacity((clusters as usize) * (per_cluster as usize));
+        // A staircase plans its largest herd; its controller starts them step by step.
+        let most = match s.arrival.pattern {
+            Pattern::Staircase => s.arrival.max_nodes.map_or(usize::MAX, |m| m as usize),
+            _ => usize::MAX,
+        };
         // Interleave clusters so a wave draws from every cluster, as a rollout across clusters does.
         for n in 0..per_cluster {
             for c in 0..clusters {
                 let index = nodes.len() as u32;
+                if nodes.len() >= most {
+                    break;
+                }
                 let base = match s.arrival.pattern {
-                    Pattern::Herd => Duration::ZERO,
+                    // A staircase node's start is its jitter within its step.
+                    Pattern::Herd | Pattern::Staircase => Duration::ZERO,
                     Pattern::Waves => {
                         s.arrival.wave_interval.0 * (index / s.arrival.wave_size.max(1))
                     }
@@ -38,10 +52,14 @@ impl Plan {
         }
         Plan {
             nodes,
-            pulls_per_node: s.run.pulls_per_node,
+            pulls_per_node: match s.arrival.pattern {
+                Pattern::Staircase => UNTIL_STOPPED,
+                _ => s.run.pulls_per_node,
+            },
         }
     }
 
+    /// Pulls planned: nodes x pulls per node; 0 (not known) for a staircase.
     pub fn planned_pulls(&self) -> u64 {
         self.nodes.len() as u64 * self.pulls_per_node as u64
     }
@@ -104,6 +122,25 @@ mod tests {
         // Each wave mixes clusters.
         assert_eq!(p.nodes[0].cluster, 0);
         assert_eq!(p.nodes[1].cluster, 1);
+    }
+
+    #[test]
+    fn a_staircase_plans_its_largest_herd_pulling_until_stopped() {
+        let mut s = scenario(3, 5, Pattern::Staircase);
+        s.arrival.max_nodes = Some(7);
+        let p = Plan::new(&s);
+        assert_eq!(p.nodes.len(), 7);
+        assert!(p.nodes.iter().all(|n| n.start.is_zero()));
+        // The first herds draw from every cluster.
+        assert_eq!(
+            p.nodes
+                .iter()
+                .take(3)
+                .map(|n| n.cluster)
+                .collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert_eq!((p.pulls_per_node, p.planned_pulls()), (UNTIL_STOPPED, 0));
     }
 
     #[test]

@@ -367,11 +367,14 @@ fn connection_policy(profile: &Profile, c: &ClientOverrides, base: &Url) -> net:
 /// `pullstorm: 4 nodes (1 clusters x 4), 1 pull(s) each of ... from ...`.
 fn announcement(s: &Scenario, plan: &Plan, image: &str, target: &TargetInfo) -> String {
     format!(
-        "pullstorm: {} nodes ({} clusters x {}), {} pull(s) each of {} ({}) from {}{}",
+        "pullstorm: {} nodes ({} clusters x {}), {} of {} ({}) from {}{}",
         plan.nodes.len(),
         s.fleet.clusters,
         s.fleet.nodes_per_cluster,
-        plan.pulls_per_node,
+        match plan.pulls_per_node {
+            super::plan::UNTIL_STOPPED => "a staircase of pulls in a closed loop".to_string(),
+            n => format!("{n} pull(s) each"),
+        },
         image,
         human::bytes(target.image_bytes as f64),
         target.url,

@@ -31,6 +31,8 @@ pub(super) struct Stormed {
     pub ended: SystemTime,
     /// The check that aborted the run (`StopReason::ThresholdAbort`).
     pub breach: Option<WindowBreach>,
+    /// The capacity search, for a staircase.
+    pub capacity: Option<crate::capacity::Searched>,
 }
 
 /// Runs the fleet until it finishes, the deadline passes or `shutdown` completes.
@@ -41,12 +43,41 @@ pub(super) async fn storm(
 ) -> Result<Stormed, Failure> {
     let started = SystemTime::now();
     let t0 = Instant::now();
-    // Published seconds for the deciders during the run: the window abort subscribes.
-    let (mut abort, live) = Abort::start(&opts.loaded.scenario.thresholds);
-    let (measuring, sink) = Measuring::start(opts, ready, t0, live);
-    let mut fleet = spawn_fleet(ready, t0, sink.clone());
     let deadline = t0 + opts.loaded.scenario.run.duration.0;
-    let stop = supervise(&mut fleet, deadline, shutdown, abort.breached(), &sink).await;
+    // Published seconds for the deciders during the run: the window abort and
+    // the staircase's controller each subscribe before the recorder starts.
+    let (mut abort, live) = Abort::start(&opts.loaded.scenario.thresholds);
+    let staircase = crate::capacity::Staircase::from_scenario(&opts.loaded.scenario);
+    let live = match (&staircase, live) {
+        (Some(_), None) => Some(live::feed()),
+        (_, live) => live,
+    };
+    let seconds = staircase
+        .as_ref()
+        .and(live.as_ref())
+        .map(|feed| feed.subscribe());
+    let (measuring, sink) = Measuring::start(opts, ready, t0, live);
+    let (stop, capacity) = match (staircase, seconds) {
+        (Some(st), Some(seconds)) => {
+            let (stop, searched) = super::staircase::run(
+                ready,
+                st,
+                t0,
+                &sink,
+                seconds,
+                deadline,
+                shutdown,
+                abort.breached(),
+            )
+            .await;
+            (stop, Some(searched))
+        }
+        _ => {
+            let mut fleet = spawn_fleet(ready, t0, sink.clone());
+            let stop = supervise(&mut fleet, deadline, shutdown, abort.breached(), &sink).await;
+            (stop, None)
+        }
+    };
     drop(sink);
     let (recorder, watched) = measuring.stop().await?;
     Ok(Stormed {
@@ -56,13 +87,14 @@ pub(super) async fn storm(
         started,
         ended: SystemTime::now(),
         breach: abort.breach(),
+        capacity,
     })
 }
 
 /// The node tasks, and each one's cluster (to file a panicked node's fault under it).
-struct Fleet {
-    nodes: JoinSet<()>,
-    clusters: HashMap<tokio::task::Id, u32>,
+pub(super) struct Fleet {
+    pub nodes: JoinSet<()>,
+    pub clusters: HashMap<tokio::task::Id, u32>,
 }
 
 /// Starts every node of the plan; each sends its events through a clone of `sink`.
@@ -113,7 +145,7 @@ async fn supervise(
 }
 
 /// A node's end: a panic is never swallowed (an aborted node is not one).
-async fn node_ended(
+pub(super) async fn node_ended(
     done: Result<(), tokio::task::JoinError>,
     clusters: &HashMap<tokio::task::Id, u32>,
     sink: &Sink,

@@ -45,6 +45,8 @@ impl Scenario {
     /// the kubelet's re-pulls depend on the client), so the scenario as run says them.
     pub fn fill_defaults(&mut self) {
         self.thresholds.fill_defaults();
+        let fleet_nodes = u64::from(self.fleet.clusters) * u64::from(self.fleet.nodes_per_cluster);
+        self.arrival.fill_staircase_defaults(fleet_nodes);
         self.kubelet.pull_retries = Some(self.kubelet.retries_for(self.fleet.client));
     }
 }
@@ -546,6 +548,96 @@ pub struct ArrivalSection {
     /// Each node's start is delayed by a random amount up to this (deterministic per node).
     #[serde(default)]
     pub jitter: Span,
+    /// Nodes pulling in the first step (`staircase`; default 10, at most `max_nodes`).
+    #[serde(default)]
+    pub start_nodes: Option<u32>,
+    /// Nodes added at each step (`staircase`; default 10).
+    #[serde(default)]
+    pub step_nodes: Option<u32>,
+    /// How long each step holds its herd (`staircase`; default 30s).
+    #[serde(default)]
+    pub step_hold: Option<Span>,
+    /// The largest herd (`staircase`; default and most: the fleet, clusters x nodes_per_cluster).
+    #[serde(default)]
+    pub max_nodes: Option<u32>,
+    /// Most steps of the climb (`staircase`; default: as many as reach `max_nodes`).
+    #[serde(default)]
+    pub max_steps: Option<u32>,
+    /// The first part of each step left out of its judgement (`staircase`; default a third of `step_hold`).
+    #[serde(default)]
+    pub warmup: Option<Span>,
+    /// A step breaks when more than this share of its ended pulls failed (`staircase`; default 0.01).
+    #[serde(default)]
+    pub stop_error_rate: Option<f64>,
+    /// A step breaks when completed / offered pulls fall below this (`staircase`; default 0.95).
+    #[serde(default)]
+    pub stop_completion: Option<f64>,
+    /// A step breaks when its p99 pull time exceeds this (`staircase`; default none).
+    #[serde(default)]
+    pub stop_pull_p99: Option<Span>,
+    /// A step breaks when the harness's fd peak exceeds this share of its nofile limit
+    /// (`staircase`; default 0.9).
+    #[serde(default)]
+    pub stop_fd_ratio: Option<f64>,
+    /// A step breaks when its completed pulls per second per node fall below this share
+    /// of the first step's (`staircase`; default none).
+    #[serde(default)]
+    pub stop_efficiency: Option<f64>,
+    /// Bisection rounds between the last herd that held and the first that broke
+    /// (`staircase`; default 3, 0 for none).
+    #[serde(default)]
+    pub bisect_rounds: Option<u32>,
+}
+
+impl ArrivalSection {
+    /// The staircase keys that are set, by name: they mean nothing under another pattern.
+    pub fn staircase_keys_set(&self) -> Vec<&'static str> {
+        let set = [
+            ("start_nodes", self.start_nodes.is_some()),
+            ("step_nodes", self.step_nodes.is_some()),
+            ("step_hold", self.step_hold.is_some()),
+            ("max_nodes", self.max_nodes.is_some()),
+            ("max_steps", self.max_steps.is_some()),
+            ("warmup", self.warmup.is_some()),
+            ("stop_error_rate", self.stop_error_rate.is_some()),
+            ("stop_completion", self.stop_completion.is_some()),
+            ("stop_pull_p99", self.stop_pull_p99.is_some()),
+            ("stop_fd_ratio", self.stop_fd_ratio.is_some()),
+            ("stop_efficiency", self.stop_efficiency.is_some()),
+            ("bisect_rounds", self.bisect_rounds.is_some()),
+        ];
+        set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
+    }
+
+    /// Fills the staircase's defaults (only for a staircase, so other patterns
+    /// keep their scenario as run free of keys they do not use); `fleet_nodes`
+    /// is clusters x nodes_per_cluster, the default and the most of `max_nodes`.
+    pub fn fill_staircase_defaults(&mut self, fleet_nodes: u64) {
+        if self.pattern != Pattern::Staircase {
+            return;
+        }
+        let max = self
+            .max_nodes
+            .get_or_insert(fleet_nodes.min(u64::from(u32::MAX)) as u32);
+        let max = *max;
+        self.start_nodes.get_or_insert(10.min(max.max(1)));
+        self.step_nodes.get_or_insert(10);
+        let hold = *self.step_hold.get_or_insert(Span(DEFAULT_STEP_HOLD));
+        self.warmup.get_or_insert(Span(default_warmup(hold.0)));
+        self.stop_error_rate.get_or_insert(0.01);
+        self.stop_completion.get_or_insert(0.95);
+        self.stop_fd_ratio.get_or_insert(0.9);
+        self.bisect_rounds.get_or_insert(3);
+    }
+}
+
+/// `arrival.step_hold` when not given.
+pub const DEFAULT_STEP_HOLD: Duration = Duration::from_secs(30);
+
+/// A third of the hold, in whole seconds, at least one: long enough for the
+/// new nodes' first pulls to be under way, short enough to leave most of the step.
+pub fn default_warmup(hold: Duration) -> Duration {
+    Duration::from_secs((hold.as_secs() / 3).max(1))
 }
 
 impl Default for ArrivalSection {
@@ -555,6 +647,18 @@ impl Default for ArrivalSection {
             wave_size: default_wave_size(),
             wave_interval: default_wave_interval(),
             jitter: Span::default(),
+            start_nodes: None,
+            step_nodes: None,
+            step_hold: None,
+            max_nodes: None,
+            max_steps: None,
+            warmup: None,
+            stop_error_rate: None,
+            stop_completion: None,
+            stop_pull_p99: None,
+            stop_fd_ratio: None,
+            stop_efficiency: None,
+            bisect_rounds: None,
         }
     }
 }
@@ -575,6 +679,9 @@ pub enum Pattern {
     Herd,
     /// `wave_size` nodes start every `wave_interval`.
     Waves,
+    /// A capacity search: `start_nodes` pull in a closed loop, `step_nodes` more
+    /// every `step_hold`, until a step breaks (docs/capacity.md).
+    Staircase,
 }
 
 /// Bounds of the run.

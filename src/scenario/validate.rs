@@ -68,7 +68,7 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
     check_fleet(&s.fleet, &mut out);
     check_client(&s.client, &mut out);
     check_kubelet(s, &mut out);
-    check_arrival(&s.arrival, &mut out);
+    check_arrival(s, &mut out);
     check_run(&s.run, &mut out);
     check_thresholds(&s.thresholds, &mut out);
     out.0
@@ -276,11 +276,27 @@ fn check_kubelet(s: &Scenario, out: &mut Issues) {
     }
 }
 
-/// `[arrival]`: waves need a size and an interval.
-fn check_arrival(a: &ArrivalSection, out: &mut Issues) {
-    if a.pattern != Pattern::Waves {
-        return;
+/// `[arrival]`: waves need a size and an interval; a staircase needs steps
+/// that fit the fleet; each pattern's keys only with that pattern.
+fn check_arrival(s: &Scenario, out: &mut Issues) {
+    let a = &s.arrival;
+    if a.pattern != Pattern::Staircase {
+        for key in a.staircase_keys_set() {
+            out.add_with(
+                &format!("arrival.{key}"),
+                &["arrival.pattern"],
+                "applies only when arrival.pattern = \"staircase\"",
+            );
+        }
     }
+    match a.pattern {
+        Pattern::Herd => {}
+        Pattern::Waves => check_waves(a, out),
+        Pattern::Staircase => check_staircase(s, out),
+    }
+}
+
+fn check_waves(a: &ArrivalSection, out: &mut Issues) {
     if a.wave_size < 1 {
         out.add_with(
             "arrival.wave_size",
@@ -294,6 +310,101 @@ fn check_arrival(a: &ArrivalSection, out: &mut Issues) {
             &["arrival.pattern"],
             "must be more than 0 when arrival.pattern = \"waves\"",
         );
+    }
+}
+
+/// A staircase: counts of at least one, a herd no larger than the fleet, a
+/// hold longer than its warm-up, shares between 0 and 1, and none of the
+/// keys of waves or of a fixed number of pulls (it pulls until each step ends).
+fn check_staircase(s: &Scenario, out: &mut Issues) {
+    let a = &s.arrival;
+    let defaults = ArrivalSection::default();
+    if a.wave_size != defaults.wave_size {
+        out.add_with(
+            "arrival.wave_size",
+            &["arrival.pattern"],
+            "applies only when arrival.pattern = \"waves\" (a staircase grows by arrival.step_nodes)",
+        );
+    }
+    if a.wave_interval != defaults.wave_interval {
+        out.add_with(
+            "arrival.wave_interval",
+            &["arrival.pattern"],
+            "applies only when arrival.pattern = \"waves\" (a staircase holds each step for arrival.step_hold)",
+        );
+    }
+    if s.run.pulls_per_node != 1 {
+        out.add_with(
+            "run.pulls_per_node",
+            &["arrival.pattern"],
+            "does not apply when arrival.pattern = \"staircase\": each node pulls until its step ends (leave it out)",
+        );
+    }
+    for (key, value) in [
+        ("start_nodes", a.start_nodes),
+        ("step_nodes", a.step_nodes),
+        ("max_nodes", a.max_nodes),
+        ("max_steps", a.max_steps),
+    ] {
+        if value == Some(0) {
+            out.add(&format!("arrival.{key}"), "must be at least 1");
+        }
+    }
+    let fleet = u64::from(s.fleet.clusters) * u64::from(s.fleet.nodes_per_cluster);
+    let max = a.max_nodes.map_or(fleet, u64::from);
+    if a.max_nodes.is_some_and(|m| u64::from(m) > fleet) {
+        out.add_with(
+            "arrival.max_nodes",
+            &["fleet.clusters", "fleet.nodes_per_cluster"],
+            format!(
+                "{max} is more than the fleet's {fleet} nodes (clusters x nodes_per_cluster): \
+                 raise the fleet or lower max_nodes"
+            ),
+        );
+    }
+    if let Some(start) = a.start_nodes.filter(|&n| n > 0 && u64::from(n) > max) {
+        out.add_with(
+            "arrival.start_nodes",
+            &[
+                "arrival.max_nodes",
+                "fleet.clusters",
+                "fleet.nodes_per_cluster",
+            ],
+            format!("{start} is more than the largest herd, {max} nodes"),
+        );
+    }
+    let hold = a.step_hold.map(|h| h.0);
+    if hold.is_some_and(|h| h < std::time::Duration::from_secs(2)) {
+        out.add(
+            "arrival.step_hold",
+            "must be at least 2s (a warm-up second and a judged one)",
+        );
+    }
+    let hold = hold.unwrap_or(super::model::DEFAULT_STEP_HOLD);
+    if let Some(warmup) = a.warmup {
+        if warmup.0 >= hold {
+            out.add_with(
+                "arrival.warmup",
+                &["arrival.step_hold"],
+                "must be shorter than arrival.step_hold (the rest of the step is judged)",
+            );
+        }
+    }
+    if a.stop_pull_p99.is_some_and(|p| p.0.is_zero()) {
+        out.add("arrival.stop_pull_p99", "must be more than 0");
+    }
+    for (key, value) in [
+        ("stop_error_rate", a.stop_error_rate),
+        ("stop_completion", a.stop_completion),
+        ("stop_fd_ratio", a.stop_fd_ratio),
+        ("stop_efficiency", a.stop_efficiency),
+    ] {
+        if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
+            out.add(
+                &format!("arrival.{key}"),
+                format!("{v} is not a share between 0 and 1 (0.01 = 1 %)"),
+            );
+        }
     }
 }
 
@@ -433,6 +544,64 @@ mod tests {
         for key in ["clusters", "url", "image", "author"] {
             assert!(!is_credential_key(key), "{key}");
         }
+    }
+
+    /// The first error of a scenario text, as the user sees it (file:line:col: key: message).
+    fn staircase_error(text: &str) -> String {
+        let e = crate::scenario::parse(text, "s.toml", &[]).expect_err(text);
+        assert_eq!(e.code, crate::exit::BAD_INPUT, "{}", e.message);
+        e.message
+    }
+
+    #[test]
+    fn staircase_problems_name_their_line_and_key() {
+        let head = "[fleet]\nnodes_per_cluster = 20\n[arrival]\npattern = \"staircase\"\n";
+        let cases = [
+            ("start_nodes = 0\n", "s.toml:5:15: arrival.start_nodes: must be at least 1"),
+            ("step_nodes = 0\n", "s.toml:5:14: arrival.step_nodes: must be at least 1"),
+            (
+                "max_nodes = 21\n",
+                "s.toml:5:13: arrival.max_nodes: 21 is more than the fleet's 20 nodes",
+            ),
+            (
+                "start_nodes = 12\nmax_nodes = 8\n",
+                "s.toml:5:15: arrival.start_nodes: 12 is more than the largest herd, 8 nodes",
+            ),
+            ("step_hold = \"1s\"\n", "s.toml:5:13: arrival.step_hold: must be at least 2s"),
+            (
+                "step_hold = \"10s\"\nwarmup = \"10s\"\n",
+                "s.toml:6:10: arrival.warmup: must be shorter than arrival.step_hold",
+            ),
+            ("stop_error_rate = 2.0\n", "s.toml:5:19: arrival.stop_error_rate: 2 is not a share"),
+            (
+                "wave_size = 5\n",
+                "s.toml:5:13: arrival.wave_size: applies only when arrival.pattern = \"waves\"",
+            ),
+            (
+                "[run]\npulls_per_node = 3\n",
+                "s.toml:6:18: run.pulls_per_node: does not apply when arrival.pattern = \"staircase\"",
+            ),
+        ];
+        for (tail, want) in cases {
+            let message = staircase_error(&format!("{head}{tail}"));
+            assert!(
+                message.starts_with(want),
+                "{tail:?}\n  got:  {message}\n  want: {want}"
+            );
+        }
+        // Staircase keys under another pattern are named, not ignored.
+        let message = staircase_error("[arrival]\npattern = \"waves\"\nstep_nodes = 4\n");
+        assert!(
+            message.starts_with("s.toml:3:14: arrival.step_nodes: applies only when arrival.pattern = \"staircase\""),
+            "{message}"
+        );
+        // A staircase within its fleet is fine.
+        crate::scenario::parse(
+            &format!("{head}start_nodes = 4\nstep_nodes = 4\nmax_nodes = 20\n"),
+            "s.toml",
+            &[],
+        )
+        .unwrap();
     }
 
     #[test]

@@ -22,6 +22,7 @@
 mod common;
 mod instances;
 
+mod capacity;
 mod client_rules;
 mod conformance;
 mod connections;
