@@ -4,6 +4,7 @@
 //! recorder -> result -> report. Each module below owns one step; see
 //! ARCHITECTURE.md for the map.
 
+pub mod compare;
 pub mod digest;
 pub mod exit;
 pub mod fleet;

@@ -66,6 +66,16 @@ and injected HTTP statuses. Prints the counters as JSON at Ctrl-C or SIGTERM. Se
     Proxy(Box<pullstorm::proxy::ProxyArgs>),
     /// Rebuild report.html from a result.json.
     Report(ReportArgs),
+    /// Compare a baseline with a candidate (one run or a folder of runs each): the regression gate.
+    #[command(
+        long_about = "Compare two runs of one scenario, or two folders of repeated runs, metric by metric: \
+pull and layer latency (p50, p99), throughput, failure, retry and error rates, wasted bytes, fd and \
+connection peaks. A metric is worse only when its 95 % bootstrap interval excludes no change and the \
+change exceeds its tolerance. See docs/upgrade-gate.md.\n\n\
+Exit codes: 0 no regression, 1 a regression, 2 bad input (a file that is not a result, different \
+scenarios, a bad tolerance), 3 an output file could not be written."
+    )]
+    Compare(pullstorm::compare::CompareArgs),
 }
 
 #[derive(Args)]
@@ -199,6 +209,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Serve(args) => runtime
             .block_on(async { pullstorm::registry::serve_main(args, stop_signal()?).await })
             .map(|_| exit::OK),
+        Command::Compare(args) => pullstorm::compare::compare_main(args),
         Command::Report(args) => {
             let text = std::fs::read_to_string(&args.result)
                 .map_err(|e| Failure::bad_input(format!("{}: {e}", args.result.display())))?;
