@@ -3,7 +3,7 @@
 //! (through [`crate::human`]), changes as `+12.3%` (ratios) or in the unit
 //! (`+1.5pp`, `+0.25/pull`), intervals as `[+3.1%, +20.5%]`.
 
-use super::metrics::{Scale, Unit};
+use super::metrics::{Direction, Scale, Unit};
 use super::verdict::{Method, Row};
 use crate::human;
 use crate::result::summary::NO_DATA;
@@ -69,7 +69,11 @@ pub fn row_interval(r: &Row) -> String {
 
 /// A tolerance as `--tolerance` takes it.
 pub fn tolerance(r: &Row) -> String {
-    change(r.def.scale, r.def.unit, r.def.tolerance)
+    let worse = match r.def.direction {
+        Direction::LowerIsBetter => r.def.tolerance,
+        Direction::HigherIsBetter => -r.def.tolerance,
+    };
+    change(r.def.scale, r.def.unit, worse)
 }
 
 /// How the interval was made, in words.

@@ -25,6 +25,15 @@ pub fn cell(s: &str) -> String {
     out
 }
 
+/// A metric name as code, or escaped when it holds a backtick.
+fn code(s: &str) -> String {
+    if s.contains('`') || s.chars().any(crate::terminal::is_control) || s.contains('|') {
+        cell(s)
+    } else {
+        format!("`{s}`")
+    }
+}
+
 /// The whole Markdown document.
 pub fn render(baseline: &Side, candidate: &Side, rows: &[Row], notes: &[String]) -> String {
     let mut s = String::new();
@@ -72,7 +81,7 @@ pub fn render(baseline: &Side, candidate: &Side, rows: &[Row], notes: &[String])
         let _ = writeln!(
             s,
             "| {mark} | {} | {} | {} | {} | {} | {} | {} |",
-            cell(&r.def.key),
+            code(&r.def.key),
             cell(&format::value(r.def.unit, r.baseline)),
             cell(&format::value(r.def.unit, r.candidate)),
             cell(&format::row_change(r)),

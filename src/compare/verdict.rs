@@ -3,9 +3,10 @@
 //!
 //! A change is called only when the interval excludes "no change" (ratio 1,
 //! difference 0) AND the change exceeds the metric's tolerance; a metric with
-//! no interval (too few runs and no time series) is judged on its tolerance
-//! alone, and says so. No data is never a 0: a latency with samples on the
-//! baseline and none on the candidate (every pull failed) is a regression.
+//! no interval (one run with too short a time series, or none) is not judged
+//! (no change, and the note says why). No data is never a 0: a latency with
+//! samples on the baseline and none on the candidate (every pull failed) is a
+//! regression.
 
 use super::load::{Run, Side};
 use super::metrics::{Direction, MetricDef, Scale, Source};
@@ -33,6 +34,10 @@ impl Verdict {
         }
     }
 }
+
+/// Fewest seconds or latency intervals (with samples) a side's time series
+/// must have for a block bootstrap.
+pub const MIN_UNITS: usize = 4;
 
 /// How the interval was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +156,11 @@ fn interval(
     ) else {
         return (None, Method::None);
     };
+    // Fewer units than this and the resamples barely differ: the interval would
+    // be the point itself and call every difference significant.
+    if nb < MIN_UNITS || nc < MIN_UNITS {
+        return (None, Method::None);
+    }
     let (sb, sc) = (
         Series {
             units: nb,
@@ -227,7 +237,7 @@ pub fn decide(
     };
     let neutral = compare.neutral();
     let beyond_noise = |worse: bool| match interval {
-        None => true,
+        None => false,
         Some((lo, hi)) => {
             let above = lo > neutral;
             let below = hi < neutral;
@@ -239,7 +249,7 @@ pub fn decide(
     };
     let mut note = String::new();
     if interval.is_none() {
-        note = "no interval (one run and no time series): tolerance alone".into();
+        note = "not judged: no interval (one run, too short a time series)".into();
     }
     let verdict = if worse_by > def.tolerance && beyond_noise(true) {
         Verdict::Worse
@@ -451,10 +461,10 @@ mod tests {
     }
 
     #[test]
-    fn without_an_interval_the_tolerance_decides_and_the_note_says_so() {
+    fn without_an_interval_nothing_is_called_and_the_note_says_so() {
         let p = metric("fd_peak");
         let (v, _, note) = decide(&p, Some(100.0), Some(150.0), None);
-        assert_eq!(v, Verdict::Worse);
-        assert!(note.contains("tolerance alone"));
+        assert_eq!(v, Verdict::NoChange);
+        assert!(note.contains("not judged"), "{note}");
     }
 }

@@ -16,13 +16,14 @@
 //! Running a part: test names start with their module, so a filter selects it:
 //! `cargo test --release --test integration -- proxy::` (see README.md, "Tests"). The tests
 //! that need the real lab's packages or daemons (`lab::`, `faults::`, `trace::`, `seeds::`,
-//! `connections::`)
+//! `connections::`, `compare::`)
 //! are `#[ignore]`d; `scripts/test.sh` runs them with `--include-ignored --test-threads=1`.
 
 mod common;
 mod instances;
 
 mod client_rules;
+mod compare;
 mod conformance;
 mod connections;
 mod exits;
