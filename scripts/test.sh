@@ -39,4 +39,5 @@ scripts/lab.sh up >/dev/null
 cargo test --release --test integration -- --include-ignored --test-threads=1 lab::
 cargo test --release --test integration -- --include-ignored --test-threads=1 faults:: trace:: seeds::
 cargo test --release --test integration -- --include-ignored --test-threads=1 connections::
+cargo test --release --test integration -- --include-ignored --test-threads=1 compare::
 cargo test --release --test integration -- --include-ignored --test-threads=1 conformance::

@@ -249,7 +249,7 @@ pub fn decide(
     };
     let mut note = String::new();
     if interval.is_none() {
-        note = "not judged: no interval (one run, too short a time series)".into();
+        note = "not judged: no interval".into();
     }
     let verdict = if worse_by > def.tolerance && beyond_noise(true) {
         Verdict::Worse

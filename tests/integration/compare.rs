@@ -1,9 +1,9 @@
 //! `pullstorm compare` against the real lab: one scenario through a private docker-registry
 //! and nginx, run several times; pairs of those runs and the 3-vs-3 folder form compare clean
 //! (exit 0, no false regression), and a candidate whose LB cuts every connection 1 s after
-//! accepting it (a shortened LB timeout: `pullstorm proxy --cut-after-time` in front of the
-//! same nginx; nginx's own `send_timeout` never fires for a client that reads steadily, however
-//! slowly) is flagged (exit 1) by the metrics that moved, in the console, the JUnit XML and the
+//! accepting it (a shortened LB timeout: `pullstorm proxy --cut-after-time 1s --bandwidth
+//! 1MB/s` in front of the same nginx; nginx's own `send_timeout` never fires for a client that
+//! reads steadily, however slowly) is flagged (exit 1) by the metrics that moved, in the console, the JUnit XML and the
 //! Markdown. Bad input exits 2.
 //!
 //! The instances come from tests/integration/instances.rs (free ports, stopped by pid); the
@@ -90,7 +90,10 @@ impl CuttingLb {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pullstorm"));
         cmd.args(["proxy", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--upstream", &format!("127.0.0.1:{upstream}")])
-            .args(["--cut-after-time", after, "--cut-with", "fin"]);
+            .args(["--cut-after-time", after, "--cut-with", "fin"])
+            // Paced, so a blob is still being relayed when the time is up (unpaced, a
+            // 3 MiB body is all in the kernel's loopback buffers within the second).
+            .args(["--bandwidth", "1MB/s"]);
         let daemon = Daemon::spawn("proxy", cmd, dir);
         wait_until("the cutting LB", std::time::Duration::from_secs(20), || {
             http_status(port, "/v2/").is_some()
@@ -121,8 +124,9 @@ fn repeated_runs_compare_clean_and_a_cutting_lb_is_a_regression() {
     let registry = Registry::with_image(&d.join("registry"), IMAGE, LAYERS, SEED);
     let good = Nginx::start(&d.join("lb-good"), registry.port, NginxConf::default());
     // The candidate's LB: its connection timeout shortened to 1 s (pullstorm's proxy cutting
-    // each connection 1 s after accepting it, with a FIN, in front of the same nginx). A
-    // node's blob bodies take seconds at 2 MB/s, so each is cut, resumed, and cut again.
+    // each connection 1 s after accepting it, with a FIN, relaying at most 1 MB/s per
+    // connection, in front of the same nginx). A node's blob bodies take seconds at 2 MB/s
+    // shared by three downloads, so each is cut, resumed, and cut again.
     let cutting = CuttingLb::start(&d.join("lb-cut"), good.port, "1s");
     let a = runs(d, "a", &good.url(), 6);
     for r in &a {
