@@ -90,7 +90,7 @@ pub const DEFAULTS: [(&str, &str); 12] = [
     ("pull_p99", "10%"),
     ("layer_p50", "10%"),
     ("layer_p99", "10%"),
-    ("ttfb_p99", "25%"),
+    ("ttfb_p99", "50%"),
     ("throughput", "10%"),
     ("failure_rate", "1pp"),
     ("retry_rate", "0.05"),

@@ -145,6 +145,7 @@ fn repeated_runs_compare_clean_and_a_cutting_lb_is_a_regression() {
     let base = folder_of(&d.join("base"), &[&a[0], &a[2], &a[4]]);
     let same = folder_of(&d.join("same"), &[&a[1], &a[3], &a[5]]);
     let o = compare(&[&base, &same], &[]);
+    println!("{}", text(&o));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains("3 baseline runs, 3 candidate runs"),
