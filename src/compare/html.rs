@@ -195,6 +195,9 @@ fn mean_per_second(side: &Side, column: fn(&TimelineRow) -> f64) -> Vec<(u64, f6
         .collect()
 }
 
+/// A figure of a timeline row.
+type Column = fn(&TimelineRow) -> f64;
+
 /// Throughput, active pulls and errors of both sides on one time axis.
 fn timelines(baseline: &Side, candidate: &Side) -> String {
     let span = [baseline, candidate]
@@ -204,7 +207,7 @@ fn timelines(baseline: &Side, candidate: &Side) -> String {
         .max()
         .unwrap_or(1) as f64;
     let grid = Grid::new(span);
-    let charts: [(&str, Unit, fn(&TimelineRow) -> f64); 3] = [
+    let charts: [(&str, Unit, Column); 3] = [
         ("Throughput", Unit::BytesPerSec, |r| r.bytes as f64),
         ("Active pulls", Unit::Count, |r| r.active_pulls as f64),
         ("Errors per second", Unit::Count, |r| r.errors as f64),
