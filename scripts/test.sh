@@ -42,4 +42,5 @@ cargo test --release --test integration -- --include-ignored --test-threads=1 fa
 cargo test --release --test integration -- --include-ignored --test-threads=1 connections::
 cargo test --release --test integration -- --include-ignored --test-threads=1 verify:: seed_002::
 cargo test --release --test integration -- --include-ignored --test-threads=1 capacity::
+cargo test --release --test integration -- --include-ignored --test-threads=1 compare::
 cargo test --release --test integration -- --include-ignored --test-threads=1 conformance::

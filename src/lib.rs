@@ -5,6 +5,7 @@
 //! ARCHITECTURE.md for the map.
 
 pub mod capacity;
+pub mod compare;
 pub mod digest;
 pub mod exit;
 pub mod fleet;

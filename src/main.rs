@@ -77,6 +77,16 @@ Exit codes: 0 consistent, 1 inconsistent, 2 bad input, 3 the registry cannot be 
 credentials, or the report cannot be written. Credentials come from PULLSTORM_USERNAME / PULLSTORM_PASSWORD or docker's config.json."
     )]
     Verify(pullstorm::verify::VerifyArgs),
+    /// Compare a baseline with a candidate (one run or a folder of runs each): the regression gate.
+    #[command(
+        long_about = "Compare two runs of one scenario, or two folders of repeated runs, metric by metric: \
+pull and layer latency (p50, p99), throughput, failure, retry and error rates, wasted bytes, fd and \
+connection peaks. A metric is worse only when its 95 % bootstrap interval excludes no change and the \
+change exceeds its tolerance. See docs/upgrade-gate.md.\n\n\
+Exit codes: 0 no regression, 1 a regression, 2 bad input (a file that is not a result, different \
+scenarios, a bad tolerance), 3 an output file could not be written."
+    )]
+    Compare(pullstorm::compare::CompareArgs),
 }
 
 #[derive(Args)]
@@ -211,6 +221,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             .block_on(async { pullstorm::registry::serve_main(args, stop_signal()?).await })
             .map(|_| exit::OK),
         Command::Verify(args) => runtime.block_on(pullstorm::verify::main(args)),
+        Command::Compare(args) => pullstorm::compare::compare_main(args),
         Command::Report(args) => {
             let text = std::fs::read_to_string(&args.result)
                 .map_err(|e| Failure::bad_input(format!("{}: {e}", args.result.display())))?;
