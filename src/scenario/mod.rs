@@ -412,6 +412,20 @@ mod tests {
         assert!(error(&[target, image]).starts_with("--image: `Lab` is not a valid"));
     }
 
+    /// Without thresholds a failed pull fails a run, but not a staircase: breaking the
+    /// target is what it is for; a gate on its knee is a path threshold.
+    #[test]
+    fn a_staircase_has_no_default_limit_on_failed_pulls() {
+        let parsed = |text: &str| parse(text, "x.toml", &[]).unwrap().thresholds;
+        assert_eq!(parsed("").max_failed_pulls, Some(0));
+        let staircase = "[fleet]\nclusters = 1\nnodes_per_cluster = 8\n\
+                         [arrival]\npattern = \"staircase\"\nstart_nodes = 2\nstep_nodes = 2\n\
+                         step_hold = \"10s\"\n[run]\nduration = \"1m\"\n";
+        assert_eq!(parsed(staircase).max_failed_pulls, None);
+        let gated = format!("{staircase}[thresholds]\n\"capacity.knee_nodes\" = \">= 4\"\n");
+        assert_eq!(parsed(&gated).max_failed_pulls, None);
+    }
+
     /// Client releases and their aliases; the kubelet's default follows the client and is
     /// written into the scenario as run; its keys' errors name file, line and key.
     #[test]

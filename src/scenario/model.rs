@@ -36,15 +36,20 @@ pub struct Scenario {
     pub arrival: ArrivalSection,
     #[serde(default)]
     pub run: RunSection,
-    #[serde(default)]
+    /// Without a section, `fill_defaults` decides `max_failed_pulls` as with one.
+    #[serde(default = "Thresholds::unset")]
     pub thresholds: Thresholds,
 }
 
 impl Scenario {
     /// Fills the defaults that depend on other keys (see [`Thresholds::fill_defaults`];
     /// the kubelet's re-pulls depend on the client), so the scenario as run says them.
+    /// A staircase is meant to break the target: its failed pulls are the
+    /// finding, so `max_failed_pulls` gets no default of 0 there.
     pub fn fill_defaults(&mut self) {
-        self.thresholds.fill_defaults();
+        if self.arrival.pattern != Pattern::Staircase {
+            self.thresholds.fill_defaults();
+        }
         let fleet_nodes = u64::from(self.fleet.clusters) * u64::from(self.fleet.nodes_per_cluster);
         self.arrival.fill_staircase_defaults(fleet_nodes);
         self.kubelet.pull_retries = Some(self.kubelet.retries_for(self.fleet.client));
@@ -772,6 +777,16 @@ impl Thresholds {
     /// How long into the run before the window may abort it.
     pub fn grace(&self) -> Span {
         self.grace.unwrap_or(self.window())
+    }
+}
+
+impl Thresholds {
+    /// A `[thresholds]` section left out, before [`Thresholds::fill_defaults`].
+    fn unset() -> Self {
+        Thresholds {
+            max_failed_pulls: None,
+            ..Thresholds::default()
+        }
     }
 }
 
