@@ -157,7 +157,7 @@ pub fn verdict(doc: &ResultDoc) -> String {
     let mut why = format!(
         "{} of {} pulls completed, {} failed, {} interrupted in {}; {} moved at {} mean.",
         fig("pulls.completed", p.completed, &p.completed.to_string()),
-        fig("pulls.planned", p.planned, &p.planned.to_string()),
+        planned_fig(p.planned),
         fig("pulls.failed", p.failed, &p.failed.to_string()),
         fig(
             "pulls.interrupted",
@@ -233,6 +233,14 @@ pub fn cards(doc: &ResultDoc) -> String {
 }
 
 /// Pulls completed (bad when any failed or was cut short) and pull time.
+/// The planned pulls, or what stands for them in an open-ended run (a staircase).
+fn planned_fig(planned: Option<u64>) -> String {
+    match planned {
+        Some(n) => fig("pulls.planned", n, &n.to_string()),
+        None => fig("pulls.planned", "null", "open-ended (staircase)"),
+    }
+}
+
 fn pull_cards(s: &mut String, doc: &ResultDoc) {
     let p = &doc.pulls;
     card(
@@ -246,7 +254,7 @@ fn pull_cards(s: &mut String, doc: &ResultDoc) {
         &format!(
             "{} / {}",
             fig("pulls.completed", p.completed, &p.completed.to_string()),
-            p.planned
+            planned_fig(p.planned)
         ),
         &format!(
             "{} failed &middot; {} interrupted &middot; {} started",

@@ -45,8 +45,8 @@ pub struct RunFacts<'a> {
     pub overrides: &'a [String],
     /// Nodes in the plan.
     pub nodes: u64,
-    /// nodes x pulls per node.
-    pub planned_pulls: u64,
+    /// nodes x pulls per node; `None` when open-ended (a staircase).
+    pub planned_pulls: Option<u64>,
     /// The client profile as resolved (defaults filled in).
     pub profile: serde_json::Value,
     /// The target as preflight found it.
@@ -294,7 +294,7 @@ fn fleet(s: &Scenario, nodes: u64, profile: serde_json::Value) -> FleetInfo {
 }
 
 /// Pull counts; `interrupted` are the pulls started that neither completed nor failed.
-fn pulls(rec: &Recorder, planned: u64) -> Pulls {
+fn pulls(rec: &Recorder, planned: Option<u64>) -> Pulls {
     Pulls {
         planned,
         started: rec.pulls_started,
@@ -448,7 +448,7 @@ pub(crate) mod tests {
             loaded,
             overrides: &[],
             nodes: 4,
-            planned_pulls: 4,
+            planned_pulls: Some(4),
             profile: serde_json::json!({"max_concurrent_downloads": 3}),
             target: target(),
             fd_limits: FdLimits {
@@ -560,7 +560,10 @@ pub(crate) mod tests {
         let l = loaded();
         let doc = build(facts(&l, StopReason::Interrupted), &recorder());
         let p = &doc.pulls;
-        assert_eq!((p.planned, p.started, p.completed, p.failed), (4, 4, 2, 1));
+        assert_eq!(
+            (p.planned, p.started, p.completed, p.failed),
+            (Some(4), 4, 2, 1)
+        );
         assert_eq!(p.interrupted, 1, "started - completed - failed");
         assert_eq!((doc.layers.completed, doc.layers.failed), (2, 1));
         let attempts: Vec<(&str, u64)> = doc

@@ -208,8 +208,8 @@ pub struct FleetInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Pulls {
-    /// nodes x pulls_per_node.
-    pub planned: u64,
+    /// nodes x pulls_per_node; `None` (null) in a staircase, whose nodes pull until the search ends.
+    pub planned: Option<u64>,
     pub started: u64,
     pub completed: u64,
     pub failed: u64,

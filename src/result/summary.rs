@@ -133,10 +133,14 @@ fn figures(s: &mut String, r: &ResultDoc) {
         "  fleet     {} clusters x {} nodes = {} nodes, {} client, {}",
         r.fleet.clusters, r.fleet.nodes_per_cluster, r.fleet.nodes, r.fleet.client, r.fleet.arrival
     );
+    let planned = match r.pulls.planned {
+        Some(n) => format!("{n} planned"),
+        None => "open-ended (staircase)".to_string(),
+    };
     let _ = writeln!(
         s,
-        "  pulls     {} planned, {} started, {} completed, {} failed, {} interrupted",
-        r.pulls.planned, r.pulls.started, r.pulls.completed, r.pulls.failed, r.pulls.interrupted
+        "  pulls     {planned}, {} started, {} completed, {} failed, {} interrupted",
+        r.pulls.started, r.pulls.completed, r.pulls.failed, r.pulls.interrupted
     );
     let _ = writeln!(
         s,

@@ -60,8 +60,10 @@ impl Plan {
     }
 
     /// Pulls planned: nodes x pulls per node; 0 (not known) for a staircase.
-    pub fn planned_pulls(&self) -> u64 {
-        self.nodes.len() as u64 * self.pulls_per_node as u64
+    /// Pulls the plan makes; `None` for a staircase, whose nodes pull until the search ends.
+    pub fn planned_pulls(&self) -> Option<u64> {
+        (self.pulls_per_node != UNTIL_STOPPED)
+            .then(|| self.nodes.len() as u64 * self.pulls_per_node as u64)
     }
 
     /// Client-side fds the run may hold at once: one socket per download slot in use
@@ -140,7 +142,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [0, 1, 2]
         );
-        assert_eq!((p.pulls_per_node, p.planned_pulls()), (UNTIL_STOPPED, 0));
+        assert_eq!((p.pulls_per_node, p.planned_pulls()), (UNTIL_STOPPED, None));
     }
 
     #[test]

@@ -190,7 +190,7 @@ impl Measuring {
         let progress = progress::start_with(
             gauges.clone(),
             progress::Options {
-                total_pulls: ready.plan.planned_pulls(),
+                total_pulls: ready.plan.planned_pulls().unwrap_or(0),
                 fd_limit: ready.limits.soft,
                 mode: progress::Mode::detect(opts.quiet),
                 watched: Some(watch.latest()),

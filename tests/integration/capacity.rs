@@ -70,6 +70,8 @@ fn search(dir: &Path, registry_port: u16, limit: u32) -> (serde_json::Value, Str
         run.stderr,
         error_summary(&result)
     );
+    // Nodes pull until the search ends: no pull count was planned, and none is shown as 0.
+    assert!(result["pulls"]["planned"].is_null(), "{}", result["pulls"]);
     let capacity = result["capacity"].clone();
     // Kept for docs/capacity.md: the console summary and the `capacity` object of each run.
     let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("capacity");

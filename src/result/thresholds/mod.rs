@@ -284,7 +284,7 @@ pub(crate) mod tests {
             loaded: &loaded,
             overrides: &[],
             nodes: started,
-            planned_pulls: started,
+            planned_pulls: Some(started),
             profile: serde_json::Value::Null,
             target: TargetInfo {
                 url: "http://127.0.0.1:5000/".into(),
