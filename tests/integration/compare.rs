@@ -1,10 +1,10 @@
 //! `pullstorm compare` against the real lab: one scenario through a private docker-registry
-//! and nginx, run several times; pairs of those runs and the 3-vs-3 folder form compare clean
-//! (exit 0, no false regression), and a candidate whose LB cuts every connection 1 s after
-//! accepting it (a shortened LB timeout: `pullstorm proxy --cut-after-time 1s --bandwidth
-//! 1MB/s` in front of the same nginx; nginx's own `send_timeout` never fires for a client that
-//! reads steadily, however slowly) is flagged (exit 1) by the metrics that moved, in the console, the JUnit XML and the
-//! Markdown. Bad input exits 2.
+//! and the lab's two-hop nginx of seed 001 (a buffering LB in front of a Harbor-like hop,
+//! `lab/nginx/sites/faults.conf`), run several times; pairs of those runs and the 3-vs-3
+//! folder form compare clean (exit 0, no false regression), and a candidate whose LB has a
+//! shortened timeout (the same two-hop nginx with the hop's `send_timeout` cut from nginx's
+//! default 60 s to 1 s) is flagged (exit 1) by the metrics that moved, in the console, the
+//! JUnit XML and the Markdown. Bad input exits 2.
 //!
 //! The instances come from tests/integration/instances.rs (free ports, stopped by pid); the
 //! lab's packages must be installed (`scripts/lab.sh up` does it). Small image, two pulls per
@@ -16,13 +16,19 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 const IMAGE: &str = "lab/compare:v1";
-const LAYERS: &str = "3MiB,3MiB,3MiB";
+/// One blob well above the LB's temp file plus the socket buffers on the way (together
+/// 5 to 10 MB on loopback), so the LB stops reading the hop part-way through it.
+const LAYERS: &str = "16MiB,256KiB";
+/// The LB's `proxy_max_temp_file_size`: at 4 MB/s a node needs over a second to drain it
+/// (and the buffers), longer than the candidate's `send_timeout`.
+const TEMP_FILE: &str = "4m";
 const SEED: u64 = 61;
 
-/// 4 dockerd nodes at 2 MB/s, two pulls each; dockerd's back-off shortened (the
-/// profile's 5 s x attempt would only make the cut candidate slower).
+/// 4 dockerd nodes at 4 MB/s (slower than the registry: the LB buffers), two pulls each;
+/// dockerd's back-off shortened (the profile's 5 s x attempt would only make the cut
+/// candidate slower).
 const SCENARIO: &str = "[fleet]\nclusters = 1\nnodes_per_cluster = 4\nclient = \"dockerd\"\n\
-node_bandwidth = \"2MB/s\"\n[client]\nbackoff = \"100ms\"\n[kubelet]\npull_retries = 0\n\
+node_bandwidth = \"4MB/s\"\n[client]\nbackoff = \"100ms\"\n[kubelet]\npull_retries = 0\n\
 [run]\nduration = \"60s\"\npulls_per_node = 2\n";
 
 fn tmp() -> tempfile::TempDir {
@@ -78,37 +84,6 @@ fn folder_of(to: &Path, runs: &[&PathBuf]) -> PathBuf {
     to.to_path_buf()
 }
 
-/// The candidate's LB: `pullstorm proxy` cutting every connection `after` its accept.
-struct CuttingLb {
-    _daemon: Daemon,
-    port: u16,
-}
-
-impl CuttingLb {
-    fn start(dir: &Path, upstream: u16, after: &str) -> CuttingLb {
-        let port = free_port();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pullstorm"));
-        cmd.args(["proxy", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--upstream", &format!("127.0.0.1:{upstream}")])
-            .args(["--cut-after-time", after, "--cut-with", "fin"])
-            // Paced, so a blob is still being relayed when the time is up (unpaced, a
-            // 3 MiB body is all in the kernel's loopback buffers within the second).
-            .args(["--bandwidth", "1MB/s"]);
-        let daemon = Daemon::spawn("proxy", cmd, dir);
-        wait_until("the cutting LB", std::time::Duration::from_secs(20), || {
-            http_status(port, "/v2/").is_some()
-        });
-        CuttingLb {
-            _daemon: daemon,
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
 /// The verdict column of a metric's console line.
 fn verdict_of(out: &str, metric: &str) -> Option<String> {
     out.lines()
@@ -118,21 +93,24 @@ fn verdict_of(out: &str, metric: &str) -> Option<String> {
 
 #[test]
 #[ignore = "needs the lab: scripts/test.sh starts it"]
-fn repeated_runs_compare_clean_and_a_cutting_lb_is_a_regression() {
+fn repeated_runs_compare_clean_and_a_shortened_lb_timeout_is_a_regression() {
     let dir = tmp();
     let d = dir.path();
     let registry = Registry::with_image(&d.join("registry"), IMAGE, LAYERS, SEED);
-    let good = Nginx::start(&d.join("lb-good"), registry.port, NginxConf::default());
-    // The candidate's LB: its connection timeout shortened to 1 s (pullstorm's proxy cutting
-    // each connection 1 s after accepting it, with a FIN, relaying at most 1 MB/s per
-    // connection, in front of the same nginx). A node's blob bodies take seconds at 2 MB/s
-    // shared by three downloads, so each is cut, resumed, and cut again.
-    let cutting = CuttingLb::start(&d.join("lb-cut"), good.port, "1s");
+    // The current LB config: the seed-001 two-hop nginx with nginx's default send_timeout.
+    let good = TwoHopLb::start(&d.join("lb-good"), registry.port, "60s", Some(TEMP_FILE));
+    // The candidate: the same two hops, the hop's send_timeout shortened to 1 s. While a
+    // node drains the LB's temp file the LB does not read the hop; the hop, unable to write
+    // for 1 s, resets, and the LB ends the node's blob short (seed 001, scaled down). The
+    // LB drops Range, so a resume gets 200 and the layer restarts from byte 0.
+    let cutting = TwoHopLb::start(&d.join("lb-cut"), registry.port, "1s", Some(TEMP_FILE));
     let a = runs(d, "a", &good.url(), 6);
     for r in &a {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(r.join("result.json")).unwrap()).unwrap();
         assert_eq!(u(&v, "pulls.failed"), 0, "{}", error_summary(&v));
+        // With 60 s the hop never gives up: nothing is cut.
+        assert_eq!(u(&v, "retries.total"), 0, "{}", error_summary(&v));
     }
 
     // Three pairs of runs of one configuration: no false regression.
@@ -153,12 +131,21 @@ fn repeated_runs_compare_clean_and_a_cutting_lb_is_a_regression() {
         text(&o)
     );
 
-    // The cutting LB: flagged, by the metrics that moved.
+    // The shortened timeout: flagged, by the metrics that moved.
     let b = runs(d, "cut", &cutting.url(), 3);
+    // The cuts are the hop's send_timeout, as in seed 001: the LB saw the hop reset.
+    let log = cutting.nginx.error_log();
+    assert!(
+        log.contains("(104: Connection reset by peer) while reading upstream"),
+        "{log}"
+    );
     drop(cutting);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(b[0].join("result.json")).unwrap()).unwrap();
-    assert!(u(&v, "retries.total") > 0, "{}", error_summary(&v));
+    for r in &b {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.join("result.json")).unwrap()).unwrap();
+        eprintln!("candidate {}: {}", r.display(), error_summary(&v));
+        assert!(u(&v, "retries.total") > 0, "{}", error_summary(&v));
+    }
     let cand = folder_of(&d.join("cand"), &[&b[0], &b[1], &b[2]]);
     let junit = d.join("out/compare.xml");
     let markdown = d.join("out/compare.md");

@@ -696,3 +696,58 @@ pub fn nofile_hard_limit() -> u64 {
         .maximum
         .unwrap_or(1 << 20)
 }
+
+/// The lab's seed-001 topology (the `faults` nginx site, docs/seeds.md seed 001) on ports of
+/// its own, in front of `registry_port`: a buffering LB (`proxy_max_temp_file_size
+/// temp_file`, Range not forwarded) -> a Harbor-like hop (`send_timeout send_timeout`) ->
+/// the registry. A node slower than the registry makes the LB fill its temp file and stop
+/// reading the hop until the node has drained it; when that takes longer than the hop's
+/// `send_timeout`, the hop resets and the node's blob is cut.
+pub struct TwoHopLb {
+    pub nginx: Nginx,
+    /// The front LB's port (what the nodes pull through).
+    pub lb: u16,
+    /// The Harbor-like hop's port (the LB bypassed).
+    pub hop: u16,
+}
+
+impl TwoHopLb {
+    /// `temp_file` None keeps the lab's default (`LAB_SEED001_TEMP_FILE`, 64m).
+    pub fn start(
+        dir: &Path,
+        registry_port: u16,
+        send_timeout: &str,
+        temp_file: Option<&str>,
+    ) -> TwoHopLb {
+        let p = free_ports(4);
+        let mut env = vec![
+            ("LAB_PORT_NGINX_SEED001", p[0].to_string()),
+            ("LAB_PORT_NGINX_SEED001_UPSTREAM", p[1].to_string()),
+            ("LAB_PORT_NGINX_RESET", p[2].to_string()),
+            ("LAB_PORT_NGINX_NORANGE", p[3].to_string()),
+            ("LAB_SEED001_SEND_TIMEOUT", send_timeout.to_string()),
+        ];
+        if let Some(t) = temp_file {
+            env.push(("LAB_SEED001_TEMP_FILE", t.to_string()));
+        }
+        let nginx = Nginx::start(
+            dir,
+            registry_port,
+            NginxConf {
+                sites: Some("faults"),
+                env,
+                ..Default::default()
+            },
+        );
+        TwoHopLb {
+            nginx,
+            lb: p[0],
+            hop: p[1],
+        }
+    }
+
+    /// The front LB's URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.lb)
+    }
+}

@@ -172,26 +172,12 @@ struct Seed001 {
 impl Seed001 {
     fn start(dir: &std::path::Path, send_timeout: &str) -> Seed001 {
         let registry = Registry::with_image(&dir.join("registry"), SEED001_IMAGE, "100MiB,4MiB", 1);
-        let p = free_ports(4);
-        let nginx = Nginx::start(
-            &dir.join("nginx"),
-            registry.port,
-            NginxConf {
-                sites: Some("faults"),
-                env: vec![
-                    ("LAB_PORT_NGINX_SEED001", p[0].to_string()),
-                    ("LAB_PORT_NGINX_SEED001_UPSTREAM", p[1].to_string()),
-                    ("LAB_PORT_NGINX_RESET", p[2].to_string()),
-                    ("LAB_PORT_NGINX_NORANGE", p[3].to_string()),
-                    ("LAB_SEED001_SEND_TIMEOUT", send_timeout.to_string()),
-                ],
-                ..Default::default()
-            },
-        );
+        let TwoHopLb { nginx, lb, hop } =
+            TwoHopLb::start(&dir.join("nginx"), registry.port, send_timeout, None);
         Seed001 {
             nginx,
-            lb: p[0],
-            hop: p[1],
+            lb,
+            hop,
             _registry: registry,
         }
     }
