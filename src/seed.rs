@@ -72,16 +72,28 @@ fn tagged_reference(image: &str) -> Result<(Reference, String), Failure> {
 
 /// Patient timeouts (uploads of large chunks), TLS for https.
 fn transport(base: &Url, ca_file: Option<&Path>, insecure_tls: bool) -> Result<Transport, Failure> {
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(30),
+        response: Duration::from_secs(300),
+        stall: Some(Duration::from_secs(120)),
+    };
+    tool_transport(base, ca_file, insecure_tls, timeouts)
+}
+
+/// The nodes' transport for a one-off tool (`seed`, `verify`): the given timeouts,
+/// TLS for https, a new connection per request, nothing measured.
+pub(crate) fn tool_transport(
+    base: &Url,
+    ca_file: Option<&Path>,
+    insecure_tls: bool,
+    timeouts: Timeouts,
+) -> Result<Transport, Failure> {
     let tls = match base.scheme() {
         "https" => Some(net::tls::connector(ca_file, insecure_tls).map_err(Failure::bad_input)?),
         _ => None,
     };
     Ok(Transport {
-        timeouts: Timeouts {
-            connect: Duration::from_secs(30),
-            response: Duration::from_secs(300),
-            stall: Some(Duration::from_secs(120)),
-        },
+        timeouts,
         gauge: Default::default(),
         tls,
         loopback_source: None,

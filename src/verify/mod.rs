@@ -19,7 +19,7 @@ pub mod finding;
 pub use finding::{Checked, Finding, FindingKind, ObjectKind, Report};
 
 use crate::exit::{self, Failure};
-use crate::net::{self, Timeouts, Transport};
+use crate::net::{Timeouts, Transport};
 use crate::oci::auth::Credentials;
 use crate::oci::manifest::{Descriptor, Document};
 use crate::oci::{Reference, Session};
@@ -186,26 +186,17 @@ fn parse_references(images: &[String]) -> Result<Vec<Reference>, Failure> {
 /// The nodes' transport with one timeout for each phase, and TLS for https; a new
 /// connection per request (verify is not measuring connection reuse).
 fn transport(base: &Url, options: &Options) -> Result<Transport, Failure> {
-    let tls = match base.scheme() {
-        "https" => Some(
-            net::tls::connector(options.ca_file.as_deref(), options.insecure_tls)
-                .map_err(Failure::bad_input)?,
-        ),
-        _ => None,
+    let timeouts = Timeouts {
+        connect: options.timeout,
+        response: options.timeout,
+        stall: Some(options.timeout),
     };
-    Ok(Transport {
-        timeouts: Timeouts {
-            connect: options.timeout,
-            response: options.timeout,
-            stall: Some(options.timeout),
-        },
-        gauge: Default::default(),
-        tls,
-        loopback_source: None,
-        read_buffer: net::FULL_SPEED_READ_BUFFER,
-        connections: Default::default(),
-        pool: None,
-    })
+    crate::seed::tool_transport(
+        base,
+        options.ca_file.as_deref(),
+        options.insecure_tls,
+        timeouts,
+    )
 }
 
 /// One session per repository (tokens are scoped to one), each pinged to learn the
