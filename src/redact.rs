@@ -98,6 +98,22 @@ pub fn result_doc(doc: &mut crate::result::model::ResultDoc) {
     for e in &mut doc.error_details {
         e.sample = text(&e.sample);
     }
+    if let Some(v) = &mut doc.verify {
+        after_run_verify(v);
+    }
+}
+
+/// The after-run consistency check: its reason, registry and findings' details.
+pub fn after_run_verify(v: &mut crate::result::model::AfterRunVerify) {
+    if let Some(reason) = &mut v.reason {
+        *reason = text(reason);
+    }
+    if let Some(report) = &mut v.report {
+        report.registry = text(&report.registry);
+        for f in &mut report.findings {
+            f.detail = text(&f.detail);
+        }
+    }
 }
 
 #[cfg(test)]

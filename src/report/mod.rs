@@ -22,6 +22,7 @@ pub mod overview;
 pub mod svg;
 pub mod tables;
 pub mod timeline;
+pub mod verify;
 
 use crate::result::model::ResultDoc;
 use html::esc;
@@ -62,6 +63,7 @@ pub fn render(doc: &ResultDoc) -> String {
     h.push_str(&overview::cards(doc));
     h.push_str(&overview::thresholds(doc));
     h.push_str(&capacity::section(doc));
+    h.push_str(&verify::section(doc));
     h.push_str("<nav class=\"sub\" style=\"margin-top:10px\">");
     for (i, (id, title)) in SECTIONS.iter().enumerate() {
         let _ = write!(

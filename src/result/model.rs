@@ -61,6 +61,25 @@ pub struct ResultDoc {
     /// docs/capacity.md); absent for other patterns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
+    /// The registry's consistency after the storm (`[verify] after_run`,
+    /// docs/verify.md); absent when not asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<AfterRunVerify>,
+}
+
+/// `[verify] after_run`: did the registry still serve every tag, manifest and
+/// blob of the checked images whole once the storm was over?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AfterRunVerify {
+    /// `consistent`, `inconsistent`, or `not_run` (see `reason`): only
+    /// `consistent` passes the run's `verify` check.
+    pub outcome: String,
+    /// Why the check did not run or did not finish (`not_run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The check's report, as `pullstorm verify --json` writes it; absent for `not_run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::verify::Report>,
 }
 
 /// What a staircase found: the largest herd that held, the first that broke

@@ -14,6 +14,7 @@ pub fn render(r: &ResultDoc) -> String {
     headline(&mut s, r);
     figures(&mut s, r);
     capacity(&mut s, r);
+    after_run_verify(&mut s, r);
     latency_table(&mut s, r);
     errors(&mut s, r);
     failed_thresholds(&mut s, r);
@@ -48,6 +49,19 @@ fn headline(s: &mut String, r: &ResultDoc) {
             ""
         }
     );
+}
+
+/// `[verify] after_run`: the check's closing line, or why it did not run.
+fn after_run_verify(s: &mut String, r: &ResultDoc) {
+    let Some(v) = &r.verify else { return };
+    let line = match (&v.report, &v.reason) {
+        (Some(report), _) => report.summary(),
+        (None, reason) => format!(
+            "verify: not run: {}",
+            reason.as_deref().unwrap_or("no reason given")
+        ),
+    };
+    let _ = writeln!(s, "  {}", escape(&line));
 }
 
 /// A staircase's answer in one sentence: the herd that held, what it moved,

@@ -10,6 +10,7 @@ use super::RunOptions;
 use crate::exit::{self, Failure};
 use crate::metrics::Recorder;
 use crate::result::build::{self, RunFacts, StopReason};
+use crate::result::model::AfterRunVerify;
 use crate::result::{self, summary, thresholds, ResultDoc};
 use crate::shutdown::Caught;
 use crate::terminal;
@@ -26,6 +27,7 @@ pub(super) fn finish(
     out: &OutDir,
     ready: Ready,
     stormed: Stormed,
+    verified: Option<AfterRunVerify>,
     caught: Option<Caught>,
 ) -> Result<i32, Failure> {
     let stop = stormed.stop;
@@ -44,6 +46,10 @@ pub(super) fn finish(
     };
     let mut doc = build::build(facts, &stormed.recorder);
     doc.capacity = stormed.capacity.as_ref().map(build::capacity);
+    doc.verify = verified.map(|mut v| {
+        crate::redact::after_run_verify(&mut v);
+        v
+    });
     doc.thresholds = thresholds::evaluate(&opts.loaded.scenario.thresholds, &doc);
     if let Some(breach) = &stormed.breach {
         thresholds::record_abort(&mut doc.thresholds, breach);

@@ -20,6 +20,7 @@
 //! are tested in-process.
 
 pub mod abort;
+mod after_run;
 mod finish;
 mod out_dir;
 pub mod plan;
@@ -85,15 +86,21 @@ pub async fn execute(
     let stormed = async {
         match prepare::prepare(&opts, shutdown.as_mut()).await? {
             Prepared::Ready(ready) => {
-                let stormed = storm::storm(&opts, &ready, shutdown).await?;
-                Ok::<_, Failure>((ready, stormed))
+                let stormed = storm::storm(&opts, &ready, shutdown.as_mut()).await?;
+                let verified =
+                    after_run::verify(&opts, &ready, stormed.stop, shutdown.as_mut()).await;
+                Ok::<_, Failure>((ready, stormed, verified))
             }
-            Prepared::Stopped(ready, stop) => Ok((ready, nothing_stormed(&opts, stop, started))),
+            Prepared::Stopped(ready, stop) => {
+                Ok((ready, nothing_stormed(&opts, stop, started), None))
+            }
         }
     }
     .await;
     match stormed {
-        Ok((ready, stormed)) => finish::finish(&opts, &out, ready, stormed, caught.get().copied()),
+        Ok((ready, stormed, verified)) => {
+            finish::finish(&opts, &out, ready, stormed, verified, caught.get().copied())
+        }
         Err(failure) => {
             out.release();
             Err(failure)

@@ -75,7 +75,7 @@ async fn shutdown_mid_pull_writes_an_interrupted_result() {
     };
     let shutdown = once_bytes_arrive(ready.ctx.gauges.clone());
     let stormed = storm::storm(&opts, &ready, shutdown).await.unwrap();
-    let code = finish::finish(&opts, &out, ready, stormed, Some(Caught::Interrupt)).unwrap();
+    let code = finish::finish(&opts, &out, ready, stormed, None, Some(Caught::Interrupt)).unwrap();
 
     assert_eq!(
         code,

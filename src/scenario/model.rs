@@ -39,6 +39,9 @@ pub struct Scenario {
     /// Without a section, `fill_defaults` decides `max_failed_pulls` as with one.
     #[serde(default = "Thresholds::unset")]
     pub thresholds: Thresholds,
+    /// A consistency check of the registry after the storm (`pullstorm verify`'s).
+    #[serde(default)]
+    pub verify: VerifySection,
 }
 
 impl Scenario {
@@ -54,6 +57,45 @@ impl Scenario {
         self.arrival.fill_staircase_defaults(fleet_nodes);
         self.kubelet.pull_retries = Some(self.kubelet.retries_for(self.fleet.client));
     }
+}
+
+/// `[verify]`: after the storm, check that the registry still serves every tag,
+/// manifest and blob of some images whole (docs/verify.md). A storm that broke the
+/// registry's storage or cache (seed 002) fails the run even when every pull passed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySection {
+    /// Run the check when the storm ends (also after a deadline; not after Ctrl-C).
+    #[serde(default)]
+    pub after_run: bool,
+    /// Images to check (`repo:tag` or `repo@sha256:...`); default: the image the run pulled.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// Blobs checked at once.
+    #[serde(default = "default_verify_jobs")]
+    pub jobs: u32,
+    /// Longest wait for a connection, a response head, and between two body bytes.
+    #[serde(default = "default_verify_timeout")]
+    pub timeout: Span,
+}
+
+impl Default for VerifySection {
+    fn default() -> Self {
+        VerifySection {
+            after_run: false,
+            images: Vec::new(),
+            jobs: default_verify_jobs(),
+            timeout: default_verify_timeout(),
+        }
+    }
+}
+
+fn default_verify_jobs() -> u32 {
+    4
+}
+
+fn default_verify_timeout() -> Span {
+    Span(Duration::from_secs(30))
 }
 
 /// Which registry to pull from. Without `url` the run starts the embedded registry.

@@ -7,7 +7,7 @@
 use super::locate::{KeyPath, Seg};
 use super::model::{
     ArrivalSection, ClientOverrides, EmbeddedSection, FleetSection, Pattern, PullRetries,
-    RunSection, Scenario, TargetSection, Thresholds,
+    RunSection, Scenario, TargetSection, Thresholds, VerifySection,
 };
 use crate::oci::reference::check_reference;
 use crate::result::thresholds;
@@ -71,7 +71,31 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
     check_arrival(s, &mut out);
     check_run(&s.run, &mut out);
     check_thresholds(&s.thresholds, &mut out);
+    check_verify(&s.verify, &mut out);
     out.0
+}
+
+/// `[verify]`: references that parse, at least one job, a timeout; keys that mean
+/// nothing without `after_run` are said to be idle rather than silently ignored.
+fn check_verify(v: &VerifySection, out: &mut Issues) {
+    for (i, image) in v.images.iter().enumerate() {
+        if let Err(e) = check_reference(image) {
+            out.add(&format!("verify.images[{i}]"), e);
+        }
+    }
+    if v.jobs == 0 {
+        out.add("verify.jobs", "must be at least 1");
+    }
+    if v.timeout.0.is_zero() {
+        out.add("verify.timeout", "must be more than 0");
+    }
+    if !v.after_run && !v.images.is_empty() {
+        out.add_with(
+            "verify.images",
+            &["verify.after_run"],
+            "applies only when verify.after_run = true",
+        );
+    }
 }
 
 /// `[thresholds]`: the failure rate is a fraction; every path can exist in

@@ -7,11 +7,14 @@
 //! says a blob exists while its GET says it does not (the stale blob-descriptor cache of
 //! distribution/distribution#4269: a push skips the blob, a pull fails).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What is wrong with one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A tag or a manifest digest answered 404 (the registry's `MANIFEST_UNKNOWN`).
@@ -58,7 +61,9 @@ impl fmt::Display for FindingKind {
 }
 
 /// What kind of object a finding is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     /// A tag, before it resolved to a digest.
@@ -86,7 +91,7 @@ impl ObjectKind {
 }
 
 /// One inconsistency, with everything needed to find the object again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Finding {
     pub kind: FindingKind,
     pub object: ObjectKind,
@@ -163,7 +168,7 @@ impl Finding {
 }
 
 /// How much was checked, so "no findings" can be told from "nothing checked".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Checked {
     /// Tags resolved (references given by digest are not counted).
     pub tags: u64,
@@ -176,7 +181,7 @@ pub struct Checked {
 }
 
 /// The whole answer of one `verify`: the JSON report's document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     /// The registry's URL, any password masked.
     pub registry: String,

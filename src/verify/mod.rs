@@ -148,24 +148,41 @@ pub async fn verify(
     images: &[String],
     options: &Options,
 ) -> Result<Report, Failure> {
-    let started = Instant::now();
     let base = crate::seed::registry_url(registry)?;
     let references = parse_references(images)?;
     let transport = transport(&base, options)?;
     let credentials = Credentials::for_registry(&base).map(Arc::new);
-    let sessions = connect(&base, &references, credentials, &transport).await?;
+    let mut report = verify_with(&base, &references, credentials, &transport, options.jobs).await?;
+    // Said as the user wrote them, not as parsed.
+    report.registry = crate::redact::text(registry);
+    report.images = images.to_vec();
+    Ok(report)
+}
+
+/// Checks `references` at `base` with a transport and credentials the caller already
+/// has: a run's own after its storm (`[verify] after_run`), so the check sees the
+/// registry exactly as the nodes did (TLS, CA, credentials).
+pub async fn verify_with(
+    base: &Url,
+    references: &[Reference],
+    credentials: Option<Arc<Credentials>>,
+    transport: &Transport,
+    jobs: usize,
+) -> Result<Report, Failure> {
+    let started = Instant::now();
+    let sessions = connect(base, references, credentials, transport).await?;
 
     let mut walk = Walk::default();
-    for reference in &references {
+    for reference in references {
         walk.image(&sessions[&reference.name], reference).await?;
     }
-    let (blob_findings, blobs, bytes) = check_blobs(&sessions, walk.blobs, options.jobs).await;
+    let (blob_findings, blobs, bytes) = check_blobs(&sessions, walk.blobs, jobs.max(1)).await;
     walk.findings.extend(blob_findings);
     walk.checked.blobs = blobs;
     walk.checked.blob_bytes = bytes;
     Ok(Report::new(
-        registry,
-        images.to_vec(),
+        base.as_str(),
+        references.iter().map(|r| r.to_string()).collect(),
         walk.checked,
         walk.findings,
         started.elapsed().as_secs_f64(),

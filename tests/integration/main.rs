@@ -48,6 +48,7 @@ mod startup;
 mod thresholds;
 mod trace;
 mod verify;
+mod verify_after_run;
 mod watch;
 
 /// Autotests are off, so a test file this binary does not declare would silently never

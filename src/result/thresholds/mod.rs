@@ -53,9 +53,41 @@ pub fn evaluate(t: &Thresholds, r: &ResultDoc) -> ThresholdReport {
             }
         }
     }
+    after_run_verify(&mut checks, r);
     let checks = checks.0;
     let passed = checks.iter().all(|c| c.passed);
     ThresholdReport { passed, checks }
+}
+
+/// `[verify] after_run`: the registry must still serve every checked object whole;
+/// a check that did not run fails (nothing was judged).
+fn after_run_verify(checks: &mut Checks, r: &ResultDoc) {
+    let Some(v) = &r.verify else { return };
+    let actual = match (&v.report, &v.reason) {
+        (Some(report), _) if report.consistent => {
+            let c = &report.checked;
+            format!(
+                "consistent ({} manifest(s), {} blob(s))",
+                c.manifests, c.blobs
+            )
+        }
+        (Some(report), _) => {
+            let kinds: std::collections::BTreeSet<&str> =
+                report.findings.iter().map(|f| f.kind.name()).collect();
+            let kinds: Vec<&str> = kinds.into_iter().collect();
+            format!("{} finding(s): {}", report.findings.len(), kinds.join(", "))
+        }
+        (None, reason) => format!(
+            "not run: {}",
+            reason.as_deref().unwrap_or("no reason given")
+        ),
+    };
+    checks.add(
+        "verify.after_run",
+        "consistent".to_string(),
+        actual,
+        v.outcome == "consistent",
+    );
 }
 
 /// The checks made so far, in order.
