@@ -260,7 +260,7 @@ pub fn render(totals: &Totals, levels: Option<Levels>, finished: bool) -> String
     }
     gauge(
         "pullstorm_run_finished",
-        "1 once result.json is written: the counters are final.",
+        "Whether result.json is written (then 1: the counters are final).",
     )
     .sample(&mut out, u8::from(finished));
     out
