@@ -25,6 +25,25 @@ if ! fc-list 2>/dev/null | grep -q .; then
     missing="$missing fonts-dejavu-core fontconfig"
 fi
 
+# --- k8s manifests (tests/k8s/validate.sh): kubernetes-validate from PyPI,
+# which ships the Kubernetes schemas, in a venv of its own (Debian's python3
+# is externally managed). Needs python3-venv; when it is missing the venv is
+# made after apt-get, at the end of this script.
+k8s_venv=${XDG_CACHE_HOME:-$HOME/.cache}/pullstorm/k8s-venv
+k8s_validate_install() {
+    if ! "$k8s_venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+        /usr/bin/python3 -m venv "$k8s_venv"
+        "$k8s_venv/bin/pip" install --quiet 'kubernetes-validate==1.37.0'
+        echo "test-deps: kubernetes-validate installed in $k8s_venv"
+    fi
+}
+if /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    k8s_validate_install
+elif ! "$k8s_venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+    missing="$missing python3-venv"
+fi
+# --- end k8s
+
 if [ -z "$missing" ]; then
     echo "test-deps: all present (skopeo, curl, tar, python3, chromium, fonts)"
     exit 0
@@ -44,3 +63,5 @@ $sudo apt-get update
 # shellcheck disable=SC2086 # word splitting of the package list is intended
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
 echo "test-deps: done"
+# --- k8s (continued): the venv, once apt-get has installed python3-venv.
+k8s_validate_install

@@ -27,6 +27,8 @@ cargo build --release --all-targets
 echo "== unit and embedded-registry tests"
 cargo test --release --all-targets "$@"
 
+bash tests/k8s/validate.sh  # deploy/k8s/ against the Kubernetes 1.30 schemas (no cluster)
+
 echo "== native lab"
 scripts/lab.sh down >/dev/null 2>&1 || true
 bash tests/lab/native.sh

@@ -154,6 +154,12 @@ struct RunArgs {
     /// Scrape an nginx stub_status page each second (repeatable).
     #[arg(long, value_name = "URL")]
     watch_stub_status: Vec<String>,
+    /// Serve the run's live figures for Prometheus at http://ADDR/metrics, e.g. 0.0.0.0:9464 (port 0: a free port, printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Keep --metrics-listen serving this long after the result is written, for the final scrape (Ctrl-C ends it).
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    metrics_linger: String,
 }
 
 #[derive(Args)]
@@ -210,8 +216,13 @@ fn run(cli: Cli) -> Result<i32, Failure> {
                     }
                     w
                 },
+                metrics: None,
             };
-            runtime.block_on(async { pullstorm::run::execute(options, stop_signal()?).await })
+            runtime.block_on(run_with_metrics(
+                options,
+                args.metrics_listen.as_deref(),
+                &args.metrics_linger,
+            ))
         }
         Command::Seed(args) => runtime.block_on(seed(args)),
         Command::Proxy(args) => runtime
@@ -240,6 +251,34 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `pullstorm run`, with its `--metrics-listen` endpoint bound before the run
+/// starts (exit 2 or 3 if it cannot be) and kept for `--metrics-linger` after.
+async fn run_with_metrics(
+    mut options: pullstorm::run::RunOptions,
+    metrics_listen: Option<&str>,
+    metrics_linger: &str,
+) -> Result<i32, Failure> {
+    let stop = stop_signal()?;
+    let linger = pullstorm::scenario::units::Span::parse(metrics_linger)
+        .map_err(|e| Failure::bad_input(format!("--metrics-linger: {e}")))?
+        .0;
+    let Some(listen) = metrics_listen else {
+        return pullstorm::run::execute(options, stop).await;
+    };
+    // Listening from now on too: a signal during the run also ends the linger.
+    let stop_linger = stop_signal()?;
+    let server = pullstorm::metrics::exporter::bind(listen).await?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "pullstorm: metrics at http://{}/metrics",
+        server.addr
+    );
+    options.metrics = Some(server.exported.clone());
+    let code = pullstorm::run::execute(options, stop).await?;
+    server.linger(linger, stop_linger).await;
+    Ok(code)
 }
 
 async fn seed(args: SeedArgs) -> Result<i32, Failure> {

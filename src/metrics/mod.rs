@@ -4,9 +4,11 @@
 //! watcher and the progress display); `harness` is the harness watching its
 //! own CPU and timer lag (is it saturated?); `live` publishes each closed
 //! second to whoever decides during the run; `watch` samples the harness and
-//! the processes and endpoints around the run.
+//! the processes and endpoints around the run; `exporter` serves the run's
+//! live figures to Prometheus (`--metrics-listen`).
 
 pub mod events;
+pub mod exporter;
 pub mod fds;
 pub mod harness;
 pub mod live;

@@ -163,6 +163,8 @@ pub struct Recorder {
     /// Where closed seconds are published, and the second being gathered
     /// (only when someone decides during the run: see [`super::live`]).
     live: Option<(live::Feed, live::LiveSecond)>,
+    /// Where the counts go once a second for `--metrics-listen`.
+    exported: Option<Arc<super::exporter::Exported>>,
 }
 
 impl Recorder {
@@ -221,12 +223,19 @@ impl Recorder {
             hlog: Vec::new(),
             last_bytes: 0,
             live: None,
+            exported: None,
         }
     }
 
     /// Publishes every closed second on `feed`, with the latencies observed in it.
     pub fn with_live(mut self, feed: live::Feed) -> Self {
         self.live = Some((feed, live::LiveSecond::default()));
+        self
+    }
+
+    /// Publishes the counts to `--metrics-listen` as each second closes.
+    pub fn with_exporter(mut self, exported: Arc<super::exporter::Exported>) -> Self {
+        self.exported = Some(exported);
         self
     }
 
@@ -493,6 +502,9 @@ impl Recorder {
             let _ = feed.send(std::sync::Arc::new(closed));
         }
         self.timeline.push(row);
+        if let Some(exported) = &self.exported {
+            exported.publish(super::exporter::Totals::of(self));
+        }
     }
 
     /// Total body bytes received (including wasted ones) as of the last sample.

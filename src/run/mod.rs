@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Processes and endpoints to sample besides the harness (`--watch*` flags).
     pub watch: WatchSpec,
+    /// Where `--metrics-listen` reads the run's figures from.
+    pub metrics: Option<std::sync::Arc<crate::metrics::exporter::Exported>>,
 }
 
 /// Runs the scenario and writes its result; returns the exit code. The run

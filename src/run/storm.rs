@@ -185,6 +185,10 @@ impl Measuring {
         if let Some(feed) = live {
             rec = rec.with_live(feed);
         }
+        if let Some(exported) = &opts.metrics {
+            exported.attach(gauges.clone());
+            rec = rec.with_exporter(exported.clone());
+        }
         let recorder = tokio::spawn(recorder::run(rec, events, gauges.clone(), stop_rx));
         let watch = watch::spawn(watch::Watcher::new(watch_spec(opts, ready), t0.into_std()));
         let progress = progress::start_with(

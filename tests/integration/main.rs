@@ -35,6 +35,7 @@ mod harness;
 mod hostile_input;
 mod hostile_registry;
 mod lab;
+mod metrics_endpoint;
 mod proxy;
 mod report;
 mod run_embedded;
