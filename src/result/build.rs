@@ -111,6 +111,10 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
         watched: harness_from_recorder(facts.watched, rec),
+        redirects: Redirects {
+            followed: rec.redirects,
+            to_storage: rec.redirects_to_storage,
+        },
         capacity: None,
     };
     // No password of any URL (target, `[watch]`, `--set`) reaches the result or the report.
