@@ -366,7 +366,9 @@ impl Session {
             drop(ex.body);
             let next = request::redirect(&url, &location)?;
             url = next.url;
-            if !next.keep_authorization && storage.is_none() {
+            // From the first hop to another host on, the host answering is the storage's
+            // (the registry's Authorization stays behind); faults name the one that answered.
+            if storage.is_some() || !next.keep_authorization {
                 storage = Some(super::storage::host_of(&url));
             }
             let _ = self
