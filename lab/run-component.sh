@@ -19,6 +19,9 @@
 #   LAB_HERD_NOFILE  nofile of herd-proxy, the docker-proxy of seed 000 (default 1024)
 #   LAB_REGISTRY_*   passed to the registries as REGISTRY_* (config overrides); the caller's
 #                 own REGISTRY_* variables are dropped
+#   LAB_S3_BUCKET (pullstorm-lab), LAB_HOST_S3: the "s3" variant's storage (moto's server,
+#                 lab/s3/storage.py) and where registry-s3 finds it; LAB_S3_RECORD=FILE makes
+#                 the storage log every request it receives to FILE (JSON lines)
 #
 #   run-component.sh COMPONENT            render, then exec the daemon
 #   run-component.sh --render COMPONENT   render only (scripts/lab.sh uses it to reload nginx)
@@ -28,7 +31,7 @@
 # is an error, never an empty string.
 set -euo pipefail
 
-COMPONENTS="redis token registry registry-redis registry-basic registry-token nginx haproxy mirror herd-proxy"
+COMPONENTS="redis token registry registry-redis registry-basic registry-token nginx haproxy mirror herd-proxy s3 registry-s3"
 
 die() { echo "run-component: error: $*" >&2; exit 1; }
 
@@ -37,7 +40,7 @@ LAB_CONFIG="${LAB_CONFIG:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
 . "$LAB_CONFIG/ports.env"
 for v in $(compgen -v LAB_PORT_); do export "${v?}"; done
 export LAB_BIND="${LAB_BIND:-127.0.0.1}"
-for h in REGISTRY REGISTRY_REDIS REGISTRY_BASIC REGISTRY_TOKEN REDIS TOKEN NGINX; do
+for h in REGISTRY REGISTRY_REDIS REGISTRY_BASIC REGISTRY_TOKEN REDIS TOKEN NGINX S3; do
   v="LAB_HOST_$h"
   export "$v=${!v:-127.0.0.1}"
 done
@@ -50,12 +53,13 @@ export LAB_HAPROXY_EXTRA="${LAB_HAPROXY_EXTRA:-# LAB_HAPROXY_EXTRA: none}"
 export LAB_FAULT_SEND_TIMEOUT="${LAB_FAULT_SEND_TIMEOUT:-1s}"
 export LAB_SEED001_TEMP_FILE="${LAB_SEED001_TEMP_FILE:-64m}"
 export LAB_SEED001_SEND_TIMEOUT="${LAB_SEED001_SEND_TIMEOUT:-1s}"
+export LAB_S3_BUCKET="${LAB_S3_BUCKET:-pullstorm-lab}"
 
 render_only=0
 case "${1:-}" in
   --list) echo "$COMPONENTS"; exit 0 ;;
   --render) render_only=1; shift ;;
-  ""|-h|--help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  ""|-h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
 component="${1:-}"
 [[ " $COMPONENTS " == *" $component "* ]] || die "unknown component '$component' (one of: $COMPONENTS)"
@@ -81,7 +85,7 @@ mkdir -p "$LAB_STATE"/{conf,data,logs,run}
 conf="$LAB_STATE/conf"
 
 case "$component" in
-  registry|registry-redis|registry-basic|registry-token|mirror)
+  registry|registry-redis|registry-basic|registry-token|registry-s3|mirror)
     render "$LAB_CONFIG/registry/$component.yml" "$conf/$component.yml"
     case "$component" in
       registry-redis) mkdir -p "$LAB_STATE/data/registry-redis" ;;
@@ -89,7 +93,7 @@ case "$component" in
       *) mkdir -p "$LAB_STATE/data/registry" ;;
     esac
     case "$component" in
-      registry-basic) [[ -s "$LAB_STATE/secrets/htpasswd" ]] || die "no $LAB_STATE/secrets/htpasswd: run lab/gen-secrets.sh" ;;
+      registry-basic|registry-s3) [[ -s "$LAB_STATE/secrets/htpasswd" ]] || die "no $LAB_STATE/secrets/htpasswd: run lab/gen-secrets.sh" ;;
       registry-token) [[ -s "$LAB_STATE/secrets/token.crt" ]] || die "no $LAB_STATE/secrets/token.crt: run lab/gen-secrets.sh" ;;
     esac
     # distribution reads REGISTRY_<SECTION>_<KEY> from the environment as config overrides:
@@ -97,7 +101,18 @@ case "$component" in
     # pass LAB_REGISTRY_<...> on as REGISTRY_<...> (LAB_REGISTRY_LOG_LEVEL=debug).
     for v in $(compgen -v REGISTRY_ || true); do unset "$v"; done
     for v in $(compgen -v LAB_REGISTRY_ || true); do export "${v#LAB_}=${!v}"; done
+    # The S3 driver's AWS SDK reads AWS_* too (AWS_CA_BUNDLE makes it panic on a plain-HTTP
+    # endpoint): the lab's storage is configured in the template alone.
+    if [[ "$component" == registry-s3 ]]; then
+      for v in $(compgen -v AWS_ || true); do unset "$v"; done
+    fi
     cmd=(docker-registry serve "$conf/$component.yml")
+    ;;
+  s3)
+    # moto's server (PyPI moto[server]) runs in the python3 it was installed for: the
+    # first in PATH, as scripts/test-deps.sh installs it.
+    cmd=(python3 "$LAB_CONFIG/s3/storage.py" --listen "$LAB_BIND:$LAB_PORT_S3" --bucket "$LAB_S3_BUCKET")
+    if [[ -n "${LAB_S3_RECORD:-}" ]]; then cmd+=(--record "$LAB_S3_RECORD"); fi
     ;;
   redis)
     render "$LAB_CONFIG/redis/redis.conf" "$conf/redis.conf"

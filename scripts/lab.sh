@@ -14,7 +14,8 @@
 # Variants: default (registry + nginx + haproxy + mirror), redis (registry with the Redis
 # blob-descriptor cache), basic (htpasswd), token (bearer tokens), tls (nginx over TLS);
 # "up" starts those five. faults (fault LBs for the seeds: nginx :8085-8087/:8089 and
-# docker-proxy :8088 under nofile 1024) starts only when asked: up --variant faults.
+# docker-proxy :8088 under nofile 1024) starts only when asked: up --variant faults; so does
+# s3 (registry-s3 :5040 on object storage, moto's S3 server :9000; blob GETs redirected).
 # Every daemon listens on 127.0.0.1 only; state, logs and pids live in ONE folder,
 # ${PULLSTORM_LAB_DIR:-/tmp/pullstorm-lab}. Ports: lab/ports.env; docs: docs/lab.md.
 #
@@ -38,9 +39,9 @@ COMPOSE_PORT_OFFSET=10000
 
 ALL_VARIANTS=(default redis basic token tls)
 # Started only on request (up --variant faults): deliberately broken LBs.
-EXTRA_VARIANTS=(faults)
+EXTRA_VARIANTS=(faults s3)
 # Start order; "down" goes the other way.
-ORDER=(redis token registry registry-redis registry-basic registry-token nginx haproxy mirror herd-proxy)
+ORDER=(redis token registry registry-redis registry-basic registry-token nginx haproxy mirror herd-proxy s3 registry-s3)
 NATIVE_PACKAGES=(docker-registry nginx-light redis-server haproxy skopeo apache2-utils openssl
                  curl ca-certificates python3 python3-cryptography iproute2 procps util-linux)
 # Distro services of those packages: never left running on the lab's ports.
@@ -50,7 +51,7 @@ say() { echo "lab: $*"; }
 warn() { echo "lab: warning: $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
 
-usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 # ---------------------------------------------------------------------------------------
 # The topology
@@ -63,6 +64,7 @@ variant_components() {
     token) echo "token registry-token nginx" ;;
     tls) echo "registry nginx" ;;
     faults) echo "registry nginx herd-proxy" ;;   # with default (cmd_up adds it)
+    s3) echo "s3 registry-s3" ;;                  # no LB: clients follow the redirects themselves
     *) return 1 ;;
   esac
 }
@@ -79,6 +81,8 @@ component_ports() {
     redis) echo "$LAB_PORT_REDIS" ;;
     haproxy) echo "$LAB_PORT_HAPROXY $LAB_PORT_HAPROXY_STATS" ;;
     herd-proxy) echo "$LAB_PORT_HERD_PROXY" ;;
+    s3) echo "$LAB_PORT_S3" ;;
+    registry-s3) echo "$LAB_PORT_REGISTRY_S3 $LAB_PORT_REGISTRY_S3_DEBUG" ;;
     nginx)
       local p="$LAB_PORT_NGINX_STATUS" s
       for s in ${SITES:-}; do p="$p $(site_port "$s")"; done
@@ -102,7 +106,7 @@ component_exes() {
   case "$1" in
     registry*|mirror) echo "docker-registry" ;;
     redis) echo "redis-server redis-check-rdb redis-check-aof" ;;
-    token) echo "python3 python3.11 python3.12 python3.13" ;;
+    token|s3) echo "python3 python3.11 python3.12 python3.13" ;;
     nginx) echo "nginx" ;;
     haproxy) echo "haproxy" ;;
     herd-proxy) echo "docker-proxy" ;;
@@ -129,7 +133,7 @@ is_lab_process() {
   fi
   [[ " $exes " == *" $exe "* ]] || return 1
   cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
-  if [[ "$exe" == python3* ]]; then [[ "$cmd" == *token-issuer.py* ]] || return 1; fi
+  if [[ "$exe" == python3* ]]; then [[ "$cmd" == *token-issuer.py* || "$cmd" == *s3/storage.py* ]] || return 1; fi
   cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null || true)"
   [[ "$cwd" == "$LAB_DIR" || "$cwd" == "$LAB_DIR"/* || "$cmd" == *"$LAB_DIR/"* ]]
 }
@@ -209,6 +213,8 @@ probe() {
     haproxy) [[ "$(http_code "http://127.0.0.1:$LAB_PORT_HAPROXY_STATS/stats")" == 200 ]] &&
              [[ "$(http_code "http://127.0.0.1:$LAB_PORT_HAPROXY/v2/")" != 000 ]] ;;
     herd-proxy) [[ "$(http_code "http://127.0.0.1:$LAB_PORT_HERD_PROXY/v2/")" != 000 ]] ;;
+    s3) [[ "$(http_code "http://127.0.0.1:$LAB_PORT_S3/${LAB_S3_BUCKET:-pullstorm-lab}")" == 200 ]] ;;
+    registry-s3) [[ "$(http_code "http://127.0.0.1:$LAB_PORT_REGISTRY_S3/v2/")" == 401 ]] ;;
     nginx)
       [[ "$(http_code "http://127.0.0.1:$LAB_PORT_NGINX_STATUS/")" == 200 ]] || return 1
       for s in $SITES; do
@@ -387,6 +393,9 @@ cmd_up() {
   for tool in docker-registry nginx redis-server haproxy curl openssl htpasswd python3 setsid flock timeout; do
     command -v "$tool" >/dev/null || die "'$tool' not found (packages: ${NATIVE_PACKAGES[*]})"
   done
+  if [[ " ${want[*]} " == *" s3 "* ]] && ! python3 -c 'import moto.moto_server.threaded_moto_server' >/dev/null 2>&1; then
+    die "variant s3 needs moto's S3 server (PyPI moto[server]) for $(command -v python3): run scripts/test-deps.sh"
+  fi
 
   # Variants already up stay up: nginx keeps their sites.
   local variants=() running=0
@@ -444,7 +453,10 @@ print_endpoints() {
       "seed-001 LB (big layer cut)" "http://127.0.0.1:$LAB_PORT_NGINX_SEED001  (-> Harbor-like hop :$LAB_PORT_NGINX_SEED001_UPSTREAM)" \
       "seed-000 docker-proxy" "http://127.0.0.1:$LAB_PORT_HERD_PROXY  (nofile ${LAB_HERD_NOFILE:-1024} -> nginx :$LAB_PORT_NGINX)"
   fi
-  if [[ "$vs" == *" basic "* || "$vs" == *" token "* ]]; then
+  if [[ "$vs" == *" s3 "* ]]; then
+    printf '  %-28s %s\n' "registry-s3 (object storage)" "http://127.0.0.1:$LAB_PORT_REGISTRY_S3  (Basic auth; blobs 307 -> S3 http://127.0.0.1:$LAB_PORT_S3/${LAB_S3_BUCKET:-pullstorm-lab})"
+  fi
+  if [[ "$vs" == *" basic "* || "$vs" == *" token "* || "$vs" == *" s3 "* ]]; then
     echo "  credentials: user '$USERNAME', password not shown (eval \"\$(scripts/lab.sh env --creds)\" exports PULLSTORM_USERNAME/PULLSTORM_PASSWORD)"
   fi
   echo "  logs: $LAB_DIR/logs/   pids: $LAB_DIR/run/   exports: eval \"\$(scripts/lab.sh env)\""
@@ -569,6 +581,7 @@ EOF
     echo "export PULLSTORM_LAB_FAULT_NORANGE=http://$host:$LAB_PORT_NGINX_NORANGE"
     echo "export PULLSTORM_LAB_SEED001=http://$host:$LAB_PORT_NGINX_SEED001"
     echo "export PULLSTORM_LAB_SEED000=http://$host:$LAB_PORT_HERD_PROXY"
+    echo "export PULLSTORM_LAB_S3_REGISTRY=http://$host:$LAB_PORT_REGISTRY_S3"
   fi
   if ((creds)); then
     echo "export PULLSTORM_USERNAME=$USERNAME"

@@ -43,6 +43,15 @@ elif ! "$k8s_venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
     missing="$missing python3-venv"
 fi
 # --- end k8s
+# --- object storage (docs/lab.md "Object storage"): moto's S3 server from PyPI, for the
+# python3 first in PATH (lab/s3/storage.py runs under it). Pinned: its request recorder
+# and error answers are what the object_storage:: test reads.
+if ! python3 -c 'import moto.moto_server.threaded_moto_server, flask, boto3' >/dev/null 2>&1; then
+    echo "test-deps: installing moto[server] 5.2.1 (pip, for $(command -v python3))"
+    python3 -m pip install --quiet 'moto[server]==5.2.1' ||
+        python3 -m pip install --quiet --break-system-packages 'moto[server]==5.2.1'
+fi
+# --- end object storage
 
 if [ -z "$missing" ]; then
     echo "test-deps: all present (skopeo, curl, tar, python3, chromium, fonts)"

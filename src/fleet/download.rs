@@ -370,19 +370,20 @@ async fn open(
         p.restart();
         Failed { fault, retry: true }
     };
-    let ex = match session
+    let (ex, storage) = match session
         .open_blob(&blob.digest, &blob.media_type, p.offset, blob.size)
         .await
     {
         Ok(OpenedBlob {
             exchange,
             first_resend,
+            storage,
         }) => {
             // The request went more than once (containerd's resends): the blob's first failure.
             if let Some(at) = first_resend {
                 sent.first_failure.get_or_insert(at);
             }
-            exchange
+            (exchange, storage)
         }
         Err(fault) if restarts => return Err(restart(p, fault)),
         Err(fault) => return Err(Failed::transport(fault)),
@@ -398,12 +399,13 @@ async fn open(
             let body = net::read_small(ex.body, ERROR_BODY_LIMIT, ctx.profile.timeouts.stall)
                 .await
                 .unwrap_or_default();
-            let fault = http_fault(
-                status,
-                &body,
-                Phase::Request,
-                &format!("GET blob {}", blob.digest),
-            );
+            let what = format!("GET blob {}", blob.digest);
+            // The storage a redirect led to answered: its fault, its error code. Whether
+            // it is retried stays the profile's rule for the status, as the clients decide.
+            let fault = match &storage {
+                Some(host) => crate::oci::storage::error_fault(status, &body, host, &what),
+                None => http_fault(status, &body, Phase::Request, &what),
+            };
             if restarts {
                 return Err(restart(p, fault));
             }

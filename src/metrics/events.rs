@@ -21,6 +21,9 @@ pub enum ExchangeKind {
     Upload,
     /// No request: a task of the harness itself (its `internal` faults).
     Task,
+    /// A blob GET sent where a registry's redirect led, on another host or port than the
+    /// registry's (object storage: a presigned URL), without the registry's Authorization.
+    Storage,
 }
 
 /// One thing that happened on a node.
@@ -54,6 +57,9 @@ pub enum Event {
         /// Bytes downloaded and then thrown away (restart from zero, bad digest, skipped prefix).
         wasted: u64,
     },
+    /// A blob request was redirected and the client followed the Location; `to_storage`
+    /// when it led to another host or port than the registry's.
+    Redirect { to_storage: bool },
     /// A pull began its first request.
     PullStarted { cluster: u32 },
     /// A pull ended.

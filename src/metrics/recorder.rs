@@ -60,10 +60,15 @@ pub enum Metric {
     PullRetry,
     /// A completed TLS handshake (after the TCP connect).
     TlsHandshake,
+    /// A blob GET to where a redirect led on another host (object storage), sent to
+    /// response head received. The registry's own answer (the 307) is under `Ttfb`.
+    StorageTtfb,
+    /// TCP connect of connections opened for those storage GETs (also under `Connect`).
+    StorageConnect,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Pull,
         Metric::PullActual,
         Metric::Layer,
@@ -74,6 +79,8 @@ impl Metric {
         Metric::RetryPerPull,
         Metric::PullRetry,
         Metric::TlsHandshake,
+        Metric::StorageTtfb,
+        Metric::StorageConnect,
     ];
 
     pub fn key(&self) -> &'static str {
@@ -88,6 +95,8 @@ impl Metric {
             Metric::RetryPerPull => "retry_per_pull",
             Metric::PullRetry => "pull_retry",
             Metric::TlsHandshake => "tls_handshake",
+            Metric::StorageTtfb => "storage_ttfb",
+            Metric::StorageConnect => "storage_connect",
         }
     }
 }
@@ -132,6 +141,9 @@ pub struct Recorder {
     pub retries_at_progress: [u64; 10],
     /// Pulls that were re-pulls by the kubelet.
     pub kubelet_retries: u64,
+    /// Blob redirects followed, and of them those to another host or port (storage).
+    pub redirects: u64,
+    pub redirects_to_storage: u64,
     /// attempts -> layers that needed that many.
     pub attempts_per_layer: BTreeMap<u32, u64>,
     pub bytes_wasted: u64,
@@ -191,6 +203,8 @@ impl Recorder {
             retries_by_class: BTreeMap::new(),
             retries_at_progress: [0; 10],
             kubelet_retries: 0,
+            redirects: 0,
+            redirects_to_storage: 0,
             attempts_per_layer: BTreeMap::new(),
             bytes_wasted: 0,
             bytes_pulled_ok: 0,
@@ -314,6 +328,10 @@ impl Recorder {
                 retry_latency,
                 wasted,
             } => self.on_layer_done(ok, took, attempts, retry_latency, wasted),
+            Event::Redirect { to_storage } => {
+                self.redirects += 1;
+                self.redirects_to_storage += u64::from(to_storage);
+            }
             Event::PullStarted { cluster } => self.on_pull_started(cluster),
             Event::PullDone {
                 cluster,
@@ -336,9 +354,13 @@ impl Recorder {
     fn on_exchange(&mut self, kind: ExchangeKind, connect: Option<Duration>, ttfb: Duration) {
         if let Some(connect) = connect {
             self.observe(Metric::Connect, connect);
+            if kind == ExchangeKind::Storage {
+                self.observe(Metric::StorageConnect, connect);
+            }
         }
         match kind {
             ExchangeKind::Blob => self.observe(Metric::Ttfb, ttfb),
+            ExchangeKind::Storage => self.observe(Metric::StorageTtfb, ttfb),
             ExchangeKind::Manifest => self.observe(Metric::Manifest, ttfb),
             ExchangeKind::Ping
             | ExchangeKind::Token
@@ -1000,6 +1022,32 @@ mod tests {
         });
         let stat = &rec.errors[&FaultClass::ConnectRefused];
         assert_eq!((stat.first_s, stat.last_s), (0.0, 0.0));
+    }
+
+    #[test]
+    fn storage_hops_are_timed_apart_from_the_registrys_answers_and_redirects_counted() {
+        let mut rec = recorder(1);
+        // The registry's 307, then the storage's answer on a new connection.
+        rec.record(Event::Exchange {
+            kind: ExchangeKind::Blob,
+            connect: Some(ms(1)),
+            ttfb: ms(5),
+        });
+        rec.record(Event::Redirect { to_storage: true });
+        rec.record(Event::Exchange {
+            kind: ExchangeKind::Storage,
+            connect: Some(ms(2)),
+            ttfb: ms(40),
+        });
+        // A redirect within the registry's own host.
+        rec.record(Event::Redirect { to_storage: false });
+        assert_eq!(count(&rec, Metric::Ttfb), 1);
+        assert_eq!(count(&rec, Metric::StorageTtfb), 1);
+        assert_eq!(count(&rec, Metric::StorageConnect), 1);
+        // Every connection opened is still under `connect`.
+        assert_eq!(count(&rec, Metric::Connect), 2);
+        assert!(rec.histograms[&Metric::StorageTtfb].max() >= 40_000);
+        assert_eq!((rec.redirects, rec.redirects_to_storage), (2, 1));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum FaultClass {
     ReadTimeout,
     /// An HTTP status the client does not accept.
     Http(u16),
+    /// An HTTP error status from the storage host a blob redirect led to (object storage:
+    /// a presigned URL refused, expired or naming a missing object), not from the registry.
+    Storage(u16),
     /// A Range request answered with 200 or a wrong Content-Range.
     RangeNotHonoured,
     DigestMismatch,
@@ -57,6 +60,7 @@ impl FaultClass {
     pub fn key(&self) -> String {
         match self {
             FaultClass::Http(code) => format!("http_{code}"),
+            FaultClass::Storage(code) => format!("storage_{code}"),
             other => other.fixed_key().to_string(),
         }
     }
@@ -71,6 +75,7 @@ impl FaultClass {
             FaultClass::UnexpectedEof => "unexpected_eof",
             FaultClass::ReadTimeout => "read_timeout",
             FaultClass::Http(_) => "http",
+            FaultClass::Storage(_) => "storage",
             FaultClass::RangeNotHonoured => "range_not_honoured",
             FaultClass::DigestMismatch => "digest_mismatch",
             FaultClass::ClientFdExhausted => "client_fd_exhausted",
@@ -257,6 +262,7 @@ mod tests {
     #[test]
     fn http_keys_carry_the_code() {
         assert_eq!(FaultClass::Http(503).key(), "http_503");
+        assert_eq!(FaultClass::Storage(403).key(), "storage_403");
         assert_eq!(FaultClass::ClientFdExhausted.key(), "client_fd_exhausted");
     }
 }

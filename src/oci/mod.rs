@@ -9,6 +9,7 @@ pub mod push;
 pub mod reference;
 pub mod request;
 pub mod session;
+pub mod storage;
 
 pub use reference::Reference;
 pub use session::Session;

@@ -62,6 +62,9 @@ impl Default for SessionRules {
 pub struct OpenedBlob {
     pub exchange: Exchange,
     pub first_resend: Option<Instant>,
+    /// `host:port` of the storage that answered, when a redirect led away from the
+    /// registry's host (object storage): its error answers are the storage's.
+    pub storage: Option<String>,
 }
 
 /// How far a request's blob had come, and when the request was first sent again.
@@ -307,25 +310,49 @@ impl Session {
         offset: u64,
         size: u64,
     ) -> Result<OpenedBlob, Fault> {
-        let mut url = self.url(&request::blob_path(&self.repo, digest))?;
         let headers = request::blob_headers(media_type, offset, self.rules.accept_encoding);
+        let progress = if size == 0 {
+            0.0
+        } else {
+            offset as f64 / size as f64
+        };
+        self.blob_request(Method::GET, digest, headers, progress)
+            .await
+    }
+
+    /// HEAD a blob, redirects followed as for a GET (distribution on object storage
+    /// answers a blob HEAD with a 307 to a presigned HEAD URL too).
+    pub async fn head_blob(&self, digest: &str) -> Result<OpenedBlob, Fault> {
+        self.blob_request(Method::HEAD, digest, HeaderMap::new(), 0.0)
+            .await
+    }
+
+    /// A blob request and the redirects it leads to. Each redirect followed is reported;
+    /// once a redirect has led to another host or port (object storage), no request
+    /// carries the registry's Authorization any more, even when the storage redirects
+    /// within itself, and its exchanges are timed as `Storage`.
+    async fn blob_request(
+        &self,
+        method: Method,
+        digest: &str,
+        headers: HeaderMap,
+        progress: f64,
+    ) -> Result<OpenedBlob, Fault> {
+        let mut url = self.url(&request::blob_path(&self.repo, digest))?;
         let mut resending = Resending {
-            progress: if size == 0 {
-                0.0
-            } else {
-                offset as f64 / size as f64
-            },
+            progress,
             first: None,
         };
         let mut ex = self
             .request(
                 ExchangeKind::Blob,
-                Method::GET,
+                method.clone(),
                 &url,
                 &headers,
                 &mut resending,
             )
             .await?;
+        let mut storage: Option<String> = None;
         for _ in 0..MAX_REDIRECTS {
             let done = !ex.status.is_redirection();
             let location = header_str(&ex.headers, "location");
@@ -333,23 +360,38 @@ impl Session {
                 return Ok(OpenedBlob {
                     exchange: ex,
                     first_resend: resending.first,
+                    storage,
                 });
             };
             drop(ex.body);
             let next = request::redirect(&url, &location)?;
             url = next.url;
-            ex = if next.keep_authorization {
-                self.request(
-                    ExchangeKind::Blob,
-                    Method::GET,
-                    &url,
-                    &headers,
-                    &mut resending,
-                )
-                .await?
-            } else {
-                self.send(ExchangeKind::Blob, Method::GET, &url, headers.clone())
+            // From the first hop to another host on, the host answering is the storage's
+            // (the registry's Authorization stays behind); faults name the one that answered.
+            if storage.is_some() || !next.keep_authorization {
+                storage = Some(super::storage::host_of(&url));
+            }
+            let _ = self
+                .events
+                .send(Event::Redirect {
+                    to_storage: storage.is_some(),
+                })
+                .await;
+            ex = match &storage {
+                None => {
+                    self.request(
+                        ExchangeKind::Blob,
+                        method.clone(),
+                        &url,
+                        &headers,
+                        &mut resending,
+                    )
                     .await?
+                }
+                Some(host) => self
+                    .send(ExchangeKind::Storage, method.clone(), &url, headers.clone())
+                    .await
+                    .map_err(|f| super::storage::hop_fault(f, host))?,
             };
         }
         Err(Fault::new(

@@ -25,6 +25,7 @@ pub fn class_color(class: &str) -> &'static str {
         "other" => "#9ca3af",
         c if c.starts_with("http_5") => "#991b1b",
         c if c.starts_with("http_4") => "#a16207",
+        c if c.starts_with("storage_") => "#0e7490",
         _ => "#78716c",
     }
 }

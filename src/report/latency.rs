@@ -24,8 +24,8 @@ const CHARTS: [(&str, &[&str], &str); 6] = [
     ("Layer download", &["layer"], "one blob, all attempts and backoff included"),
     (
         "Time to first byte",
-        &["ttfb", "manifest"],
-        "ttfb: blob request to response head; manifest: manifest requests",
+        &["ttfb", "manifest", "storage_ttfb"],
+        "ttfb: blob request to response head; manifest: manifest requests; storage_ttfb: blob requests to where a redirect led (object storage)",
     ),
     (
         "Connect",

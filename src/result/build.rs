@@ -111,6 +111,10 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         timeline: rec.timeline.clone(),
         thresholds: ThresholdReport::default(),
         watched: harness_from_recorder(facts.watched, rec),
+        redirects: Redirects {
+            followed: rec.redirects,
+            to_storage: rec.redirects_to_storage,
+        },
         capacity: None,
         verify: None,
     };

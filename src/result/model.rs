@@ -57,6 +57,11 @@ pub struct ResultDoc {
     /// peaks, events and per-second series; empty when nothing was watched.
     #[serde(default, rename = "targets")]
     pub watched: Vec<WatchedSummary>,
+    /// Blob redirects the pulls followed (a registry on object storage answers blob GETs
+    /// with a 307 to a presigned URL of the storage). Absent in results written before it
+    /// existed.
+    #[serde(default)]
+    pub redirects: Redirects,
     /// The capacity search of a staircase (`arrival.pattern = "staircase"`,
     /// docs/capacity.md); absent for other patterns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,6 +279,18 @@ pub struct Retries {
     /// peak at the fraction the timeout allows.
     #[serde(default)]
     pub at_progress: BTreeMap<String, u64>,
+}
+
+/// Redirects of blob GETs that were followed (docs/result-schema.md, "redirects").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Redirects {
+    /// Every blob redirect followed.
+    pub followed: u64,
+    /// Of them, those to another host or port than the registry's (object storage): the
+    /// Authorization of the registry was not sent there. Their requests are timed under
+    /// `latency.storage_ttfb` and `latency.storage_connect`, and their error answers are
+    /// counted as `storage_<status>`.
+    pub to_storage: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -15,6 +15,7 @@ use crate::net::{self, classify, Fault, FaultClass, Phase};
 use crate::oci::manifest::{Descriptor, Document};
 use crate::oci::request;
 use crate::oci::session::{ErrorBody, Session, ERROR_BODY_LIMIT};
+use crate::oci::storage::StorageError;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use http_body_util::BodyExt;
@@ -49,6 +50,8 @@ pub struct HeadAnswer {
     pub status: Option<u16>,
     pub content_length: Option<u64>,
     pub error: Option<String>,
+    /// `host:port` of the storage a redirect led to, when it answered.
+    pub storage: Option<String>,
 }
 
 /// What a GET of a blob answered, its body streamed through sha256.
@@ -63,6 +66,9 @@ pub struct GetAnswer {
     pub digest: Option<String>,
     /// Why the body (or the request) ended badly.
     pub error: Option<String>,
+    /// `host:port` of the storage a redirect led to, when it answered (object storage):
+    /// `code` is then the storage's S3 error code.
+    pub storage: Option<String>,
 }
 
 fn success(status: Option<u16>) -> bool {
@@ -198,6 +204,20 @@ pub fn judge_blob(
     };
     let mut findings = Vec::new();
     match (success(head.status), success(get.status)) {
+        // The storage a redirect led to refused the GET: its code, its host.
+        (_, false) if get.storage.is_some() && get.status.is_some() => {
+            let mut f = finding(FindingKind::StorageError, "GET", get.status);
+            f.code = get.code.clone();
+            let host = get.storage.as_deref().unwrap_or_default();
+            f.detail = match &get.error {
+                Some(message) => format!(
+                    "storage {host}: {message}; HEAD {}",
+                    status_text(head.status)
+                ),
+                None => format!("storage {host}; HEAD {}", status_text(head.status)),
+            };
+            return vec![f];
+        }
         (false, false) => {
             let both_unknown = head.status == Some(404) && get.status == Some(404);
             let kind = if both_unknown || get.status == Some(404) {
@@ -359,18 +379,12 @@ impl ManifestAnswer {
 
 /// HEAD `/v2/<repo>/blobs/<digest>`: what a pusher asks before it uploads.
 pub async fn head_blob(session: &Session, digest: &str) -> HeadAnswer {
-    let url = match session.url(&request::blob_path(session.repo(), digest)) {
-        Ok(u) => u,
-        Err(f) => return head_failed(f),
-    };
-    match session
-        .authorized(ExchangeKind::Blob, Method::HEAD, &url, HeaderMap::new())
-        .await
-    {
-        Ok(ex) => HeadAnswer {
-            status: Some(ex.status.as_u16()),
-            content_length: header_u64(&ex.headers, http::header::CONTENT_LENGTH),
+    match session.head_blob(digest).await {
+        Ok(opened) => HeadAnswer {
+            status: Some(opened.exchange.status.as_u16()),
+            content_length: header_u64(&opened.exchange.headers, http::header::CONTENT_LENGTH),
             error: None,
+            storage: opened.storage,
         },
         Err(f) => head_failed(f),
     }
@@ -403,10 +417,16 @@ pub async fn get_blob(session: &Session, expected: &Descriptor) -> GetAnswer {
     let mut answer = GetAnswer {
         status: Some(ex.status.as_u16()),
         content_length: header_u64(&ex.headers, http::header::CONTENT_LENGTH),
+        storage: opened.storage,
         ..Default::default()
     };
     if !ex.status.is_success() {
         match net::read_small(ex.body, ERROR_BODY_LIMIT, Some(stall)).await {
+            Ok(body) if answer.storage.is_some() => {
+                let error = StorageError::parse(&body);
+                answer.code = error.as_ref().map(|e| e.code.clone());
+                answer.error = error.and_then(|e| e.message);
+            }
             Ok(body) => answer.code = error_code(&body),
             Err(f) => answer.error = Some(f.detail),
         }
@@ -464,6 +484,7 @@ mod tests {
             status: Some(status),
             content_length: Some(length),
             error: None,
+            storage: None,
         }
     }
 
@@ -631,6 +652,33 @@ mod tests {
             )),
             [FindingKind::RequestFailed]
         );
+    }
+
+    #[test]
+    fn a_refusal_by_the_storage_a_redirect_led_to_is_a_storage_error_with_its_code() {
+        let refused = GetAnswer {
+            status: Some(403),
+            code: Some("InvalidObjectState".into()),
+            error: Some("The operation is not valid for the object's storage class".into()),
+            storage: Some("127.0.0.1:9000".into()),
+            ..Default::default()
+        };
+        // The registry's HEAD (redirected to the storage's HEAD) said the blob is there.
+        let f = judge_blob("r", ObjectKind::Layer, &layer(1), &head(200, 1), &refused);
+        assert_eq!(kinds(&f), [FindingKind::StorageError]);
+        assert_eq!(f[0].code.as_deref(), Some("InvalidObjectState"));
+        assert_eq!(f[0].status, Some(403));
+        assert_eq!(
+            f[0].detail,
+            "storage 127.0.0.1:9000: The operation is not valid for the object's storage class; HEAD 200"
+        );
+        // A transport failure on the way to the storage is a failed request, as elsewhere.
+        let dead = GetAnswer {
+            error: Some("connect_refused: storage 127.0.0.1:9000: connection refused".into()),
+            ..Default::default()
+        };
+        let f = judge_blob("r", ObjectKind::Layer, &layer(1), &head(200, 1), &dead);
+        assert_eq!(kinds(&f), [FindingKind::RequestFailed]);
     }
 
     fn manifest(status: u16, body: &'static [u8]) -> ManifestAnswer {

@@ -35,6 +35,11 @@ pub enum FindingKind {
     HttpError,
     /// The exchange failed (reset, timeout, refused) after the registry had answered the ping.
     RequestFailed,
+    /// The storage a blob redirect led to (object storage: a presigned URL) answered the
+    /// GET with an error status; `code` is the storage's S3 error code (`AccessDenied`,
+    /// `SignatureDoesNotMatch`, `NoSuchKey`, `InvalidObjectState`, ...), the detail names
+    /// the storage host. The registry said the blob exists; a pull fails all the same.
+    StorageError,
 }
 
 impl FindingKind {
@@ -50,6 +55,7 @@ impl FindingKind {
             FindingKind::MalformedManifest => "malformed_manifest",
             FindingKind::HttpError => "http_error",
             FindingKind::RequestFailed => "request_failed",
+            FindingKind::StorageError => "storage_error",
         }
     }
 }
@@ -336,6 +342,7 @@ mod tests {
             FindingKind::MalformedManifest,
             FindingKind::HttpError,
             FindingKind::RequestFailed,
+            FindingKind::StorageError,
         ] {
             assert_eq!(
                 serde_json::to_value(kind).unwrap(),

@@ -751,3 +751,107 @@ impl TwoHopLb {
         format!("http://127.0.0.1:{}", self.lb)
     }
 }
+
+/// A docker-registry on object storage, as Harbor on S3 runs it: the lab's `s3` component
+/// (moto's S3 server, `lab/s3/storage.py`, logging every request it receives) and
+/// `registry-s3` (the S3 driver, htpasswd Basic auth, storage redirects on: blob GETs and
+/// HEADs answer 307 to a presigned URL of the storage) on free ports, with the lab's test
+/// credentials (`pullstorm` / `pullstorm-lab`). Both stop when it is dropped.
+pub struct S3Registry {
+    /// Declared first: dropped (stopped) before the storage it writes to.
+    pub registry: Daemon,
+    pub storage: Daemon,
+    pub port: u16,
+    pub storage_port: u16,
+}
+
+/// The lab's test credentials (lab/gen-secrets.sh).
+pub const LAB_USER: &str = "pullstorm";
+pub const LAB_PASSWORD: &str = "pullstorm-lab";
+
+impl S3Registry {
+    pub fn start(dir: &Path) -> S3Registry {
+        std::fs::create_dir_all(dir).unwrap();
+        let secrets = Command::new("bash")
+            .arg(repo().join("lab/gen-secrets.sh"))
+            .env("LAB_STATE", dir)
+            .env_remove("LAB_USERNAME")
+            .env_remove("LAB_PASSWORD")
+            .output()
+            .expect("run lab/gen-secrets.sh");
+        assert!(
+            secrets.status.success(),
+            "lab/gen-secrets.sh: {}",
+            String::from_utf8_lossy(&secrets.stderr)
+        );
+        let p = free_ports(3);
+        let (storage_port, port) = (p[0], p[1]);
+        let env = [
+            ("LAB_PORT_S3", storage_port.to_string()),
+            ("LAB_PORT_REGISTRY_S3", port.to_string()),
+            ("LAB_PORT_REGISTRY_S3_DEBUG", p[2].to_string()),
+            (
+                "LAB_S3_RECORD",
+                dir.join("storage-requests.jsonl").display().to_string(),
+            ),
+        ];
+        let storage = Daemon::spawn("s3", component("s3", dir, &env), dir);
+        // The bucket answers once storage.py has made it.
+        wait_until(
+            "the S3 storage and its bucket",
+            Duration::from_secs(30),
+            || http_status(storage_port, "/pullstorm-lab") == Some(200),
+        );
+        let registry = Daemon::spawn("registry-s3", component("registry-s3", dir, &env), dir);
+        wait_until(
+            "registry-s3 (401: Basic auth on)",
+            Duration::from_secs(20),
+            || http_status(port, "/v2/") == Some(401),
+        );
+        S3Registry {
+            registry,
+            storage,
+            port,
+            storage_port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The registry's log, for assertion messages.
+    pub fn registry_log(&self) -> String {
+        self.registry.output()
+    }
+
+    /// Every request the storage received, as its recorder wrote them (method, url,
+    /// headers, body).
+    pub fn storage_requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.storage.dir.join("storage-requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Moves the blob `digest` to the GLACIER storage class in the bucket
+    /// (`lab/s3/archive.py`): the registry still redirects its GETs, the storage refuses
+    /// them with 403 `InvalidObjectState`.
+    pub fn archive(&self, digest: &str) {
+        let out = Command::new("python3")
+            .arg(repo().join("lab/s3/archive.py"))
+            .args([
+                "--endpoint",
+                &format!("http://127.0.0.1:{}", self.storage_port),
+            ])
+            .args(["--bucket", "pullstorm-lab", "--digest", digest])
+            .output()
+            .expect("run lab/s3/archive.py");
+        assert!(
+            out.status.success(),
+            "archive {digest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -156,14 +156,16 @@ pub fn check(path: &str) -> Result<Kind, String> {
 fn map_key(map: &str, key: &str) -> Result<(), String> {
     let allowed: Vec<String> = match map {
         "errors" | "retries.by_class" => {
-            let http = key
-                .strip_prefix("http_")
-                .is_some_and(|code| code.len() == 3 && code.chars().all(|c| c.is_ascii_digit()));
+            let http = ["http_", "storage_"].iter().any(|prefix| {
+                key.strip_prefix(prefix)
+                    .is_some_and(|code| code.len() == 3 && code.chars().all(|c| c.is_ascii_digit()))
+            });
             if http {
                 return Ok(());
             }
             let mut keys: Vec<String> = FaultClass::FIXED.iter().map(|c| c.key()).collect();
             keys.push("http_<status>".into());
+            keys.push("storage_<status>".into());
             keys
         }
         "latency" => Metric::ALL.iter().map(|m| m.key().to_string()).collect(),
