@@ -113,6 +113,7 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         watched: harness_from_recorder(facts.watched, rec),
         capacity: None,
     };
+    super::leak::judge_all(&mut doc.watched);
     // No password of any URL (target, `[watch]`, `--set`) reaches the result or the report.
     crate::redact::result_doc(&mut doc);
     doc
