@@ -57,6 +57,24 @@ pub struct Trend {
     pub leak_suspected: bool,
 }
 
+impl Trend {
+    /// `+12.30 MiB/h (95 %: 10.10 .. 14.20)` in the metric's unit, for the console and the report.
+    pub fn describe(&self, metric: Metric) -> String {
+        let v = |x: f64| match metric {
+            Metric::Rss if x < 0.0 => format!("-{}", crate::human::bytes(-x)),
+            Metric::Rss => crate::human::bytes(x),
+            Metric::Fds | Metric::Threads => crate::human::num(x),
+        };
+        let sign = if self.slope_per_hour > 0.0 { "+" } else { "" };
+        format!(
+            "{sign}{}/h (95 %: {} .. {})",
+            v(self.slope_per_hour),
+            v(self.low_per_hour),
+            v(self.high_per_hour)
+        )
+    }
+}
+
 /// The trends of a watched process (`targets[].trend`); a metric without
 /// enough points is left out.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -341,6 +359,27 @@ mod tests {
         let trend = fit(&s, Metric::Rss.floor()).unwrap();
         assert!(trend.low_per_hour > 0.0);
         assert!(!trend.leak_suspected, "{trend:?}");
+    }
+
+    #[test]
+    fn a_trend_reads_in_its_unit() {
+        let t = Trend {
+            slope_per_hour: 7200.0 * MIB,
+            low_per_hour: 7000.0 * MIB,
+            high_per_hour: 7400.0 * MIB,
+            points: 40,
+            from_s: 10,
+            to_s: 50,
+            leak_suspected: true,
+        };
+        assert_eq!(t.describe(Metric::Rss), "+7.03 GiB/h (95 %: 6.84 GiB .. 7.23 GiB)");
+        let t = Trend {
+            slope_per_hour: -3.0,
+            low_per_hour: -5.5,
+            high_per_hour: 0.0,
+            ..t
+        };
+        assert_eq!(t.describe(Metric::Fds), "-3/h (95 %: -5.50 .. 0)");
     }
 
     #[test]

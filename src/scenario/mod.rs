@@ -190,7 +190,8 @@ impl Blame<'_> {
             let message = tidy_serde_message(e.message(), &key);
             Failure::bad_input(self.line(&key, &[], at, &message))
         })?;
-        let issues = validate::check(&scenario);
+        let mut issues = validate::check(&scenario);
+        issues.extend(self.soak_without_duration(&scenario));
         if issues.is_empty() {
             return Ok(scenario);
         }
@@ -199,6 +200,20 @@ impl Blame<'_> {
             .map(|i| self.line(&i.key, &i.also, None, &i.message))
             .collect();
         Err(Failure::bad_input(lines.join("\n")))
+    }
+
+    /// A soak ends when its duration does, so the duration must be chosen, not
+    /// the default (written in the file or given with `--set`).
+    fn soak_without_duration(&self, s: &Scenario) -> Option<validate::Issue> {
+        let key = KeyPath::parse("run.duration");
+        let given = find(self.doc, &key).is_some() || self.sets.iter().any(|o| o.key == key);
+        (s.arrival.pattern == Pattern::Soak && !given).then(|| {
+            validate::Issue {
+                key,
+                also: vec![KeyPath::parse("arrival.pattern")],
+                message: "must be set when arrival.pattern = \"soak\": a soak runs until its duration ends".into(),
+            }
+        })
     }
 
     /// `<where>: <key>: <message>`. `at` is the error's own offset when known;

@@ -42,6 +42,7 @@ mod scenario_files;
 mod schema;
 mod seed_002;
 mod seeds;
+mod soak;
 mod serve_skopeo;
 mod signals;
 mod startup;
