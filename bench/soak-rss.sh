@@ -29,7 +29,7 @@ bin=${PULLSTORM:-}
 work=$(mktemp -d)
 "$bin" serve --listen "127.0.0.1:$PORT" --layers 8MiB,2MiB,512KiB >"$work/serve.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/v2/" && break; sleep 0.1; done
 cat >"$work/soak.toml" <<EOF
 name = "soak-rss"

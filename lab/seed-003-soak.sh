@@ -19,8 +19,10 @@ work=$(mktemp -d)
 server=$!
 loop=
 cleanup() {
-  [[ -n $loop ]] && kill "$loop" 2>/dev/null && wait "$loop" 2>/dev/null
-  kill "$server" 2>/dev/null; wait "$server" 2>/dev/null
+  # Each step may fail (already gone): the rest must still run under `set -e`.
+  if [[ -n $loop ]]; then kill "$loop" 2>/dev/null || true; wait "$loop" 2>/dev/null || true; fi
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
   docker rmi -f "127.0.0.1:$PORT/seed003/app:v1" >/dev/null 2>&1 || true
   rm -rf "$work"
 }

@@ -349,7 +349,9 @@ mod tests {
         let trend = fit(&s, Metric::Rss.floor()).unwrap();
         assert!(trend.leak_suspected, "{trend:?}");
         let true_per_hour = 20.0 * MIB * 60.0;
-        assert!(trend.low_per_hour <= true_per_hour * 1.1 && trend.high_per_hour >= true_per_hour * 0.9);
+        assert!(
+            trend.low_per_hour <= true_per_hour * 1.1 && trend.high_per_hour >= true_per_hour * 0.9
+        );
     }
 
     #[test]
@@ -372,7 +374,10 @@ mod tests {
             to_s: 50,
             leak_suspected: true,
         };
-        assert_eq!(t.describe(Metric::Rss), "+7.03 GiB/h (95 %: 6.84 GiB .. 7.23 GiB)");
+        assert_eq!(
+            t.describe(Metric::Rss),
+            "+7.03 GiB/h (95 %: 6.84 GiB .. 7.23 GiB)"
+        );
         let t = Trend {
             slope_per_hour: -3.0,
             low_per_hour: -5.5,

@@ -53,7 +53,9 @@ impl Plan {
                 });
             }
         }
-        let waves = (nodes.len() as u32).div_ceil(s.arrival.wave_size.max(1)).max(1);
+        let waves = (nodes.len() as u32)
+            .div_ceil(s.arrival.wave_size.max(1))
+            .max(1);
         Plan {
             nodes,
             pulls_per_node: match s.arrival.pattern {

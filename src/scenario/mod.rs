@@ -136,6 +136,7 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
     };
     let mut scenario = file.typed()?;
     if sets.is_empty() {
+        file.soak_has_duration(&scenario)?;
         scenario.fill_defaults();
         return Ok(scenario);
     }
@@ -156,14 +157,15 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
             one_line(e.message())
         ))
     })?;
-    let mut scenario = Blame {
+    let blame = Blame {
         origin,
         file: &doc,
         text: &text,
         doc: &edited,
         sets: &overrides,
-    }
-    .typed()?;
+    };
+    let mut scenario = blame.typed()?;
+    blame.soak_has_duration(&scenario)?;
     scenario.fill_defaults();
     Ok(scenario)
 }
@@ -190,8 +192,7 @@ impl Blame<'_> {
             let message = tidy_serde_message(e.message(), &key);
             Failure::bad_input(self.line(&key, &[], at, &message))
         })?;
-        let mut issues = validate::check(&scenario);
-        issues.extend(self.soak_without_duration(&scenario));
+        let issues = validate::check(&scenario);
         if issues.is_empty() {
             return Ok(scenario);
         }
@@ -203,17 +204,18 @@ impl Blame<'_> {
     }
 
     /// A soak ends when its duration does, so the duration must be chosen, not
-    /// the default (written in the file or given with `--set`).
-    fn soak_without_duration(&self, s: &Scenario) -> Option<validate::Issue> {
+    /// the default: written in the file or given with `--set` (checked on the
+    /// final text, after the overrides).
+    fn soak_has_duration(&self, s: &Scenario) -> Result<(), Failure> {
         let key = KeyPath::parse("run.duration");
         let given = find(self.doc, &key).is_some() || self.sets.iter().any(|o| o.key == key);
-        (s.arrival.pattern == Pattern::Soak && !given).then(|| {
-            validate::Issue {
-                key,
-                also: vec![KeyPath::parse("arrival.pattern")],
-                message: "must be set when arrival.pattern = \"soak\": a soak runs until its duration ends".into(),
-            }
-        })
+        if s.arrival.pattern != Pattern::Soak || given {
+            return Ok(());
+        }
+        let also = [KeyPath::parse("arrival.pattern")];
+        let message =
+            "must be set when arrival.pattern = \"soak\": a soak runs until its duration ends";
+        Err(Failure::bad_input(self.line(&key, &also, None, message)))
     }
 
     /// `<where>: <key>: <message>`. `at` is the error's own offset when known;

@@ -113,7 +113,10 @@ fn a_soak_flags_the_process_that_grows_and_not_the_steady_one() {
     assert!(doc["pulls"]["planned"].is_null());
     // Six nodes in three waves 3 s apart, each again every 9 s: five rounds in 45 s.
     let completed = doc["pulls"]["completed"].as_u64().unwrap();
-    assert!(completed >= 6 * 4, "the waves did not recur: {completed} pulls");
+    assert!(
+        completed >= 6 * 4,
+        "the waves did not recur: {completed} pulls"
+    );
     assert!(doc["fleet"]["arrival"]
         .as_str()
         .unwrap()
@@ -124,7 +127,12 @@ fn a_soak_flags_the_process_that_grows_and_not_the_steady_one() {
     let rss = &leak["trend"]["rss"];
     assert_eq!(rss["leak_suspected"], true);
     let per_hour = |v: &Value| v.as_f64().unwrap();
-    within("rss slope", per_hour(&rss["slope_per_hour"]), LEAK_BYTES_PER_S * 3600.0, 0.15);
+    within(
+        "rss slope",
+        per_hour(&rss["slope_per_hour"]),
+        LEAK_BYTES_PER_S * 3600.0,
+        0.15,
+    );
     assert!(per_hour(&rss["low_per_hour"]) > 0.0);
     assert!(per_hour(&rss["low_per_hour"]) <= per_hour(&rss["slope_per_hour"]));
     assert!(per_hour(&rss["high_per_hour"]) >= per_hour(&rss["slope_per_hour"]));
@@ -133,7 +141,12 @@ fn a_soak_flags_the_process_that_grows_and_not_the_steady_one() {
     assert!(rss["points"].as_u64().unwrap() >= 20, "{rss}");
     let fds = &leak["trend"]["fds"];
     assert_eq!(fds["leak_suspected"], true);
-    within("fd slope", per_hour(&fds["slope_per_hour"]), LEAK_FDS_PER_S * 3600.0, 0.15);
+    within(
+        "fd slope",
+        per_hour(&fds["slope_per_hour"]),
+        LEAK_FDS_PER_S * 3600.0,
+        0.15,
+    );
 
     let steady = target(&doc, holds_pid);
     assert_eq!(steady["leak_suspected"], false, "{}", steady["trend"]);
@@ -143,7 +156,10 @@ fn a_soak_flags_the_process_that_grows_and_not_the_steady_one() {
     // The console names the leak, the report shows the trend.
     assert!(r.stdout.contains("LEAK?"), "{}", r.stdout);
     assert!(
-        r.stdout.lines().filter(|l| l.contains("LEAK?")).all(|l| !l.contains(&format!("[{holds_pid}]"))),
+        r.stdout
+            .lines()
+            .filter(|l| l.contains("LEAK?"))
+            .all(|l| !l.contains(&format!("[{holds_pid}]"))),
         "{}",
         r.stdout
     );
