@@ -73,7 +73,7 @@ fn steady() -> Child2 {
     )
 }
 
-fn target<'a>(doc: &'a Value, pid: u32) -> &'a Value {
+fn target(doc: &Value, pid: u32) -> &Value {
     doc["targets"]
         .as_array()
         .unwrap()
