@@ -39,6 +39,9 @@ pub struct FleetContext {
     /// until the task is stopped (a staircase).
     pub pulls_per_node: u32,
     pub pull_interval: Duration,
+    /// A soak's cycle (`run::plan::Plan::pull_every`): a node's next pull is
+    /// due this long after its previous one was; instead of `pull_interval`.
+    pub pull_every: Option<Duration>,
     /// Bytes per second per node, when capped.
     pub node_bandwidth: Option<u64>,
     /// The kubelet's re-pulls after a failure (ImagePullBackOff).
@@ -83,6 +86,7 @@ pub async fn run_node_until(
     };
     let mut kubelet = Kubelet::new(&ctx.kubelet, ctx.profile.client, ctx.seed, plan.node);
     let mut scheduled = t0 + plan.start;
+    let mut due = scheduled;
     let pulls = match ctx.pulls_per_node {
         0 => u32::MAX,
         n => n,
@@ -126,8 +130,26 @@ pub async fn run_node_until(
             repulls += 1;
             scheduled = Instant::now() + wait;
         }
-        scheduled = Instant::now() + ctx.pull_interval;
+        scheduled = match ctx.pull_every {
+            Some(every) => {
+                due = next_due(due, every, Instant::now());
+                due
+            }
+            None => Instant::now() + ctx.pull_interval,
+        };
     }
+}
+
+/// A soak node's next pull: one cycle after the last one was due, or, when
+/// that pull ran past it, the first due time still ahead (a late node skips a
+/// turn rather than pulling twice in a row, so the waves keep their shape).
+fn next_due(due: Instant, every: Duration, now: Instant) -> Instant {
+    let mut next = due + every;
+    if next < now && !every.is_zero() {
+        let behind = now.duration_since(next).as_nanos() / every.as_nanos();
+        next += every * (behind as u32 + 1);
+    }
+    next
 }
 
 /// Sleeps until `at`; false when `stop` turned (or was) true first. A stop
@@ -375,6 +397,18 @@ pub async fn report_internal(events: &Sink, fault: Fault, kind: ExchangeKind, cl
 mod tests {
     use super::*;
     use crate::net::{FaultClass, Phase};
+
+    /// A soak node keeps its place in the cycle; a late one skips a turn.
+    #[test]
+    fn a_soak_node_is_due_once_a_cycle() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(next_due(t0, s(30), t0 + s(5)), t0 + s(30));
+        assert_eq!(next_due(t0, s(30), t0 + s(30)), t0 + s(30));
+        // The pull took 41 s: due at 30 was missed, the next is 60.
+        assert_eq!(next_due(t0, s(30), t0 + s(41)), t0 + s(60));
+        assert_eq!(next_due(t0, s(30), t0 + s(95)), t0 + s(120));
+    }
 
     /// A download task that panics fails its layer and is an `internal` fault with the
     /// panic's message (main turned it into a silent default outcome).

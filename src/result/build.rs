@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 pub enum StopReason {
     /// Every node did all its pulls.
     Finished,
-    /// `run.duration` ran out first.
+    /// `run.duration` ran out first (a soak's end is `Finished`).
     Deadline,
     /// Ctrl-C, SIGTERM or the caller's shutdown future.
     Interrupted,
@@ -82,8 +82,10 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         started_at: humantime::format_rfc3339_millis(facts.started).to_string(),
         ended_at: humantime::format_rfc3339_millis(facts.ended).to_string(),
         duration_ms: duration.as_millis() as u64,
-        // A run is complete only when it finished by itself with no pull cut short.
-        complete: facts.stop == StopReason::Finished && pulls.interrupted == 0,
+        // A run is complete only when it finished by itself with no pull cut short;
+        // a soak's end cuts the pulls under way by design (counted `interrupted`).
+        complete: facts.stop == StopReason::Finished
+            && (pulls.interrupted == 0 || s.arrival.pattern == Pattern::Soak),
         stop_reason: facts.stop.key().to_string(),
         fleet: fleet(s, facts.nodes, facts.profile),
         pulls,
@@ -118,6 +120,7 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         capacity: None,
         verify: None,
     };
+    super::leak::judge_all(&mut doc.watched);
     // No password of any URL (target, `[watch]`, `--set`) reaches the result or the report.
     crate::redact::result_doc(&mut doc);
     doc
@@ -285,6 +288,10 @@ fn fleet(s: &Scenario, nodes: u64, profile: serde_json::Value) -> FleetInfo {
             Pattern::Waves => format!(
                 "waves of {} every {}",
                 s.arrival.wave_size, s.arrival.wave_interval
+            ),
+            Pattern::Soak => format!(
+                "soak: waves of {} every {}, repeated until {}",
+                s.arrival.wave_size, s.arrival.wave_interval, s.run.duration
             ),
             Pattern::Staircase => match crate::capacity::Staircase::from_scenario(s) {
                 Some(st) => format!(

@@ -4,6 +4,7 @@
 //! goes through.
 
 pub mod build;
+pub mod leak;
 pub mod model;
 pub mod schema;
 pub mod summary;

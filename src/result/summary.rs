@@ -17,8 +17,25 @@ pub fn render(r: &ResultDoc) -> String {
     after_run_verify(&mut s, r);
     latency_table(&mut s, r);
     errors(&mut s, r);
+    leaks(&mut s, r);
     failed_thresholds(&mut s, r);
     s
+}
+
+/// A line per watched process whose RSS, fds or threads climbed (`result::leak`).
+fn leaks(s: &mut String, r: &ResultDoc) {
+    for w in r.watched.iter().filter(|w| w.leak_suspected == Some(true)) {
+        for (metric, t) in w.trend.iter().flat_map(|t| t.suspected()) {
+            let _ = writeln!(
+                s,
+                "  LEAK?     {} {}: {} from {}",
+                escape(&w.label()),
+                metric.key(),
+                t.describe(metric),
+                secs_short(t.from_s as f64, 0)
+            );
+        }
+    }
 }
 
 /// The verdict line, then what was pulled from where.
@@ -149,6 +166,9 @@ fn figures(s: &mut String, r: &ResultDoc) {
     );
     let planned = match r.pulls.planned {
         Some(n) => format!("{n} planned"),
+        None if r.fleet.arrival.starts_with("soak") => {
+            "open-ended (soak; interrupted: cut at its end, not failed)".to_string()
+        }
         None => "open-ended (staircase)".to_string(),
     };
     let _ = writeln!(

@@ -5,6 +5,7 @@
 //! In code these are "watched" things; "target" means the registry under test.
 //! The JSON key stays `targets` (schema v1 is a contract).
 
+use super::leak::Trends;
 use crate::metrics::watch::label;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,15 @@ pub struct WatchedSummary {
     /// Seconds per series point (1 unless the run outgrew `metrics::watch::MAX_POINTS`).
     pub step_s: u64,
     pub series: Vec<WatchedPoint>,
+    /// A process's (and the harness's) RSS, fds and threads over the run after
+    /// its warm-up: Theil-Sen slope per hour with its 95 % interval
+    /// (`result::leak`, docs/soak.md); absent when no metric had enough points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trends>,
+    /// Whether any of `trend`'s metrics is suspected of leaking; null when not
+    /// judged (an endpoint, or too few points).
+    #[serde(default)]
+    pub leak_suspected: Option<bool>,
 }
 
 impl WatchedSummary {
@@ -138,6 +148,8 @@ impl WatchedSummary {
             peaks: BTreeMap::new(),
             step_s: 1,
             series: Vec::new(),
+            trend: None,
+            leak_suspected: None,
         }
     }
 

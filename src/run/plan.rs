@@ -10,8 +10,11 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub nodes: Vec<NodePlan>,
-    /// Pulls each node makes; [`UNTIL_STOPPED`] for a staircase.
+    /// Pulls each node makes; [`UNTIL_STOPPED`] for a staircase and a soak.
     pub pulls_per_node: u32,
+    /// A soak's cycle: each node pulls again this long after its previous
+    /// pull was due (waves x `wave_interval`), so the waves repeat as planned.
+    pub pull_every: Option<Duration>,
 }
 
 /// `pulls_per_node` of a staircase: each node pulls in a closed loop until its
@@ -38,7 +41,7 @@ impl Plan {
                 let base = match s.arrival.pattern {
                     // A staircase node's start is its jitter within its step.
                     Pattern::Herd | Pattern::Staircase => Duration::ZERO,
-                    Pattern::Waves => {
+                    Pattern::Waves | Pattern::Soak => {
                         s.arrival.wave_interval.0 * (index / s.arrival.wave_size.max(1))
                     }
                 };
@@ -50,17 +53,22 @@ impl Plan {
                 });
             }
         }
+        let waves = (nodes.len() as u32)
+            .div_ceil(s.arrival.wave_size.max(1))
+            .max(1);
         Plan {
             nodes,
             pulls_per_node: match s.arrival.pattern {
-                Pattern::Staircase => UNTIL_STOPPED,
+                Pattern::Staircase | Pattern::Soak => UNTIL_STOPPED,
                 _ => s.run.pulls_per_node,
             },
+            pull_every: (s.arrival.pattern == Pattern::Soak)
+                .then(|| s.arrival.wave_interval.0 * waves),
         }
     }
 
-    /// Pulls planned: nodes x pulls per node; 0 (not known) for a staircase.
-    /// Pulls the plan makes; `None` for a staircase, whose nodes pull until the search ends.
+    /// Pulls the plan makes; `None` for a staircase or a soak, whose nodes pull
+    /// until the search or the duration ends.
     pub fn planned_pulls(&self) -> Option<u64> {
         (self.pulls_per_node != UNTIL_STOPPED)
             .then(|| self.nodes.len() as u64 * self.pulls_per_node as u64)
@@ -143,6 +151,17 @@ mod tests {
             [0, 1, 2]
         );
         assert_eq!((p.pulls_per_node, p.planned_pulls()), (UNTIL_STOPPED, None));
+    }
+
+    #[test]
+    fn a_soak_repeats_its_waves_every_cycle() {
+        let p = Plan::new(&scenario(2, 5, Pattern::Soak));
+        let starts: Vec<u64> = p.nodes.iter().map(|n| n.start.as_secs()).collect();
+        assert_eq!(starts, [0, 0, 0, 0, 2, 2, 2, 2, 4, 4]);
+        // Three waves of (at most) four, two seconds apart: each node every 6 s.
+        assert_eq!(p.pull_every, Some(Duration::from_secs(6)));
+        assert_eq!((p.pulls_per_node, p.planned_pulls()), (UNTIL_STOPPED, None));
+        assert_eq!(Plan::new(&scenario(2, 5, Pattern::Waves)).pull_every, None);
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub(super) async fn prepare<S: Future>(
         gauges,
         pulls_per_node: plan.pulls_per_node,
         pull_interval: s.run.pull_interval.0,
+        pull_every: plan.pull_every,
         node_bandwidth: s.fleet.node_bandwidth.map(|r| r.0),
         kubelet: s.kubelet.clone(),
         seed: s.run.seed,

@@ -75,7 +75,7 @@ pub(super) async fn storm(
         _ => {
             let mut fleet = spawn_fleet(ready, t0, sink.clone());
             let stop = supervise(&mut fleet, deadline, shutdown, abort.breached(), &sink).await;
-            (stop, None)
+            (soak_end(&opts.loaded.scenario, stop), None)
         }
     };
     drop(sink);
@@ -89,6 +89,15 @@ pub(super) async fn storm(
         breach: abort.breach(),
         capacity,
     })
+}
+
+/// A soak runs until its duration ends: that is its finish, not a deadline
+/// missed (the pulls then under way are stopped and counted `interrupted`).
+fn soak_end(s: &crate::scenario::Scenario, stop: StopReason) -> StopReason {
+    match (s.arrival.pattern, stop) {
+        (crate::scenario::Pattern::Soak, StopReason::Deadline) => StopReason::Finished,
+        _ => stop,
+    }
 }
 
 /// The node tasks, and each one's cluster (to file a panicked node's fault under it).

@@ -136,6 +136,7 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
     };
     let mut scenario = file.typed()?;
     if sets.is_empty() {
+        file.soak_has_duration(&scenario)?;
         scenario.fill_defaults();
         return Ok(scenario);
     }
@@ -156,14 +157,15 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
             one_line(e.message())
         ))
     })?;
-    let mut scenario = Blame {
+    let blame = Blame {
         origin,
         file: &doc,
         text: &text,
         doc: &edited,
         sets: &overrides,
-    }
-    .typed()?;
+    };
+    let mut scenario = blame.typed()?;
+    blame.soak_has_duration(&scenario)?;
     scenario.fill_defaults();
     Ok(scenario)
 }
@@ -199,6 +201,21 @@ impl Blame<'_> {
             .map(|i| self.line(&i.key, &i.also, None, &i.message))
             .collect();
         Err(Failure::bad_input(lines.join("\n")))
+    }
+
+    /// A soak ends when its duration does, so the duration must be chosen, not
+    /// the default: written in the file or given with `--set` (checked on the
+    /// final text, after the overrides).
+    fn soak_has_duration(&self, s: &Scenario) -> Result<(), Failure> {
+        let key = KeyPath::parse("run.duration");
+        let given = find(self.doc, &key).is_some() || self.sets.iter().any(|o| o.key == key);
+        if s.arrival.pattern != Pattern::Soak || given {
+            return Ok(());
+        }
+        let also = [KeyPath::parse("arrival.pattern")];
+        let message =
+            "must be set when arrival.pattern = \"soak\": a soak runs until its duration ends";
+        Err(Failure::bad_input(self.line(&key, &also, None, message)))
     }
 
     /// `<where>: <key>: <message>`. `at` is the error's own offset when known;

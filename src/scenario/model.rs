@@ -729,6 +729,9 @@ pub enum Pattern {
     /// A capacity search: `start_nodes` pull in a closed loop, `step_nodes` more
     /// every `step_hold`, until a step breaks (docs/capacity.md).
     Staircase,
+    /// Waves as `waves`, repeated: after the last wave the first pulls again,
+    /// until `run.duration` ends, which is a soak's normal end (docs/soak.md).
+    Soak,
 }
 
 /// Bounds of the run.

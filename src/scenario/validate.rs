@@ -315,24 +315,46 @@ fn check_arrival(s: &Scenario, out: &mut Issues) {
     }
     match a.pattern {
         Pattern::Herd => {}
-        Pattern::Waves => check_waves(a, out),
+        Pattern::Waves => check_waves(a, "waves", out),
         Pattern::Staircase => check_staircase(s, out),
+        Pattern::Soak => check_soak(s, out),
     }
 }
 
-fn check_waves(a: &ArrivalSection, out: &mut Issues) {
+fn check_waves(a: &ArrivalSection, pattern: &str, out: &mut Issues) {
     if a.wave_size < 1 {
         out.add_with(
             "arrival.wave_size",
             &["arrival.pattern"],
-            "must be at least 1 when arrival.pattern = \"waves\"",
+            format!("must be at least 1 when arrival.pattern = \"{pattern}\""),
         );
     }
     if a.wave_interval.0.is_zero() {
         out.add_with(
             "arrival.wave_interval",
             &["arrival.pattern"],
-            "must be more than 0 when arrival.pattern = \"waves\"",
+            format!("must be more than 0 when arrival.pattern = \"{pattern}\""),
+        );
+    }
+}
+
+/// A soak: waves as `waves`; each node pulls once a cycle until the
+/// duration ends, so a count of pulls or a pause between them means nothing.
+/// (That `run.duration` is written at all is checked where the file is: `scenario::Blame`.)
+fn check_soak(s: &Scenario, out: &mut Issues) {
+    check_waves(&s.arrival, "soak", out);
+    if s.run.pulls_per_node != 1 {
+        out.add_with(
+            "run.pulls_per_node",
+            &["arrival.pattern"],
+            "does not apply when arrival.pattern = \"soak\": each node pulls once every cycle of waves until run.duration ends (leave it out)",
+        );
+    }
+    if !s.run.pull_interval.0.is_zero() {
+        out.add_with(
+            "run.pull_interval",
+            &["arrival.pattern"],
+            "does not apply when arrival.pattern = \"soak\": a node pulls again one cycle (waves x arrival.wave_interval) after its last pull was due (leave it out)",
         );
     }
 }
@@ -347,14 +369,14 @@ fn check_staircase(s: &Scenario, out: &mut Issues) {
         out.add_with(
             "arrival.wave_size",
             &["arrival.pattern"],
-            "applies only when arrival.pattern = \"waves\" (a staircase grows by arrival.step_nodes)",
+            "applies only when arrival.pattern = \"waves\" or \"soak\" (a staircase grows by arrival.step_nodes)",
         );
     }
     if a.wave_interval != defaults.wave_interval {
         out.add_with(
             "arrival.wave_interval",
             &["arrival.pattern"],
-            "applies only when arrival.pattern = \"waves\" (a staircase holds each step for arrival.step_hold)",
+            "applies only when arrival.pattern = \"waves\" or \"soak\" (a staircase holds each step for arrival.step_hold)",
         );
     }
     if s.run.pulls_per_node != 1 {
@@ -575,6 +597,45 @@ mod tests {
         let e = crate::scenario::parse(text, "s.toml", &[]).expect_err(text);
         assert_eq!(e.code, crate::exit::BAD_INPUT, "{}", e.message);
         e.message
+    }
+
+    #[test]
+    fn soak_problems_name_their_line_and_key() {
+        let head = "[arrival]\npattern = \"soak\"\n";
+        let cases = [
+            (
+                "",
+                "s.toml:2:11: run.duration: must be set when arrival.pattern = \"soak\"",
+            ),
+            (
+                "wave_size = 0\n[run]\nduration = \"5m\"\n",
+                "s.toml:3:13: arrival.wave_size: must be at least 1 when arrival.pattern = \"soak\"",
+            ),
+            (
+                "[run]\nduration = \"5m\"\npulls_per_node = 3\n",
+                "s.toml:5:18: run.pulls_per_node: does not apply when arrival.pattern = \"soak\"",
+            ),
+            (
+                "[run]\nduration = \"5m\"\npull_interval = \"3s\"\n",
+                "s.toml:5:17: run.pull_interval: does not apply when arrival.pattern = \"soak\"",
+            ),
+            (
+                "step_nodes = 2\n[run]\nduration = \"5m\"\n",
+                "s.toml:3:14: arrival.step_nodes: applies only when arrival.pattern = \"staircase\"",
+            ),
+        ];
+        for (tail, want) in cases {
+            let message = staircase_error(&format!("{head}{tail}"));
+            assert!(
+                message.starts_with(want),
+                "{tail:?}\n  got:  {message}\n  want: {want}"
+            );
+        }
+        let ok = "[arrival]\npattern = \"soak\"\nwave_size = 2\n[run]\nduration = \"10m\"\n";
+        crate::scenario::parse(ok, "s.toml", &[]).expect("a soak with a duration");
+        // A duration given with --set counts.
+        let set = ["run.duration=90s".to_string()];
+        crate::scenario::parse(head, "s.toml", &set).expect("a soak with --set run.duration");
     }
 
     #[test]

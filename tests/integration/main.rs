@@ -46,6 +46,7 @@ mod seed_002;
 mod seeds;
 mod serve_skopeo;
 mod signals;
+mod soak;
 mod startup;
 mod thresholds;
 mod trace;

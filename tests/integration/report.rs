@@ -242,6 +242,8 @@ fn hour_long(doc: &ResultDoc) -> ResultDoc {
         peaks: [("tcp_established".to_string(), 900.0)].into(),
         step_s: 1,
         series,
+        trend: None,
+        leak_suspected: None,
     };
     let mut harness = target(
         "harness",
@@ -373,6 +375,8 @@ fn hostile_strings_are_escaped() {
             values: [(evil.to_string(), 1.0)].into(),
             ..Default::default()
         }],
+        trend: None,
+        leak_suspected: None,
     });
     let html = pullstorm::report::render(&doc);
     assert!(!html.contains("<script>alert"), "unescaped script");

@@ -32,6 +32,7 @@ pub fn watched(doc: &ResultDoc) -> String {
             "events",
             "samples / failed",
             "other peaks",
+            "trend per hour (95 %)",
         ],
         &rows,
     )
@@ -56,7 +57,43 @@ fn row(w: &WatchedSummary) -> Vec<String> {
         },
         format!("{} / {}", w.samples, w.failures),
         other_peaks(w),
+        trend(w),
     ]
+}
+
+/// A process's RSS, fds and threads slopes after the warm-up (`result::leak`),
+/// a suspected leak marked; "no data" when too short to judge, nothing for an endpoint.
+fn trend(w: &WatchedSummary) -> String {
+    use crate::result::leak::Metric;
+    if !matches!(w.kind, WatchedKind::Process | WatchedKind::Harness) {
+        return String::new();
+    }
+    let Some(trends) = &w.trend else {
+        return "no data".into();
+    };
+    let lines: Vec<String> = Metric::ALL
+        .iter()
+        .filter_map(|&m| {
+            let t = trends.get(m)?;
+            let text = esc(&format!("{} {}", m.key(), t.describe(m)));
+            Some(if t.leak_suspected {
+                format!("<span class=\"fail\">LEAK? {text}</span>")
+            } else {
+                text
+            })
+        })
+        .collect();
+    let from = [&trends.rss, &trends.fds, &trends.threads]
+        .into_iter()
+        .flatten()
+        .map(|t| t.from_s)
+        .min()
+        .unwrap_or(0);
+    format!(
+        "{}<br><small>from {}</small>",
+        lines.join("<br>"),
+        esc(&human::secs(from as f64))
+    )
 }
 
 /// What is watched: the pid of a process (with the ports it listens on
