@@ -112,6 +112,9 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         thresholds: ThresholdReport::default(),
         watched: harness_from_recorder(facts.watched, rec),
         capacity: None,
+        shard: None,
+        merged_from: Vec::new(),
+        missing_shards: Vec::new(),
     };
     // No password of any URL (target, `[watch]`, `--set`) reaches the result or the report.
     crate::redact::result_doc(&mut doc);

@@ -44,6 +44,13 @@ pub(super) fn finish(
     };
     let mut doc = build::build(facts, &stormed.recorder);
     doc.capacity = stormed.capacity.as_ref().map(build::capacity);
+    crate::shard::describe(
+        &mut doc,
+        &opts.sharding,
+        &opts.loaded.scenario,
+        &ready.plan,
+        stormed.started,
+    );
     doc.thresholds = thresholds::evaluate(&opts.loaded.scenario.thresholds, &doc);
     if let Some(breach) = &stormed.breach {
         thresholds::record_abort(&mut doc.thresholds, breach);

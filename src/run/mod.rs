@@ -26,6 +26,7 @@ pub mod plan;
 mod preflight;
 mod prepare;
 mod staircase;
+mod start_at;
 #[cfg(test)]
 mod startup_tests;
 mod storm;
@@ -57,6 +58,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Processes and endpoints to sample besides the harness (`--watch*` flags).
     pub watch: WatchSpec,
+    /// `--shard` and `--start-at`: this process's part of a sharded storm, and when it begins.
+    pub sharding: crate::shard::Sharding,
 }
 
 /// Runs the scenario and writes its result; returns the exit code. The run
@@ -85,6 +88,10 @@ pub async fn execute(
     let stormed = async {
         match prepare::prepare(&opts, shutdown.as_mut()).await? {
             Prepared::Ready(ready) => {
+                if !start_at::wait(&opts, shutdown.as_mut()).await? {
+                    let stop = StopReason::Interrupted;
+                    return Ok((ready, nothing_stormed(&opts, stop, started)));
+                }
                 let stormed = storm::storm(&opts, &ready, shutdown).await?;
                 Ok::<_, Failure>((ready, stormed))
             }

@@ -27,6 +27,7 @@ fn options(toml: &str, dir: &Path) -> RunOptions {
         out_dir: Some(dir.join("out")),
         quiet: true,
         watch: WatchSpec::default(),
+        sharding: Default::default(),
     }
 }
 

@@ -31,6 +31,7 @@ fn options(toml: &str, dir: &Path) -> RunOptions {
         out_dir: Some(dir.join("out")),
         quiet: true,
         watch: WatchSpec::default(),
+        sharding: Default::default(),
     }
 }
 
