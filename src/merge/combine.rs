@@ -8,7 +8,7 @@ use super::check::Part;
 use super::timeline::{self, Shifted};
 use crate::result::model::*;
 use crate::result::thresholds;
-use crate::scenario::Scenario;
+use crate::scenario::Thresholds;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -134,15 +134,20 @@ pub fn merge(parts: &[Part<'_>], missing: &[u32]) -> Result<ResultDoc, String> {
             .collect(),
         missing_shards: missing.to_vec(),
     };
-    let scenario: Scenario =
-        serde_json::from_value(first.scenario.resolved.clone()).map_err(|e| {
-            format!(
-                "{}: key `scenario.resolved`: cannot read its thresholds: {e}",
-                parts[0].file
-            )
-        })?;
-    doc.thresholds = thresholds::evaluate(&scenario.thresholds, &doc);
+    let limits = limits(&first.scenario.resolved)
+        .map_err(|e| format!("{}: key `scenario.resolved.thresholds`: {e}", parts[0].file))?;
+    doc.thresholds = thresholds::evaluate(&limits, &doc);
     Ok(doc)
+}
+
+/// The thresholds of the scenario as run, read back from the result (a
+/// null there is a key left unset).
+fn limits(resolved: &serde_json::Value) -> Result<Thresholds, String> {
+    let mut t = resolved.get("thresholds").cloned().unwrap_or_default();
+    if let Some(map) = t.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    serde_json::from_value(t).map_err(|e| e.to_string())
 }
 
 /// Each metric's histograms added (lossless: same buckets), percentiles read again.
