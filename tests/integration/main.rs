@@ -27,6 +27,7 @@ mod client_rules;
 mod compare;
 mod conformance;
 mod connections;
+mod distributed;
 mod exits;
 mod faults;
 mod figures;
