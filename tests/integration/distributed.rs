@@ -101,7 +101,14 @@ fn four_shards_in_containers_merge_into_the_storm_of_one_process() {
     let work = dir.path();
     let mount = format!("{}:/work", work.display());
 
-    // The registry under test: the lab image's docker-registry, its own container.
+    // The registry under test: the lab image's docker-registry, its own container, without
+    // the Debian package's htpasswd auth.
+    std::fs::write(
+        work.join("registry.yml"),
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n\
+         http:\n  addr: :5000\n",
+    )
+    .unwrap();
     let registry = format!("{tag}-registry");
     env.containers.push(registry.clone());
     ok(
@@ -114,9 +121,11 @@ fn four_shards_in_containers_merge_into_the_storm_of_one_process() {
             &tag,
             "--entrypoint",
             "docker-registry",
+            "-v",
+            &mount,
             IMAGE,
             "serve",
-            "/etc/docker/registry/config.yml",
+            "/work/registry.yml",
         ]),
         "docker run registry",
     );
@@ -193,6 +202,7 @@ fn four_shards_in_containers_merge_into_the_storm_of_one_process() {
     let start = SystemTime::now() + Duration::from_secs(8);
     let start_at = humantime::format_rfc3339_millis(start).to_string();
     let mut shard_dirs = Vec::new();
+    let mut addresses = Vec::new();
     for i in 0..SHARDS {
         let name = format!("{tag}-shard-{i}");
         env.containers.push(name.clone());
@@ -207,8 +217,17 @@ fn four_shards_in_containers_merge_into_the_storm_of_one_process() {
             "docker run shard",
         );
         shard_dirs.push(work.join(format!("shard-{i}")));
+        // Its address while it waits for the start time (an exited container has none).
+        addresses.push(ok(
+            &docker(&[
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                &name,
+            ]),
+            "inspect",
+        ));
     }
-    let mut addresses = Vec::new();
     for i in 0..SHARDS {
         let name = format!("{tag}-shard-{i}");
         wait_until(
@@ -232,15 +251,6 @@ fn four_shards_in_containers_merge_into_the_storm_of_one_process() {
             "shard {i}: {}",
             String::from_utf8_lossy(&logs.stderr)
         );
-        addresses.push(ok(
-            &docker(&[
-                "inspect",
-                "-f",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                &name,
-            ]),
-            "inspect",
-        ));
     }
     addresses.sort();
     addresses.dedup();
