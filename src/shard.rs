@@ -407,11 +407,11 @@ mod tests {
         };
         let job = env(&[("JOB_COMPLETION_INDEX", "2"), ("PULLSTORM_SHARDS", "4")]);
         assert_eq!(
-            Shard::resolve(None, &job).unwrap(),
+            Shard::resolve(None, job).unwrap(),
             Some(Shard { index: 2, count: 4 })
         );
         assert_eq!(
-            Shard::resolve(Some("1/3"), &job).unwrap(),
+            Shard::resolve(Some("1/3"), job).unwrap(),
             Some(Shard { index: 1, count: 3 })
         );
         assert_eq!(

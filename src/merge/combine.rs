@@ -150,10 +150,11 @@ fn limits(resolved: &serde_json::Value) -> Result<Thresholds, String> {
     serde_json::from_value(t).map_err(|e| e.to_string())
 }
 
+/// `latency` and `histograms` of result.json.
+type Measured = (BTreeMap<String, LatencySummary>, BTreeMap<String, String>);
+
 /// Each metric's histograms added (lossless: same buckets), percentiles read again.
-fn histograms(
-    parts: &[Part<'_>],
-) -> Result<(BTreeMap<String, LatencySummary>, BTreeMap<String, String>), String> {
+fn histograms(parts: &[Part<'_>]) -> Result<Measured, String> {
     let mut merged: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     for p in parts {
         for (metric, text) in &p.doc.histograms {

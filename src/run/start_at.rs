@@ -44,10 +44,7 @@ pub(super) async fn wait<S: Future>(
             );
         }
     }
-    loop {
-        let Ok(left) = at.duration_since(SystemTime::now()) else {
-            break;
-        };
+    while let Ok(left) = at.duration_since(SystemTime::now()) {
         if left.is_zero() {
             break;
         }

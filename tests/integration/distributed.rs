@@ -386,3 +386,58 @@ fn four_shards_in_containers_merge_into_the_storm_of_one_process() {
     assert_eq!(u(&p, "pulls.completed"), 12);
     drop(env);
 }
+
+/// The same without containers: two shards and one process against the embedded registry on
+/// loopback, one start time, merged; counts equal, a start time in the past is lateness.
+#[test]
+fn two_shards_against_the_embedded_registry_merge_into_the_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let scenario = work.join("pair.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"pair\"\n[embedded]\nlayers = [\"1MiB\", \"256KiB\"]\n\
+         [fleet]\nclusters = 3\nnodes_per_cluster = 2\n[run]\nduration = \"60s\"\n",
+    )
+    .unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let o = bin()
+            .arg("run")
+            .arg(&scenario)
+            .arg("--quiet")
+            .arg("--out")
+            .arg(work.join(out))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{out}: {}", String::from_utf8_lossy(&o.stderr));
+        read(&work.join(out).join("result.json"))
+    };
+    let one = run("single", &[]);
+    // Already past: each shard starts at once and says how late.
+    let start_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let a = run("a", &["--shard", "0/2", "--start-at", &start_at]);
+    let b = run("b", &["--shard", "1/2", "--start-at", &start_at]);
+    // 3 clusters over 2 shards: whole clusters, 2 and 1.
+    assert_eq!(a["shard"]["clusters"], serde_json::json!([0, 1]));
+    assert_eq!(b["shard"]["clusters"], serde_json::json!([2]));
+    assert!(u(&b, "shard.started_late_ms") >= u(&a, "shard.started_late_ms"));
+    let out = merge(
+        &[work.join("b"), work.join("a")],
+        &work.join("m"),
+        &["--quiet"],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let m = read(&work.join("m/result.json"));
+    for key in [
+        "pulls.planned",
+        "pulls.completed",
+        "bytes.completed_pulls",
+        "bytes.downloaded",
+        "fleet.nodes",
+    ] {
+        assert_eq!(u(&m, key), u(&one, key), "{key}");
+    }
+    assert_eq!(u(&m, "latency.pull.count"), 6);
+    assert_eq!(m["merged_from"][0]["index"], 0, "in shard order");
+}
