@@ -100,10 +100,14 @@ pub fn merge(parts: &[Part<'_>], missing: &[u32]) -> Result<ResultDoc, String> {
             wasted: sum(&|d| d.bytes.wasted),
             completed_pulls: sum(&|d| d.bytes.completed_pulls),
         },
-        throughput: Throughput {
-            mean_bytes_per_sec: (downloaded as f64 / duration.as_secs_f64().max(1e-3)).round(),
-            peak_bytes_per_sec: timeline.iter().map(|r| r.bytes).max().unwrap_or(0),
-        },
+        // As a run computes them, the merged duration standing for the time covered, so the
+        // peak is never below the mean (a short last second is joined to the one before).
+        throughput: crate::result::build::rates(
+            downloaded,
+            duration.as_secs_f64(),
+            &timeline,
+            duration.as_secs_f64(),
+        ),
         retries: Retries {
             total: sum(&|d| d.retries.total),
             by_class: add_maps(docs.iter().map(|d| &d.retries.by_class)),
