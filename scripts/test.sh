@@ -47,3 +47,4 @@ cargo test --release --test integration -- --include-ignored --test-threads=1 ca
 cargo test --release --test integration -- --include-ignored --test-threads=1 compare::
 cargo test --release --test integration -- --include-ignored --test-threads=1 conformance::
 cargo test --release --test integration -- --include-ignored --test-threads=1 object_storage::
+cargo test --release --test integration -- --include-ignored --test-threads=1 distributed::

@@ -77,6 +77,16 @@ Exit codes: 0 consistent, 1 inconsistent, 2 bad input, 3 the registry cannot be 
 credentials, or the report cannot be written. Credentials come from PULLSTORM_USERNAME / PULLSTORM_PASSWORD or docker's config.json."
     )]
     Verify(pullstorm::verify::VerifyArgs),
+    /// Merge the results of a sharded storm's shards into one result and report.
+    #[command(
+        long_about = "Merge the result.json files of a sharded storm (`pullstorm run --shard I/N`): counters \
+summed, HdrHistograms added (lossless) and percentiles recomputed from them, timelines aligned on wall-clock \
+time and summed per second, thresholds checked on the merged result. Inputs: result.json files, run folders, \
+or folders of run folders. Refuses (exit 2) different scenarios, a shard given twice, mixed shard counts and \
+missing shards (unless --allow-partial). See docs/merge.md.\n\n\
+Exit codes: 0 thresholds passed, 1 thresholds failed, 2 bad input, 3 an output could not be written."
+    )]
+    Merge(pullstorm::merge::MergeArgs),
     /// Compare a baseline with a candidate (one run or a folder of runs each): the regression gate.
     #[command(
         long_about = "Compare two runs of one scenario, or two folders of repeated runs, metric by metric: \
@@ -160,6 +170,13 @@ struct RunArgs {
     /// Keep --metrics-listen serving this long after the result is written, for the final scrape (Ctrl-C ends it).
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     metrics_linger: String,
+    /// Run shard I of N (0-based) of the fleet; default from PULLSTORM_SHARD=I/N, or
+    /// JOB_COMPLETION_INDEX with PULLSTORM_SHARDS=N (a Kubernetes Indexed Job). See docs/merge.md.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Begin the herd at this instant (RFC 3339, e.g. 2026-11-27T22:30:00Z); overrides run.start_at.
+    #[arg(long, value_name = "TIME")]
+    start_at: Option<String>,
 }
 
 #[derive(Args)]
@@ -200,6 +217,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Run(args) => {
             let sets = run_sets(&args);
             let loaded = pullstorm::scenario::load_with(&args.scenario, &sets)?;
+            let sharding = sharding(&args)?;
             let options = pullstorm::run::RunOptions {
                 loaded,
                 overrides: sets.into_iter().map(|s| s.assignment).collect(),
@@ -217,6 +235,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
                     w
                 },
                 metrics: None,
+                sharding,
             };
             runtime.block_on(run_with_metrics(
                 options,
@@ -233,6 +252,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             .map(|_| exit::OK),
         Command::Verify(args) => runtime.block_on(pullstorm::verify::main(args)),
         Command::Compare(args) => pullstorm::compare::compare_main(args),
+        Command::Merge(args) => pullstorm::merge::merge_main(args),
         Command::Report(args) => {
             let text = std::fs::read_to_string(&args.result)
                 .map_err(|e| Failure::bad_input(format!("{}: {e}", args.result.display())))?;
@@ -348,6 +368,19 @@ fn run_sets(args: &RunArgs) -> Vec<Set> {
         ));
     }
     sets
+}
+
+/// `--shard` (or the Job's environment) and `--start-at`; bad values are bad input.
+fn sharding(args: &RunArgs) -> Result<pullstorm::shard::Sharding, Failure> {
+    let shard = pullstorm::shard::Shard::resolve(args.shard.as_deref(), |k| std::env::var(k).ok())
+        .map_err(Failure::bad_input)?;
+    let start_at = args
+        .start_at
+        .as_deref()
+        .map(pullstorm::shard::parse_start_at)
+        .transpose()
+        .map_err(|e| Failure::bad_input(format!("--start-at: {e}")))?;
+    Ok(pullstorm::shard::Sharding { shard, start_at })
 }
 
 /// One line on stdout; a reader gone (`| head`) ends the output quietly.

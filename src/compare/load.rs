@@ -44,6 +44,17 @@ impl Side {
 
 /// Reads a side from a file or folder (see the module doc).
 pub fn side(path: &Path) -> Result<Side, String> {
+    let runs = runs(path)?;
+    same_scenario_within(&runs)?;
+    Ok(Side {
+        label: path.display().to_string(),
+        runs,
+    })
+}
+
+/// The runs a path holds: a result.json, a run folder, or a folder of run
+/// folders or `*.json` files (also what `pullstorm merge` reads).
+pub fn runs(path: &Path) -> Result<Vec<Run>, String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
     let mut runs = Vec::new();
@@ -70,11 +81,7 @@ pub fn side(path: &Path) -> Result<Side, String> {
             ));
         }
     }
-    same_scenario_within(&runs)?;
-    Ok(Side {
-        label: path.display().to_string(),
-        runs,
-    })
+    Ok(runs)
 }
 
 /// One result.json and the latency.hlog beside it (`<stem>.hlog` for a `<stem>.json`
@@ -168,8 +175,9 @@ pub fn parse_hlog(bytes: &[u8]) -> Result<BTreeMap<String, Vec<Interval>>, Strin
 /// Keys of `scenario.resolved` that may differ between runs of one scenario:
 /// where the target is and how it is trusted (the candidate is another
 /// deployment), what is watched, the thresholds (a verdict, not load), the
-/// description, and the run's seed (repeated runs may sample the start jitter anew).
-pub const MAY_DIFFER: [&str; 7] = [
+/// description, the run's seed (repeated runs may sample the start jitter anew),
+/// and its start time (`run.start_at`: when, not what).
+pub const MAY_DIFFER: [&str; 8] = [
     "target.url",
     "target.ca_file",
     "target.insecure_tls",
@@ -177,6 +185,7 @@ pub const MAY_DIFFER: [&str; 7] = [
     "thresholds",
     "description",
     "run.seed",
+    "run.start_at",
 ];
 
 /// The dotted keys where two resolved scenarios differ, outside [`MAY_DIFFER`].

@@ -53,7 +53,7 @@ pub struct FleetContext {
 }
 
 /// One node of the plan: its cluster and when it starts, relative to the run's start.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NodePlan {
     pub cluster: u32,
     pub node: u32,

@@ -119,6 +119,9 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         },
         capacity: None,
         verify: None,
+        shard: None,
+        merged_from: Vec::new(),
+        missing_shards: Vec::new(),
     };
     super::leak::judge_all(&mut doc.watched);
     // No password of any URL (target, `[watch]`, `--set`) reaches the result or the report.
@@ -346,7 +349,7 @@ fn throughput(rec: &Recorder, secs: f64) -> Throughput {
 /// over the best second of the timeline, see [`peak_rate`]. The peak is never
 /// below the mean: both divide the same bytes, the mean by at least the time
 /// the peak's windows add up to.
-fn rates(downloaded: u64, secs: f64, rows: &[TimelineRow], covered: f64) -> Throughput {
+pub(crate) fn rates(downloaded: u64, secs: f64, rows: &[TimelineRow], covered: f64) -> Throughput {
     Throughput {
         mean_bytes_per_sec: (downloaded as f64 / secs.max(covered).max(1e-3)).round(),
         peak_bytes_per_sec: peak_rate(rows, covered).round() as u64,

@@ -70,6 +70,17 @@ pub struct ResultDoc {
     /// docs/verify.md); absent when not asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<AfterRunVerify>,
+    /// This run was one shard of a sharded storm (`--shard I/N`, docs/merge.md);
+    /// absent when not sharded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// This result is `pullstorm merge` of these shards' results, in shard order;
+    /// absent (empty) for a run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<MergedShard>,
+    /// Shard indexes missing from a merge made with `--allow-partial` (then `complete` is false).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<u32>,
 }
 
 /// `[verify] after_run`: did the registry still serve every tag, manifest and
@@ -85,6 +96,48 @@ pub struct AfterRunVerify {
     /// The check's report, as `pullstorm verify --json` writes it; absent for `not_run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::verify::Report>,
+}
+
+/// One shard's identity and clock facts, as the shard measured them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardInfo {
+    /// 0-based index of this shard, and the shard count.
+    pub index: u32,
+    pub count: u32,
+    /// Nodes this shard ran (its part of `fleet.clusters` x `fleet.nodes_per_cluster`).
+    pub nodes: u64,
+    /// Cluster numbers it ran nodes of.
+    pub clusters: Vec<u32>,
+    /// Each of those clusters ran whole in this shard (false: the fleet was split by node ranges).
+    pub whole_clusters: bool,
+    /// The agreed start (`--start-at` or `run.start_at`), RFC 3339 UTC; null when none was given.
+    pub start_at: Option<String>,
+    /// How late this shard's herd began after `start_at` (its `started_at` minus
+    /// `start_at`, on this machine's clock), ms; 0 when it waited and started on
+    /// time; null without `start_at`.
+    pub started_late_ms: Option<u64>,
+}
+
+/// One shard of a merged result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MergedShard {
+    pub index: u32,
+    pub count: u32,
+    /// The result.json merged, as given to `pullstorm merge`.
+    pub file: String,
+    /// The shard's own `started_at` and `ended_at`.
+    pub started_at: String,
+    pub ended_at: String,
+    /// Its `started_at` minus the merged `started_at`, ms (its timeline is shifted by this).
+    pub offset_ms: u64,
+    pub nodes: u64,
+    pub clusters: Vec<u32>,
+    pub start_at: Option<String>,
+    pub started_late_ms: Option<u64>,
+    pub complete: bool,
+    pub stop_reason: String,
+    /// Its harness ran short of CPU (`harness.saturated`); null when it did not measure.
+    pub harness_saturated: Option<bool>,
 }
 
 /// What a staircase found: the largest herd that held, the first that broke

@@ -50,6 +50,13 @@ pub(super) fn finish(
         crate::redact::after_run_verify(&mut v);
         v
     });
+    crate::shard::describe(
+        &mut doc,
+        &opts.sharding,
+        &opts.loaded.scenario,
+        &ready.plan,
+        stormed.started,
+    );
     doc.thresholds = thresholds::evaluate(&opts.loaded.scenario.thresholds, &doc);
     if let Some(breach) = &stormed.breach {
         thresholds::record_abort(&mut doc.thresholds, breach);

@@ -27,6 +27,7 @@ pub mod plan;
 mod preflight;
 mod prepare;
 mod staircase;
+mod start_at;
 #[cfg(test)]
 mod startup_tests;
 mod storm;
@@ -60,6 +61,8 @@ pub struct RunOptions {
     pub watch: WatchSpec,
     /// Where `--metrics-listen` reads the run's figures from.
     pub metrics: Option<std::sync::Arc<crate::metrics::exporter::Exported>>,
+    /// `--shard` and `--start-at`: this process's part of a sharded storm, and when it begins.
+    pub sharding: crate::shard::Sharding,
 }
 
 /// Runs the scenario and writes its result; returns the exit code. The run
@@ -88,6 +91,10 @@ pub async fn execute(
     let stormed = async {
         match prepare::prepare(&opts, shutdown.as_mut()).await? {
             Prepared::Ready(ready) => {
+                if !start_at::wait(&opts, shutdown.as_mut()).await? {
+                    let stop = StopReason::Interrupted;
+                    return Ok((ready, nothing_stormed(&opts, stop, started), None));
+                }
                 let stormed = storm::storm(&opts, &ready, shutdown.as_mut()).await?;
                 let verified =
                     after_run::verify(&opts, &ready, stormed.stop, shutdown.as_mut()).await;

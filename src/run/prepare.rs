@@ -69,7 +69,7 @@ pub(super) async fn prepare<S: Future>(
     };
     let limits = fds::raise_nofile();
     let profile = Profile::new(s.fleet.client, &s.client);
-    let plan = Plan::new(s);
+    let plan = crate::shard::plan(s, opts.sharding.shard).map_err(Failure::bad_input)?;
     check_fds(&opts.loaded, &plan, &profile, &limits)?;
     let image = s
         .target

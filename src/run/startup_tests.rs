@@ -28,6 +28,7 @@ fn options(toml: &str, dir: &Path) -> RunOptions {
         quiet: true,
         watch: WatchSpec::default(),
         metrics: None,
+        sharding: Default::default(),
     }
 }
 

@@ -43,7 +43,9 @@ pub(super) async fn storm(
 ) -> Result<Stormed, Failure> {
     let started = SystemTime::now();
     let t0 = Instant::now();
-    let deadline = t0 + opts.loaded.scenario.run.duration.0;
+    // With a start time every shard stops at start_at + run.duration: a late one runs shorter.
+    let late = opts.sharding.late_by(&opts.loaded.scenario, started);
+    let deadline = t0 + opts.loaded.scenario.run.duration.0.saturating_sub(late);
     // Published seconds for the deciders during the run: the window abort and
     // the staircase's controller each subscribe before the recorder starts.
     let (mut abort, live) = Abort::start(&opts.loaded.scenario.thresholds);

@@ -32,6 +32,7 @@ fn options(toml: &str, dir: &Path) -> RunOptions {
         quiet: true,
         watch: WatchSpec::default(),
         metrics: None,
+        sharding: Default::default(),
     }
 }
 

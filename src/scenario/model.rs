@@ -751,6 +751,10 @@ pub struct RunSection {
     /// node): the same seed gives the same waits.
     #[serde(default)]
     pub seed: u64,
+    /// When the herd begins, RFC 3339 (`2026-11-27T22:30:00Z`): the shards of a
+    /// sharded storm wait for it (`--start-at` wins over it; docs/merge.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
 }
 
 impl Default for RunSection {
@@ -760,6 +764,7 @@ impl Default for RunSection {
             pulls_per_node: 1,
             pull_interval: Span::default(),
             seed: 0,
+            start_at: None,
         }
     }
 }

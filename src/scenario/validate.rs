@@ -462,6 +462,9 @@ fn check_run(r: &RunSection, out: &mut Issues) {
     if r.pulls_per_node < 1 {
         out.add("run.pulls_per_node", "must be at least 1");
     }
+    if let Some(Err(e)) = r.start_at.as_deref().map(crate::shard::parse_start_at) {
+        out.add("run.start_at", e);
+    }
 }
 
 /// `1000000` -> `1,000,000`.

@@ -16,7 +16,7 @@
 //! Running a part: test names start with their module, so a filter selects it:
 //! `cargo test --release --test integration -- proxy::` (see README.md, "Tests"). The tests
 //! that need the real lab's packages or daemons (`lab::`, `faults::`, `trace::`, `seeds::`,
-//! `seed_002::`, `connections::`, `compare::`, `capacity::`, `object_storage::`, some of `verify::`)
+//! `seed_002::`, `connections::`, `compare::`, `capacity::`, `object_storage::`, `distributed::`, some of `verify::`)
 //! are `#[ignore]`d; `scripts/test.sh` runs them with `--include-ignored --test-threads=1`.
 
 mod common;
@@ -27,6 +27,7 @@ mod client_rules;
 mod compare;
 mod conformance;
 mod connections;
+mod distributed;
 mod exits;
 mod faults;
 mod figures;
