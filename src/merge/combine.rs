@@ -130,6 +130,11 @@ pub fn merge(parts: &[Part<'_>], missing: &[u32]) -> Result<ResultDoc, String> {
         thresholds: ThresholdReport::default(),
         watched: watched(parts, &clocks),
         capacity: None,
+        redirects: crate::result::model::Redirects {
+            followed: sum(&|d| d.redirects.followed),
+            to_storage: sum(&|d| d.redirects.to_storage),
+        },
+        verify: after_run_verify(&docs),
         shard: None,
         merged_from: parts
             .iter()
@@ -341,4 +346,19 @@ fn merged_shard(p: &Part<'_>, c: &Clock) -> MergedShard {
         stop_reason: p.doc.stop_reason.clone(),
         harness_saturated: p.doc.harness.as_ref().map(|h| h.saturated),
     }
+}
+
+/// Each shard checks the same registry after its storm (`[verify] after_run`): the
+/// storm's verdict is the worst shard's (inconsistent, then not run, then consistent),
+/// the first such in shard order, so a finding is never hidden by a later shard's pass.
+fn after_run_verify(docs: &[&ResultDoc]) -> Option<crate::result::model::AfterRunVerify> {
+    let rank = |outcome: &str| match outcome {
+        "inconsistent" => 0,
+        "consistent" => 2,
+        _ => 1,
+    };
+    docs.iter()
+        .filter_map(|d| d.verify.as_ref())
+        .min_by_key(|v| rank(&v.outcome))
+        .cloned()
 }
