@@ -44,3 +44,4 @@ cargo test --release --test integration -- --include-ignored --test-threads=1 ve
 cargo test --release --test integration -- --include-ignored --test-threads=1 capacity::
 cargo test --release --test integration -- --include-ignored --test-threads=1 compare::
 cargo test --release --test integration -- --include-ignored --test-threads=1 conformance::
+cargo test --release --test integration -- --include-ignored --test-threads=1 push_storm::

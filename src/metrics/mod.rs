@@ -10,6 +10,7 @@ pub mod events;
 pub mod fds;
 pub mod harness;
 pub mod live;
+pub mod pushes;
 pub mod recorder;
 pub mod watch;
 

@@ -112,6 +112,7 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         thresholds: ThresholdReport::default(),
         watched: harness_from_recorder(facts.watched, rec),
         capacity: None,
+        pushes: super::pushes::build(&rec.pushes, s.push.runners),
     };
     // No password of any URL (target, `[watch]`, `--set`) reaches the result or the report.
     crate::redact::result_doc(&mut doc);

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod model;
+pub mod pushes;
 pub mod schema;
 pub mod summary;
 pub mod thresholds;

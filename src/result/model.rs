@@ -61,6 +61,9 @@ pub struct ResultDoc {
     /// docs/capacity.md); absent for other patterns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
+    /// What the CI runners of `[push]` did (docs/result-schema.md); absent without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushes: Option<super::pushes::Pushes>,
 }
 
 /// What a staircase found: the largest herd that held, the first that broke

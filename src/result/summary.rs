@@ -14,6 +14,9 @@ pub fn render(r: &ResultDoc) -> String {
     headline(&mut s, r);
     figures(&mut s, r);
     capacity(&mut s, r);
+    if let Some(p) = &r.pushes {
+        let _ = writeln!(s, "  {}", escape(&super::pushes::summary_line(p)));
+    }
     latency_table(&mut s, r);
     errors(&mut s, r);
     failed_thresholds(&mut s, r);

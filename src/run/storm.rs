@@ -74,6 +74,9 @@ pub(super) async fn storm(
         }
         _ => {
             let mut fleet = spawn_fleet(ready, t0, sink.clone());
+            // CI runners (`[push]`) beside the nodes, under the same deadline and shutdown.
+            let scenario = &opts.loaded.scenario;
+            crate::pusher::spawn(scenario, &ready.ctx, &mut fleet.nodes, t0, &sink);
             let stop = supervise(&mut fleet, deadline, shutdown, abort.breached(), &sink).await;
             (stop, None)
         }

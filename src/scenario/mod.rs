@@ -15,6 +15,7 @@
 
 mod locate;
 pub mod model;
+pub mod push;
 mod thresholds;
 pub mod units;
 pub mod validate;

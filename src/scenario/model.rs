@@ -36,6 +36,9 @@ pub struct Scenario {
     pub arrival: ArrivalSection,
     #[serde(default)]
     pub run: RunSection,
+    /// CI runners pushing during the run (`scenario::push`); none by default.
+    #[serde(default)]
+    pub push: super::push::PushSection,
     /// Without a section, `fill_defaults` decides `max_failed_pulls` as with one.
     #[serde(default = "Thresholds::unset")]
     pub thresholds: Thresholds,

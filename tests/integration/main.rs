@@ -36,6 +36,7 @@ mod hostile_input;
 mod hostile_registry;
 mod lab;
 mod proxy;
+mod push_storm;
 mod report;
 mod run_embedded;
 mod scenario_files;
