@@ -103,7 +103,10 @@ mod tests {
         assert_eq!((t.requests["patch"], t.requests["put"]), (2, 1));
         assert_eq!(t.retries_total(), 2);
         assert_eq!(t.faults.len(), 3);
-        assert_eq!((t.blobs_uploaded, t.blobs_present, t.blobs_mounted), (1, 1, 1));
+        assert_eq!(
+            (t.blobs_uploaded, t.blobs_present, t.blobs_mounted),
+            (1, 1, 1)
+        );
         assert_eq!(t.bytes_uploaded, 100);
         assert_eq!(t.active(), Some(Duration::from_secs(5)));
         assert_eq!(PushTally::default().active(), None);

@@ -80,7 +80,15 @@ pub async fn push_image(
     format: Format,
     opts: &PushOptions,
 ) -> Result<PushReport, Fault> {
-    push_image_with(session, image, tag, format, opts, PushRules::seed(opts.attempts)).await
+    push_image_with(
+        session,
+        image,
+        tag,
+        format,
+        opts,
+        PushRules::seed(opts.attempts),
+    )
+    .await
 }
 
 /// [`push_image`] with a client's retry rules. Every request, failure and blob
@@ -246,7 +254,10 @@ async fn push_blob(
         first_failure: None,
     };
     loop {
-        match push_blob_once(session, image, digest, size, &source, opts, rules, &mut tries).await
+        match push_blob_once(
+            session, image, digest, size, &source, opts, rules, &mut tries,
+        )
+        .await
         {
             Ok(outcome) => {
                 let (how, bytes) = match outcome {

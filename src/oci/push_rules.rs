@@ -115,7 +115,10 @@ mod tests {
         let f = http(404, &errors("BLOB_UPLOAD_UNKNOWN"));
         assert_eq!(registry_code(&f), Some("BLOB_UPLOAD_UNKNOWN"));
         assert_eq!(fault_code(&f), "BLOB_UPLOAD_UNKNOWN");
-        assert_eq!(fault_code(&http(502, "<html>bad gateway</html>")), "http_502");
+        assert_eq!(
+            fault_code(&http(502, "<html>bad gateway</html>")),
+            "http_502"
+        );
         let reset = Fault::new(FaultClass::ConnectionReset, Phase::Body, "PATCH: HTTP 1 X");
         assert_eq!(fault_code(&reset), "connection_reset");
     }
@@ -135,9 +138,18 @@ mod tests {
             (http(400, "not json"), false),
             (http(500, &errors("UNKNOWN")), true),
             (http(503, ""), true),
-            (Fault::new(FaultClass::UnexpectedEof, Phase::Body, "cut"), true),
-            (Fault::new(FaultClass::ConnectionReset, Phase::Body, "cut"), true),
-            (Fault::new(FaultClass::ClientFdExhausted, Phase::Connect, "emfile"), false),
+            (
+                Fault::new(FaultClass::UnexpectedEof, Phase::Body, "cut"),
+                true,
+            ),
+            (
+                Fault::new(FaultClass::ConnectionReset, Phase::Body, "cut"),
+                true,
+            ),
+            (
+                Fault::new(FaultClass::ClientFdExhausted, Phase::Connect, "emfile"),
+                false,
+            ),
         ] {
             assert_eq!(retryable(&fault), retried, "{}", fault.detail);
         }

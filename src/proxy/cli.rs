@@ -45,7 +45,12 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "SIZE", value_parser = ByteSize::parse, help_heading = "Cuts")]
     pub cut_after_request_bytes: Option<ByteSize>,
     /// Only these request methods reach --cut-after-request-bytes (comma-separated, e.g. PATCH,PUT).
-    #[arg(long, value_name = "METHODS", value_delimiter = ',', help_heading = "Cuts")]
+    #[arg(
+        long,
+        value_name = "METHODS",
+        value_delimiter = ',',
+        help_heading = "Cuts"
+    )]
     pub cut_request_methods: Option<Vec<String>>,
     /// Only request targets containing this text reach --cut-after-request-bytes (e.g. /blobs/uploads/).
     #[arg(long, value_name = "TEXT", help_heading = "Cuts")]

@@ -7,8 +7,8 @@
 //! `cut_first` without a cut trigger, a `stall_for` without a stall), so a
 //! typo in a lab scenario fails loudly instead of reproducing no fault.
 
-use crate::scenario::units::{ByteSize, Rate, Span};
 use super::http::RequestCut;
+use crate::scenario::units::{ByteSize, Rate, Span};
 use crate::scenario::CutWith;
 use serde::{Deserialize, Serialize};
 use std::fmt;

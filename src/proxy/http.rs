@@ -627,7 +627,8 @@ mod tests {
 
     #[test]
     fn a_request_cut_stops_at_its_body_byte_for_eligible_requests_only() {
-        let patch = b"PATCH /v2/a/blobs/uploads/u1 HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789";
+        let patch =
+            b"PATCH /v2/a/blobs/uploads/u1 HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789";
         let get = b"GET /v2/a/blobs/uploads/u1 HTTP/1.1\r\n\r\n";
         let put = b"PUT /v2/a/blobs/uploads/u1?digest=x HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
         let other = b"PATCH /v2/a/other HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";

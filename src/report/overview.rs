@@ -379,9 +379,9 @@ fn push_cards(s: &mut String, doc: &ResultDoc) {
     let Some(p) = &doc.pushes else {
         return;
     };
-    let rate = p
-        .upload_bytes_per_sec
-        .map_or("no data".to_string(), |r| format!("{}/s", crate::human::bytes(r)));
+    let rate = p.upload_bytes_per_sec.map_or("no data".to_string(), |r| {
+        format!("{}/s", crate::human::bytes(r))
+    });
     card(
         s,
         if p.failed > 0 || p.interrupted > 0 {
@@ -398,7 +398,11 @@ fn push_cards(s: &mut String, doc: &ResultDoc) {
         &format!(
             "{} failed, {} interrupted; {} uploaded ({})",
             fig("pushes.failed", p.failed, &p.failed.to_string()),
-            fig("pushes.interrupted", p.interrupted, &p.interrupted.to_string()),
+            fig(
+                "pushes.interrupted",
+                p.interrupted,
+                &p.interrupted.to_string()
+            ),
             fig(
                 "pushes.bytes_uploaded",
                 p.bytes_uploaded,

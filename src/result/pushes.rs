@@ -130,7 +130,10 @@ mod tests {
         t.on_done(true, t0 + Duration::from_secs(2));
         t.on_done(false, t0 + Duration::from_secs(1));
         let p = build(&t, 3).unwrap();
-        assert_eq!((p.started, p.completed, p.failed, p.interrupted), (3, 1, 1, 1));
+        assert_eq!(
+            (p.started, p.completed, p.failed, p.interrupted),
+            (3, 1, 1, 1)
+        );
         assert_eq!(p.upload_bytes_per_sec, Some(2.0 * 1024.0 * 1024.0));
         assert_eq!((p.retries, p.requests["patch"]), (1, 1));
         let line = summary_line(&p);

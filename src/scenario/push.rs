@@ -123,6 +123,11 @@ pub enum PushFormat {
 }
 
 impl PushSection {
+    /// No runners: nothing pushes.
+    pub fn is_off(&self) -> bool {
+        self.runners == 0
+    }
+
     /// The tag runner `runner` pushes.
     pub fn tag_of(&self, runner: u32) -> String {
         self.tag.replace("{runner}", &runner.to_string())
@@ -156,13 +161,19 @@ pub fn problems(s: &Scenario) -> Vec<(String, String)> {
     if p.runners > MAX_RUNNERS {
         add(
             "runners",
-            format!("{} runners, more than the {MAX_RUNNERS} one run pushes with", p.runners),
+            format!(
+                "{} runners, more than the {MAX_RUNNERS} one run pushes with",
+                p.runners
+            ),
         );
     }
     if !crate::oci::name::is_repository_name(&p.repository) {
         add(
             "repository",
-            format!("{:?} is not a repository name (lowercase path components like ci/app)", p.repository),
+            format!(
+                "{:?} is not a repository name (lowercase path components like ci/app)",
+                p.repository
+            ),
         );
     }
     for runner in [0, p.runners.saturating_sub(1)] {
@@ -181,7 +192,10 @@ pub fn problems(s: &Scenario) -> Vec<(String, String)> {
         }
         for (i, layer) in layers.iter().enumerate() {
             if layer.0 == 0 {
-                add(&format!("layers[{i}]"), "a layer must be larger than 0 bytes".into());
+                add(
+                    &format!("layers[{i}]"),
+                    "a layer must be larger than 0 bytes".into(),
+                );
             }
         }
     }
@@ -189,15 +203,29 @@ pub fn problems(s: &Scenario) -> Vec<(String, String)> {
         add("max_concurrent_uploads", "must be at least 1".into());
     }
     if p.max_attempts == 0 {
-        add("max_attempts", "must be at least 1 (the first attempt counts)".into());
+        add(
+            "max_attempts",
+            "must be at least 1 (the first attempt counts)".into(),
+        );
     }
     if p.chunk_size.is_some_and(|c| c.0 == 0) {
-        add("chunk_size", "must be more than 0 (leave it out for one PATCH per blob)".into());
+        add(
+            "chunk_size",
+            "must be more than 0 (leave it out for one PATCH per blob)".into(),
+        );
     }
     if let Some(from) = &p.mount_from {
         if !crate::oci::name::is_repository_name(from) {
             add("mount_from", format!("{from:?} is not a repository name"));
         }
+    }
+    if p.runners > 0 && s.target.url.is_none() {
+        add(
+            "runners",
+            "the embedded registry is read-only: pushes need target.url (or --target), \
+             a registry that accepts them"
+                .into(),
+        );
     }
     if p.runners > 0 && s.arrival.pattern == super::Pattern::Staircase {
         add(
@@ -217,36 +245,78 @@ mod tests {
         e.message
     }
 
+    /// A registry that takes pushes, after the `[push]` lines (their numbers stay).
+    const TARGET: &str = "[target]\nurl = \"http://127.0.0.1:5000\"\nimage = \"a/b:c\"\n";
+
+    #[test]
+    fn pushes_need_a_target_that_accepts_them() {
+        let message = error("[push]\nrunners = 1\n");
+        assert!(
+            message.starts_with("s.toml:2:11: push.runners: the embedded registry is read-only"),
+            "{message}"
+        );
+    }
+
     #[test]
     fn push_problems_name_their_line_and_key() {
         let cases = [
-            ("runners = 1001\n", "s.toml:2:11: push.runners: 1001 runners, more than the 1000"),
-            ("runners = 2\nrepository = \"CI/App\"\n", "s.toml:3:14: push.repository: \"CI/App\" is not a repository name"),
-            ("runners = 2\ntag = \"b/{runner}\"\n", "s.toml:3:7: push.tag: \"b/0\" is not a tag"),
+            (
+                "runners = 1001\n",
+                "s.toml:2:11: push.runners: 1001 runners, more than the 1000",
+            ),
+            (
+                "runners = 2\nrepository = \"CI/App\"\n",
+                "s.toml:3:14: push.repository: \"CI/App\" is not a repository name",
+            ),
+            (
+                "runners = 2\ntag = \"b/{runner}\"\n",
+                "s.toml:3:7: push.tag: \"b/0\" is not a tag",
+            ),
             ("runners = 2\nlayers = [\"1MiB\", \"0B\"]\n", "s.toml:3:"),
-            ("runners = 1\nmax_concurrent_uploads = 0\n", "s.toml:3:26: push.max_concurrent_uploads: must be at least 1"),
-            ("runners = 1\nmax_attempts = 0\n", "s.toml:3:16: push.max_attempts: must be at least 1"),
-            ("runners = 1\nchunk_size = \"0B\"\n", "s.toml:3:14: push.chunk_size: must be more than 0"),
-            ("runners = 1\nmount_from = \"-x\"\n", "s.toml:3:14: push.mount_from: \"-x\" is not a repository name"),
+            (
+                "runners = 1\nmax_concurrent_uploads = 0\n",
+                "s.toml:3:26: push.max_concurrent_uploads: must be at least 1",
+            ),
+            (
+                "runners = 1\nmax_attempts = 0\n",
+                "s.toml:3:16: push.max_attempts: must be at least 1",
+            ),
+            (
+                "runners = 1\nchunk_size = \"0B\"\n",
+                "s.toml:3:14: push.chunk_size: must be more than 0",
+            ),
+            (
+                "runners = 1\nmount_from = \"-x\"\n",
+                "s.toml:3:14: push.mount_from: \"-x\" is not a repository name",
+            ),
             ("runners = 1\nbogus = 1\n", "s.toml:3:1"),
         ];
         for (tail, want) in cases {
-            let message = error(&format!("[push]\n{tail}"));
-            assert!(message.starts_with(want), "{tail:?}\n  got:  {message}\n  want: {want}");
+            let message = error(&format!("[push]\n{tail}{TARGET}"));
+            assert!(
+                message.starts_with(want),
+                "{tail:?}\n  got:  {message}\n  want: {want}"
+            );
         }
-        assert!(error("[push]\nrunners = 2\nlayers = [\"1MiB\", \"0B\"]\n").contains("push.layers[1]: a layer must be larger than 0 bytes"));
+        assert!(error(&format!(
+            "[push]\nrunners = 2\nlayers = [\"1MiB\", \"0B\"]\n{TARGET}"
+        ))
+        .contains("push.layers[1]: a layer must be larger than 0 bytes"));
     }
 
     #[test]
     fn tags_seeds_and_sizes_per_runner() {
         let s = crate::scenario::parse(
-            "[embedded]\nlayers = [\"1MiB\"]\nseed = 7\n[push]\nrunners = 3\ntag = \"b{runner}\"\n",
+&format!("[embedded]\nlayers = [\"1MiB\"]\nseed = 7\n[push]\nrunners = 3\ntag = \"b{{runner}}\"\n{TARGET}"),
             "s.toml",
             &[],
         )
         .unwrap();
         let p = &s.push;
-        assert_eq!((p.tag_of(0), p.tag_of(2)), ("b0".to_string(), "b2".to_string()));
+        assert_eq!(
+            (p.tag_of(0), p.tag_of(2)),
+            ("b0".to_string(), "b2".to_string())
+        );
         assert_eq!(p.layer_sizes(&s), [1 << 20]);
         assert_eq!((p.seed_of(&s, 0), p.seed_of(&s, 2)), (7, 9));
         let mut shared = s.clone();
@@ -254,7 +324,10 @@ mod tests {
         assert_eq!(shared.push.seed_of(&shared, 2), 7);
         // Defaults: dockerd's numbers.
         let d = super::PushSection::default();
-        assert_eq!((d.runners, d.max_concurrent_uploads, d.max_attempts), (0, 5, 5));
+        assert_eq!(
+            (d.runners, d.max_concurrent_uploads, d.max_attempts),
+            (0, 5, 5)
+        );
         assert_eq!(d.backoff.0, std::time::Duration::from_secs(5));
     }
 }

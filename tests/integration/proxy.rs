@@ -922,11 +922,21 @@ async fn cut_after_request_bytes_lands_mid_patch_at_exactly_n_body_bytes() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got.len(), head.len() + 10_000, "head + exactly 10000 body bytes upstream");
+    assert_eq!(
+        got.len(),
+        head.len() + 10_000,
+        "head + exactly 10000 body bytes upstream"
+    );
     assert_eq!(&got[..head.len()], head.as_bytes());
     eventually(&p, "one request cut", |s| s.request_cut == 1 && s.cut == 1).await;
     // A GET to the same upload is not eligible: it passes and gets its answer.
-    let got = get(p.addr(), "/v2/a/blobs/uploads/u1", "", Duration::from_secs(5)).await;
+    let got = get(
+        p.addr(),
+        "/v2/a/blobs/uploads/u1",
+        "",
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!((got.status, got.ending), (Some(200), Ending::Complete));
     assert_eq!(p.stats().request_cut, 1);
 }
