@@ -48,7 +48,7 @@ pub struct RequestCut {
 
 impl RequestCut {
     fn eligible(&self, request: &RequestInfo) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| *m == request.method))
+        (self.methods.is_empty() || self.methods.contains(&request.method))
             && self
                 .path_contains
                 .as_ref()

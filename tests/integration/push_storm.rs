@@ -8,7 +8,6 @@
 
 use crate::common::*;
 use crate::instances::*;
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -229,15 +228,11 @@ fn push_storm_with_uploads_cut_mid_patch_and_mid_put_completes_with_retries_coun
         32,
         "{p}"
     );
-    // The registry's own log: a POST for every upload started, the re-sent ones included.
+    // The registry's access log: a POST for every upload started, the re-sent ones included.
     let log = registry.daemon.output();
     let posts = log
         .lines()
-        .filter(|l| {
-            l.contains("response completed")
-                && l.contains("http.request.method=POST")
-                && l.contains("/v2/ci/app/blobs/uploads/")
-        })
+        .filter(|l| l.contains("\"POST /v2/ci/app/blobs/uploads/"))
         .count() as u64;
     assert_eq!(
         Some(posts),
