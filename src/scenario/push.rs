@@ -219,14 +219,6 @@ pub fn problems(s: &Scenario) -> Vec<(String, String)> {
             add("mount_from", format!("{from:?} is not a repository name"));
         }
     }
-    if p.runners > 0 && s.target.url.is_none() {
-        add(
-            "runners",
-            "the embedded registry is read-only: pushes need target.url (or --target), \
-             a registry that accepts them"
-                .into(),
-        );
-    }
     if p.runners > 0 && s.arrival.pattern == super::Pattern::Staircase {
         add(
             "runners",
@@ -247,15 +239,6 @@ mod tests {
 
     /// A registry that takes pushes, after the `[push]` lines (their numbers stay).
     const TARGET: &str = "[target]\nurl = \"http://127.0.0.1:5000\"\nimage = \"a/b:c\"\n";
-
-    #[test]
-    fn pushes_need_a_target_that_accepts_them() {
-        let message = error("[push]\nrunners = 1\n");
-        assert!(
-            message.starts_with("s.toml:2:11: push.runners: the embedded registry is read-only"),
-            "{message}"
-        );
-    }
 
     #[test]
     fn push_problems_name_their_line_and_key() {
