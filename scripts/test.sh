@@ -48,3 +48,4 @@ cargo test --release --test integration -- --include-ignored --test-threads=1 co
 cargo test --release --test integration -- --include-ignored --test-threads=1 conformance::
 cargo test --release --test integration -- --include-ignored --test-threads=1 object_storage::
 cargo test --release --test integration -- --include-ignored --test-threads=1 distributed::
+cargo test --release --test integration -- --include-ignored --test-threads=1 push_storm::

@@ -16,6 +16,7 @@ pub mod net;
 pub mod oci;
 pub mod progress;
 pub mod proxy;
+pub mod pusher;
 pub mod random;
 pub mod redact;
 pub mod registry;

@@ -186,6 +186,11 @@ pub struct Sharding {
 }
 
 impl Sharding {
+    /// `[push]` runners are not split: shard 0 (or an unsharded run) runs them all.
+    pub fn runs_pushers(&self) -> bool {
+        self.shard.is_none_or(|s| s.index == 0)
+    }
+
     /// When the herd begins: `--start-at`, else `run.start_at` (validated when
     /// the scenario was loaded), else `None` (at once).
     pub fn start_at(&self, s: &Scenario) -> Option<SystemTime> {

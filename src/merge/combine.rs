@@ -135,6 +135,7 @@ pub fn merge(parts: &[Part<'_>], missing: &[u32]) -> Result<ResultDoc, String> {
             to_storage: sum(&|d| d.redirects.to_storage),
         },
         verify: after_run_verify(&docs),
+        pushes: pushes(&docs),
         shard: None,
         merged_from: parts
             .iter()
@@ -361,4 +362,37 @@ fn after_run_verify(docs: &[&ResultDoc]) -> Option<crate::result::model::AfterRu
         .filter_map(|d| d.verify.as_ref())
         .min_by_key(|v| rank(&v.outcome))
         .cloned()
+}
+
+/// `[push]` runners run in shard 0 only (`Sharding::runs_pushers`); should several
+/// shards carry pushes, their counts add up and their upload rates too (they ran at once).
+fn pushes(docs: &[&ResultDoc]) -> Option<crate::result::pushes::Pushes> {
+    let mut all = docs.iter().filter_map(|d| d.pushes.as_ref());
+    let mut merged = all.next()?.clone();
+    for p in all {
+        merged.runners += p.runners;
+        merged.started += p.started;
+        merged.completed += p.completed;
+        merged.failed += p.failed;
+        merged.interrupted += p.interrupted;
+        merged.bytes_uploaded += p.bytes_uploaded;
+        merged.upload_bytes_per_sec = match (merged.upload_bytes_per_sec, p.upload_bytes_per_sec) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        merged.blobs.uploaded += p.blobs.uploaded;
+        merged.blobs.present += p.blobs.present;
+        merged.blobs.mounted += p.blobs.mounted;
+        merged.retries += p.retries;
+        for (map, other) in [
+            (&mut merged.requests, &p.requests),
+            (&mut merged.retries_by_code, &p.retries_by_code),
+            (&mut merged.faults_by_code, &p.faults_by_code),
+        ] {
+            for (k, v) in other {
+                *map.entry(k.clone()).or_default() += v;
+            }
+        }
+    }
+    Some(merged)
 }

@@ -78,6 +78,63 @@ pub enum Event {
     /// A planned pull that failed completed on a kubelet's re-pull, `took` after its
     /// first failure ended.
     PullRecovered { took: Duration },
+    /// A push request got its response head, `took` after it was sent (a PATCH's body included).
+    UploadRequest { step: UploadStep, took: Duration },
+    /// A push step failed; `code` is the registry's error code (`BLOB_UPLOAD_UNKNOWN`)
+    /// or the fault class; `retried` when the pusher tries the blob again.
+    PushFault { code: String, retried: bool },
+    /// A blob of a push is on the registry: uploaded (`bytes` of it), present or mounted,
+    /// after `attempts`; `retry_latency` from its first failure when it was retried.
+    BlobPushed {
+        how: BlobPush,
+        bytes: u64,
+        attempts: u32,
+        retry_latency: Option<Duration>,
+    },
+    /// A pusher (CI runner) began its push.
+    PushStarted,
+    /// A push ended: tagged (`ok`) or given up, `took` from its start.
+    PushDone { ok: bool, took: Duration },
+}
+
+/// The requests of a push, by what they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UploadStep {
+    /// `HEAD` the blob: does the registry have it?
+    Head,
+    /// `POST` an upload (with `?mount=` when mounting).
+    Post,
+    /// `PATCH` a chunk.
+    Patch,
+    /// `PUT ?digest=`: the upload's end.
+    Put,
+    /// `GET` the upload URL: where a cut upload stands.
+    Status,
+    /// `PUT` a manifest or the tag.
+    Manifest,
+}
+
+impl UploadStep {
+    pub fn key(self) -> &'static str {
+        match self {
+            UploadStep::Head => "head",
+            UploadStep::Post => "post",
+            UploadStep::Patch => "patch",
+            UploadStep::Put => "put",
+            UploadStep::Status => "status",
+            UploadStep::Manifest => "manifest",
+        }
+    }
+}
+
+/// How a blob of a push reached the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPush {
+    Uploaded,
+    /// The registry had it (`HEAD` 200).
+    Present,
+    /// A cross-repository mount (`POST ?mount=` 201).
+    Mounted,
 }
 
 /// The sending side of the event channel, one clone per node.

@@ -12,6 +12,7 @@ pub mod exporter;
 pub mod fds;
 pub mod harness;
 pub mod live;
+pub mod pushes;
 pub mod recorder;
 pub mod watch;
 

@@ -65,10 +65,16 @@ pub enum Metric {
     StorageTtfb,
     /// TCP connect of connections opened for those storage GETs (also under `Connect`).
     StorageConnect,
+    /// A push (`[push]`): its first request to its tag's `PUT`.
+    Push,
+    /// A push request, sent to response head (a PATCH's body included).
+    Upload,
+    /// Per blob of a push that was retried: its first failure to its completion.
+    PushRetry,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 15] = [
         Metric::Pull,
         Metric::PullActual,
         Metric::Layer,
@@ -81,6 +87,9 @@ impl Metric {
         Metric::TlsHandshake,
         Metric::StorageTtfb,
         Metric::StorageConnect,
+        Metric::Push,
+        Metric::Upload,
+        Metric::PushRetry,
     ];
 
     pub fn key(&self) -> &'static str {
@@ -97,6 +106,9 @@ impl Metric {
             Metric::TlsHandshake => "tls_handshake",
             Metric::StorageTtfb => "storage_ttfb",
             Metric::StorageConnect => "storage_connect",
+            Metric::Push => "push",
+            Metric::Upload => "upload",
+            Metric::PushRetry => "push_retry",
         }
     }
 }
@@ -165,6 +177,8 @@ pub struct Recorder {
     pub cores: Option<Cores>,
     /// CPU seconds the harness used from the sampler's start to its last sample.
     pub harness_cpu_seconds: f64,
+    /// What the pushers (`[push]`) did.
+    pub pushes: super::pushes::PushTally,
     pending: TimelineRow,
     /// Histograms of the current interval of the `.hlog` export.
     interval: BTreeMap<Metric, Histogram<u64>>,
@@ -222,6 +236,7 @@ impl Recorder {
             sampled_for: Duration::ZERO,
             cores: None,
             harness_cpu_seconds: 0.0,
+            pushes: Default::default(),
             pending: TimelineRow::default(),
             interval: Metric::ALL
                 .iter()
@@ -346,6 +361,29 @@ impl Recorder {
                 self.on_pull_done(cluster, ok, from_scheduled, from_start, bytes);
             }
             Event::PullRecovered { took } => self.observe(Metric::PullRetry, took),
+            Event::UploadRequest { step, took } => {
+                self.pushes.on_request(step);
+                self.observe(Metric::Upload, took);
+            }
+            Event::PushFault { code, retried } => self.pushes.on_fault(code, retried),
+            Event::BlobPushed {
+                how,
+                bytes,
+                retry_latency,
+                ..
+            } => {
+                self.pushes.on_blob(how, bytes);
+                if let Some(r) = retry_latency {
+                    self.observe(Metric::PushRetry, r);
+                }
+            }
+            Event::PushStarted => self.pushes.on_started(Instant::now()),
+            Event::PushDone { ok, took } => {
+                self.pushes.on_done(ok, Instant::now());
+                if ok {
+                    self.observe(Metric::Push, took);
+                }
+            }
         }
     }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod manifest;
 pub mod name;
 pub mod push;
+pub mod push_rules;
 pub mod reference;
 pub mod request;
 pub mod session;

@@ -8,10 +8,12 @@
 //! memory or disk, and the same seed and sizes give the same digests as the
 //! embedded registry serves.
 
+use super::push_rules::{self, PushRules};
 use super::request;
 use super::session::{header_str, http_fault};
 use super::Session;
-use crate::metrics::ExchangeKind;
+use crate::metrics::events::{BlobPush, UploadStep};
+use crate::metrics::{Event, ExchangeKind};
 use crate::net::{self, Fault, FaultClass, Phase, RequestBody};
 use crate::synth::{SynthDoc, SyntheticImage};
 use bytes::Bytes;
@@ -21,6 +23,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 use tokio::task::JoinSet;
 use url::Url;
 
@@ -68,13 +71,36 @@ enum Source {
     Doc(Bytes),
 }
 
-/// Pushes every blob, then the manifests and the tag.
+/// Pushes every blob, then the manifests and the tag, resuming a cut upload
+/// at once (`pullstorm seed`'s rules: [`PushRules::seed`]).
 pub async fn push_image(
     session: Arc<Session>,
     image: Arc<SyntheticImage>,
     tag: &str,
     format: Format,
     opts: &PushOptions,
+) -> Result<PushReport, Fault> {
+    push_image_with(
+        session,
+        image,
+        tag,
+        format,
+        opts,
+        PushRules::seed(opts.attempts),
+    )
+    .await
+}
+
+/// [`push_image`] with a client's retry rules. Every request, failure and blob
+/// is reported on the session's event sink (`Event::UploadRequest`, `PushFault`,
+/// `BlobPushed`, and `Fault` for the error table).
+pub async fn push_image_with(
+    session: Arc<Session>,
+    image: Arc<SyntheticImage>,
+    tag: &str,
+    format: Format,
+    opts: &PushOptions,
+    rules: PushRules,
 ) -> Result<PushReport, Fault> {
     let mut blobs: Vec<(String, u64, Source)> = image
         .layers
@@ -102,9 +128,9 @@ pub async fn push_image(
                 break;
             };
             let (session, image, opts) = (session.clone(), image.clone(), opts.clone());
-            tasks.spawn(
-                async move { push_blob(&session, &image, &digest, size, source, &opts).await },
-            );
+            tasks.spawn(async move {
+                push_blob(&session, &image, &digest, size, source, &opts, rules).await
+            });
         }
         let Some(done) = tasks.join_next().await else {
             break;
@@ -127,21 +153,83 @@ pub async fn push_image(
         }
     }
 
-    report.digest = match format {
-        Format::Oci => put_manifest(&session, tag, &image.manifest).await?,
-        Format::Docker => put_manifest(&session, tag, &image.docker_manifest).await?,
-        Format::Index => {
-            put_manifest(&session, &image.manifest.digest, &image.manifest).await?;
-            put_manifest(
-                &session,
-                &image.arm64_manifest.digest,
-                &image.arm64_manifest,
-            )
-            .await?;
-            put_manifest(&session, tag, &image.index).await?
+    report.digest = match manifests(&session, &image, tag, format).await {
+        Ok(digest) => digest,
+        Err(fault) => {
+            // dockerd does not try a manifest PUT again: the push fails.
+            report_fault(&session, &fault, false).await;
+            return Err(fault);
         }
     };
     Ok(report)
+}
+
+/// The manifests and the tag, in the order a registry accepts them.
+async fn manifests(
+    session: &Session,
+    image: &SyntheticImage,
+    tag: &str,
+    format: Format,
+) -> Result<String, Fault> {
+    Ok(match format {
+        Format::Oci => put_manifest(session, tag, &image.manifest).await?,
+        Format::Docker => put_manifest(session, tag, &image.docker_manifest).await?,
+        Format::Index => {
+            put_manifest(session, &image.manifest.digest, &image.manifest).await?;
+            put_manifest(session, &image.arm64_manifest.digest, &image.arm64_manifest).await?;
+            put_manifest(session, tag, &image.index).await?
+        }
+    })
+}
+
+/// A failed step: in the error table (`Event::Fault`) and under its registry code.
+pub(crate) async fn report_fault(session: &Session, fault: &Fault, retried: bool) {
+    let events = session.events();
+    let code = push_rules::fault_code(fault);
+    let _ = events
+        .send(Event::Fault {
+            fault: fault.clone(),
+            kind: ExchangeKind::Upload,
+            cluster: 0,
+            at: tokio::time::Instant::now(),
+        })
+        .await;
+    let _ = events.send(Event::PushFault { code, retried }).await;
+}
+
+/// Sends `request`, timing it to its response head as one `step` of a push.
+async fn timed<F>(session: &Session, step: UploadStep, request: F) -> Result<net::Exchange, Fault>
+where
+    F: std::future::Future<Output = Result<net::Exchange, Fault>>,
+{
+    let sent = Instant::now();
+    let ex = request.await?;
+    let took = sent.elapsed();
+    let _ = session
+        .events()
+        .send(Event::UploadRequest { step, took })
+        .await;
+    Ok(ex)
+}
+
+/// A blob's tries so far (shared by restarts and resumes).
+struct Tries {
+    attempt: u32,
+    first_failure: Option<Instant>,
+}
+
+impl Tries {
+    /// After `fault`: reports it and says whether to try again (after the back-off).
+    async fn failed(&mut self, session: &Session, fault: &Fault, rules: PushRules) -> bool {
+        let again = self.attempt < rules.attempts && push_rules::retryable(fault);
+        report_fault(session, fault, again).await;
+        if again {
+            self.first_failure.get_or_insert_with(Instant::now);
+            tokio::time::sleep(rules.backoff_after(self.attempt)).await;
+            self.attempt += 1;
+        }
+        again
+    }
 }
 
 enum BlobOutcome {
@@ -150,8 +238,8 @@ enum BlobOutcome {
     Uploaded { bytes: u64, resumes: u64 },
 }
 
-/// One blob: nothing if the registry has it, a mount if asked and granted,
-/// else an upload in chunks.
+/// One blob, tried as `rules` say: each attempt from the `HEAD` on, as
+/// dockerd's upload manager calls its descriptor's `Upload` again.
 async fn push_blob(
     session: &Session,
     image: &Arc<SyntheticImage>,
@@ -159,6 +247,54 @@ async fn push_blob(
     size: u64,
     source: Source,
     opts: &PushOptions,
+    rules: PushRules,
+) -> Result<BlobOutcome, Fault> {
+    let mut tries = Tries {
+        attempt: 1,
+        first_failure: None,
+    };
+    loop {
+        match push_blob_once(
+            session, image, digest, size, &source, opts, rules, &mut tries,
+        )
+        .await
+        {
+            Ok(outcome) => {
+                let (how, bytes) = match outcome {
+                    BlobOutcome::Present => (BlobPush::Present, 0),
+                    BlobOutcome::Mounted => (BlobPush::Mounted, 0),
+                    BlobOutcome::Uploaded { bytes, .. } => (BlobPush::Uploaded, bytes),
+                };
+                let event = Event::BlobPushed {
+                    how,
+                    bytes,
+                    attempts: tries.attempt,
+                    retry_latency: tries.first_failure.map(|t| t.elapsed()),
+                };
+                let _ = session.events().send(event).await;
+                return Ok(outcome);
+            }
+            Err(fault) => {
+                if !tries.failed(session, &fault, rules).await {
+                    return Err(fault);
+                }
+            }
+        }
+    }
+}
+
+/// One attempt at a blob: nothing if the registry has it, a mount if asked
+/// and granted, else an upload in chunks.
+#[allow(clippy::too_many_arguments)]
+async fn push_blob_once(
+    session: &Session,
+    image: &Arc<SyntheticImage>,
+    digest: &str,
+    size: u64,
+    source: &Source,
+    opts: &PushOptions,
+    rules: PushRules,
+    tries: &mut Tries,
 ) -> Result<BlobOutcome, Fault> {
     if blob_present(session, digest).await? {
         return Ok(BlobOutcome::Present);
@@ -167,7 +303,8 @@ async fn push_blob(
         Started::Mounted => return Ok(BlobOutcome::Mounted),
         Started::Upload(location) => location,
     };
-    let (location, resumes) = upload_chunks(session, image, &source, size, location, opts).await?;
+    let (location, resumes) =
+        upload_chunks(session, image, source, size, location, opts, rules, tries).await?;
     finish_upload(session, &location, digest).await?;
     Ok(BlobOutcome::Uploaded {
         bytes: size,
@@ -178,14 +315,13 @@ async fn push_blob(
 /// `HEAD` the blob: 200 means the registry already holds it.
 async fn blob_present(session: &Session, digest: &str) -> Result<bool, Fault> {
     let blob_url = session.url(&request::blob_path(session.repo(), digest))?;
-    let ex = session
-        .authorized(
-            ExchangeKind::Upload,
-            Method::HEAD,
-            &blob_url,
-            HeaderMap::new(),
-        )
-        .await?;
+    let request = session.authorized(
+        ExchangeKind::Upload,
+        Method::HEAD,
+        &blob_url,
+        HeaderMap::new(),
+    );
+    let ex = timed(session, UploadStep::Head, request).await?;
     Ok(ex.status == StatusCode::OK)
 }
 
@@ -208,14 +344,13 @@ async fn start_upload(
         start.push_str(&format!("?mount={digest}&from={from}"));
     }
     let start_url = session.url(&start)?;
-    let ex = session
-        .authorized(
-            ExchangeKind::Upload,
-            Method::POST,
-            &start_url,
-            empty_content(),
-        )
-        .await?;
+    let request = session.authorized(
+        ExchangeKind::Upload,
+        Method::POST,
+        &start_url,
+        empty_content(),
+    );
+    let ex = timed(session, UploadStep::Post, request).await?;
     let (status, location) = (ex.status, header_str(&ex.headers, "location"));
     let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status == StatusCode::CREATED && mount_from.is_some() {
@@ -233,8 +368,9 @@ async fn start_upload(
 }
 
 /// `PATCH`es `[0, size)` in chunks, each to the newest Location; after a cut,
-/// asks the registry where the upload stands and goes on from there. Returns
-/// the last Location and the number of resumes.
+/// when the rules resume, asks the registry where the upload stands and goes
+/// on from there. Returns the last Location and the number of resumes.
+#[allow(clippy::too_many_arguments)]
 async fn upload_chunks(
     session: &Session,
     image: &Arc<SyntheticImage>,
@@ -242,10 +378,11 @@ async fn upload_chunks(
     size: u64,
     mut location: Url,
     opts: &PushOptions,
+    rules: PushRules,
+    tries: &mut Tries,
 ) -> Result<(Url, u64), Fault> {
     let mut offset = 0u64;
     let mut resumes = 0u64;
-    let mut attempt = 1;
     while offset < size {
         let end = offset.saturating_add(opts.chunk_size.max(1)).min(size);
         match patch(session, &location, image, source, offset, end).await {
@@ -253,9 +390,11 @@ async fn upload_chunks(
                 location = next;
                 offset = end;
             }
-            Err(fault) if attempt < opts.attempts && retryable(&fault) => {
-                // The cut may have landed part of the chunk: ask the registry where the upload stands.
-                attempt += 1;
+            // The cut may have landed part of the chunk: ask the registry where the upload stands.
+            Err(fault) if rules.resume => {
+                if !tries.failed(session, &fault, rules).await {
+                    return Err(fault);
+                }
                 resumes += 1;
                 let (next, stands_at) = upload_status(session, &location, size).await?;
                 location = next;
@@ -271,9 +410,8 @@ async fn upload_chunks(
 async fn finish_upload(session: &Session, location: &Url, digest: &str) -> Result<(), Fault> {
     let mut put_url = location.clone();
     put_url.query_pairs_mut().append_pair("digest", digest);
-    let ex = session
-        .authorized(ExchangeKind::Upload, Method::PUT, &put_url, empty_content())
-        .await?;
+    let request = session.authorized(ExchangeKind::Upload, Method::PUT, &put_url, empty_content());
+    let ex = timed(session, UploadStep::Put, request).await?;
     let status = ex.status;
     let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status != StatusCode::CREATED {
@@ -292,10 +430,6 @@ fn empty_content() -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     headers
-}
-
-fn retryable(f: &Fault) -> bool {
-    !matches!(f.class, FaultClass::Http(400..=499))
 }
 
 /// One PATCH of `[start, end)`; returns the Location to use next.
@@ -333,9 +467,9 @@ async fn patch(
             }
         }
     };
-    let ex = session
-        .authorized_with(ExchangeKind::Upload, Method::PATCH, location, headers, body)
-        .await?;
+    let request =
+        session.authorized_with(ExchangeKind::Upload, Method::PATCH, location, headers, body);
+    let ex = timed(session, UploadStep::Patch, request).await?;
     let (status, next) = (ex.status, header_str(&ex.headers, "location"));
     let reply = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status != StatusCode::ACCEPTED {
@@ -351,14 +485,13 @@ async fn patch(
 
 /// `GET <location>`: 204 with `Range: 0-<end>` says the next byte is end+1.
 async fn upload_status(session: &Session, location: &Url, size: u64) -> Result<(Url, u64), Fault> {
-    let ex = session
-        .authorized(
-            ExchangeKind::Upload,
-            Method::GET,
-            location,
-            HeaderMap::new(),
-        )
-        .await?;
+    let request = session.authorized(
+        ExchangeKind::Upload,
+        Method::GET,
+        location,
+        HeaderMap::new(),
+    );
+    let ex = timed(session, UploadStep::Status, request).await?;
     let (status, range, next) = (
         ex.status,
         header_str(&ex.headers, "range"),
@@ -421,9 +554,8 @@ async fn put_manifest(session: &Session, reference: &str, doc: &SynthDoc) -> Res
             .map_err(|never| match never {})
             .boxed()
     };
-    let ex = session
-        .authorized_with(ExchangeKind::Upload, Method::PUT, &url, headers, body)
-        .await?;
+    let request = session.authorized_with(ExchangeKind::Upload, Method::PUT, &url, headers, body);
+    let ex = timed(session, UploadStep::Manifest, request).await?;
     let status = ex.status;
     let reply = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status != StatusCode::CREATED {

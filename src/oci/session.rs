@@ -668,6 +668,11 @@ impl Session {
         Ok(ex)
     }
 
+    /// Where this session's events go (a push reports its steps there too).
+    pub(crate) fn events(&self) -> &Sink {
+        &self.events
+    }
+
     pub(crate) fn repo(&self) -> &str {
         &self.repo
     }

@@ -41,6 +41,20 @@ pub struct ProxyArgs {
     /// Cut a connection after this many bytes to the client (response head included).
     #[arg(long, value_name = "SIZE", value_parser = ByteSize::parse, help_heading = "Cuts")]
     pub cut_after_bytes: Option<ByteSize>,
+    /// Cut a connection once this many body bytes of one request came from the client (0 = after its head).
+    #[arg(long, value_name = "SIZE", value_parser = ByteSize::parse, help_heading = "Cuts")]
+    pub cut_after_request_bytes: Option<ByteSize>,
+    /// Only these request methods reach --cut-after-request-bytes (comma-separated, e.g. PATCH,PUT).
+    #[arg(
+        long,
+        value_name = "METHODS",
+        value_delimiter = ',',
+        help_heading = "Cuts"
+    )]
+    pub cut_request_methods: Option<Vec<String>>,
+    /// Only request targets containing this text reach --cut-after-request-bytes (e.g. /blobs/uploads/).
+    #[arg(long, value_name = "TEXT", help_heading = "Cuts")]
+    pub cut_request_path_contains: Option<String>,
     /// How a cut ends: fin (short body, unexpected EOF) or rst (connection reset) [default: fin].
     #[arg(long, value_name = "HOW", value_parser = parse_cut_with, help_heading = "Cuts")]
     pub cut_with: Option<CutWith>,
@@ -158,6 +172,9 @@ impl ProxyArgs {
             upstream,
             cut_after_time,
             cut_after_bytes,
+            cut_after_request_bytes,
+            cut_request_methods,
+            cut_request_path_contains,
             cut_every,
             cut_first,
             cut_probability,

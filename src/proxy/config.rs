@@ -7,6 +7,7 @@
 //! `cut_first` without a cut trigger, a `stall_for` without a stall), so a
 //! typo in a lab scenario fails loudly instead of reproducing no fault.
 
+use super::http::RequestCut;
 use crate::scenario::units::{ByteSize, Rate, Span};
 use crate::scenario::CutWith;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,16 @@ pub struct ProxySection {
     /// Cut a connection once this many bytes were sent to the client (head included).
     #[serde(default)]
     pub cut_after_bytes: Option<ByteSize>,
+    /// Cut a connection once this many body bytes of one request were received
+    /// from the client and passed on (0 = right after its head): a cut mid-upload.
+    #[serde(default)]
+    pub cut_after_request_bytes: Option<ByteSize>,
+    /// Only requests with one of these methods reach `cut_after_request_bytes` (e.g. `["PATCH", "PUT"]`).
+    #[serde(default)]
+    pub cut_request_methods: Option<Vec<String>>,
+    /// Only requests whose target contains this text reach `cut_after_request_bytes`.
+    #[serde(default)]
+    pub cut_request_path_contains: Option<String>,
     /// `fin` (clean close: short body) or `rst` (reset).
     #[serde(default)]
     pub cut_with: CutWith,
@@ -101,6 +112,9 @@ impl Default for ProxySection {
             connect_timeout: default_connect_timeout(),
             cut_after_time: None,
             cut_after_bytes: None,
+            cut_after_request_bytes: None,
+            cut_request_methods: None,
+            cut_request_path_contains: None,
             cut_with: CutWith::default(),
             cut_every: None,
             cut_first: None,
@@ -175,6 +189,8 @@ pub enum Select {
 pub struct CutFault {
     pub after_time: Option<Duration>,
     pub after_bytes: Option<u64>,
+    /// The trigger on bytes from the client, with the requests it watches.
+    pub after_request: Option<RequestCut>,
     pub with: CutWith,
     pub select: Select,
 }
@@ -275,25 +291,60 @@ impl ProxyConfig {
 
     /// Whether request heads must be parsed (Range stripping, status injection).
     pub fn http_aware(&self) -> bool {
-        self.strip_range || self.status.is_some()
+        self.strip_range
+            || self.status.is_some()
+            || self.cut.as_ref().is_some_and(|c| c.after_request.is_some())
     }
 }
 
 /// The cut, when a trigger (`cut_after_time`, `cut_after_bytes`) is given.
 fn cut_fault(s: &ProxySection) -> Result<Option<CutFault>, String> {
     let select = select("cut", s.cut_every, s.cut_first, s.cut_probability)?;
-    if s.cut_after_time.is_some() || s.cut_after_bytes.is_some() {
+    let after_request = request_cut(s)?;
+    if s.cut_after_time.is_some() || s.cut_after_bytes.is_some() || after_request.is_some() {
         Ok(Some(CutFault {
             after_time: s.cut_after_time.map(|t| t.0),
             after_bytes: s.cut_after_bytes.map(|b| b.0),
+            after_request,
             with: s.cut_with,
             select: select.unwrap_or(Select::Every(1)),
         }))
     } else if select.is_some() {
-        Err("cut_every/cut_first/cut_probability: need cut_after_time or cut_after_bytes".into())
+        Err("cut_every/cut_first/cut_probability: need cut_after_time, cut_after_bytes or cut_after_request_bytes".into())
     } else {
         Ok(None)
     }
+}
+
+/// The trigger on request bytes, with the methods and targets it watches.
+fn request_cut(s: &ProxySection) -> Result<Option<RequestCut>, String> {
+    let Some(after) = s.cut_after_request_bytes else {
+        if s.cut_request_methods.is_some() || s.cut_request_path_contains.is_some() {
+            return Err(
+                "cut_request_methods/cut_request_path_contains: need cut_after_request_bytes"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    };
+    let mut methods = Vec::new();
+    for m in s.cut_request_methods.iter().flatten() {
+        let m = m.trim();
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(format!(
+                "cut_request_methods: {m:?} is not an HTTP method (e.g. PATCH, PUT)"
+            ));
+        }
+        methods.push(m.to_ascii_uppercase());
+    }
+    Ok(Some(RequestCut {
+        after: after.0,
+        methods,
+        path_contains: s
+            .cut_request_path_contains
+            .clone()
+            .filter(|p| !p.is_empty()),
+    }))
 }
 
 /// The stall, when `stall_after_bytes` is given.
@@ -438,6 +489,17 @@ impl fmt::Display for ProxyConfig {
             }
             if let Some(b) = c.after_bytes {
                 at.push(format!("{}", ByteSize(b)));
+            }
+            if let Some(r) = &c.after_request {
+                let methods = match r.methods.is_empty() {
+                    true => "request".to_string(),
+                    false => r.methods.join("/"),
+                };
+                let path = r
+                    .path_contains
+                    .as_deref()
+                    .map_or(String::new(), |p| format!(" to {p:?}"));
+                at.push(format!("{} of a {methods} body{path}", ByteSize(r.after)));
             }
             parts.push(format!(
                 "cut {with} after {} ({})",

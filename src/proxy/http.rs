@@ -35,10 +35,37 @@ enum State {
     Raw,
 }
 
+/// A cut fired by bytes *from* the client: once `after` body bytes of an
+/// eligible request have been passed on (0 = right after its head).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestCut {
+    pub after: u64,
+    /// Eligible methods (upper case); empty = any.
+    pub methods: Vec<String>,
+    /// Only targets containing this text are eligible.
+    pub path_contains: Option<String>,
+}
+
+impl RequestCut {
+    fn eligible(&self, request: &RequestInfo) -> bool {
+        (self.methods.is_empty() || self.methods.contains(&request.method))
+            && self
+                .path_contains
+                .as_ref()
+                .is_none_or(|p| request.target.contains(p.as_str()))
+    }
+}
+
 /// Per-connection request parser and rewriter.
 #[derive(Debug)]
 pub struct RequestRewriter {
     strip_range: bool,
+    cut: Option<RequestCut>,
+    /// Body bytes of the current request passed on, while it is eligible for `cut`.
+    cut_counting: Option<u64>,
+    /// The current request reached `cut`: [`RequestRewriter::feed`] stops until
+    /// [`RequestRewriter::spare`] (or the connection is cut).
+    pub cut_due: bool,
     state: State,
     /// Head bytes not yet forwarded (and, after a head, bytes that followed it).
     buf: Vec<u8>,
@@ -56,6 +83,9 @@ impl RequestRewriter {
     pub fn new(strip_range: bool) -> Self {
         RequestRewriter {
             strip_range,
+            cut: None,
+            cut_counting: None,
+            cut_due: false,
             state: State::Head,
             buf: Vec::new(),
             searched: 0,
@@ -65,20 +95,38 @@ impl RequestRewriter {
         }
     }
 
+    /// Also watches for a request reaching `cut` (see [`RequestRewriter::cut_due`]).
+    pub fn with_cut(mut self, cut: Option<RequestCut>) -> Self {
+        self.cut = cut;
+        self
+    }
+
+    /// The due cut was not drawn: go on passing the request.
+    pub fn spare(&mut self) {
+        self.cut_due = false;
+    }
+
     /// True once the rewriter gave up parsing and passes bytes through.
     pub fn is_raw(&self) -> bool {
         self.state == State::Raw
     }
 
     /// Takes bytes from the client; appends what the upstream must get to `out`.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+    /// Returns how many bytes of `input` it took: all of them, unless a request
+    /// reached the cut (`cut_due`), which stops it exactly at the cut's byte;
+    /// feed the rest after [`RequestRewriter::spare`].
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        let total = input.len();
         let mut input = input;
         loop {
+            if self.cut_due {
+                return total - input.len();
+            }
             match self.state {
                 State::Raw => {
                     out.append(&mut self.buf);
                     out.extend_from_slice(input);
-                    return;
+                    return total;
                 }
                 State::Body(left) => {
                     // Leftovers after a head come first, then the new input.
@@ -89,9 +137,18 @@ impl RequestRewriter {
                         input.len()
                     };
                     if avail == 0 {
-                        return;
+                        return total - input.len();
                     }
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(avail);
+                    let mut n = usize::try_from(left).unwrap_or(usize::MAX).min(avail);
+                    if let (Some(passed), Some(cut)) = (self.cut_counting, &self.cut) {
+                        let room = cut.after.saturating_sub(passed);
+                        n = n.min(usize::try_from(room).unwrap_or(usize::MAX));
+                        self.cut_counting = Some(passed + n as u64);
+                        if passed + n as u64 >= cut.after {
+                            self.cut_due = true;
+                            self.cut_counting = None;
+                        }
+                    }
                     if from_buf {
                         out.extend(self.buf.drain(..n));
                     } else {
@@ -109,7 +166,7 @@ impl RequestRewriter {
                     self.buf.extend_from_slice(input);
                     input = &[];
                     if self.buf.is_empty() {
-                        return;
+                        return total;
                     }
                     if !looks_like_http(&self.buf) {
                         self.give_up("not an HTTP/1 request");
@@ -127,7 +184,7 @@ impl RequestRewriter {
                         }
                         None => {
                             self.searched = self.buf.len();
-                            return;
+                            return total;
                         }
                     }
                 }
@@ -206,8 +263,13 @@ impl RequestRewriter {
             next = State::Raw;
         }
         tracing::debug!(method = %info.method, target = %info.target, "proxy: request");
+        self.cut_counting = self
+            .cut
+            .as_ref()
+            .filter(|cut| next != State::Raw && cut.eligible(&info))
+            .map(|_| 0);
         self.last = Some(info);
-        match next {
+        let next = match next {
             State::Raw => {
                 self.give_up("request body not framed by Content-Length");
                 State::Raw
@@ -216,7 +278,13 @@ impl RequestRewriter {
                 Some(n) if n > 0 => State::Body(n),
                 _ => State::Head,
             },
+        };
+        // A cut at 0 bytes fires once the head is passed on, body or not.
+        if self.cut_counting.is_some() && self.cut.as_ref().is_some_and(|c| c.after == 0) {
+            self.cut_due = true;
+            self.cut_counting = None;
         }
+        next
     }
 }
 
@@ -528,6 +596,73 @@ mod tests {
             whole.extend_from_slice(&rw.buf);
             assert!(whole == input, "round {round}: {input:?}");
         }
+    }
+
+    fn cut(after: u64, methods: &[&str]) -> Option<RequestCut> {
+        Some(RequestCut {
+            after,
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            path_contains: Some("/uploads/".into()),
+        })
+    }
+
+    /// Feeds like the relay: stops where a cut is due, records where, spares, goes on.
+    fn run_cut(rw: &mut RequestRewriter, input: &[u8], step: usize) -> (Vec<u8>, Vec<usize>) {
+        let (mut out, mut due_at) = (Vec::new(), Vec::new());
+        for piece in input.chunks(step.max(1)) {
+            let mut piece = piece;
+            loop {
+                let taken = rw.feed(piece, &mut out);
+                piece = &piece[taken..];
+                if !rw.cut_due {
+                    assert!(piece.is_empty());
+                    break;
+                }
+                due_at.push(out.len());
+                rw.spare();
+            }
+        }
+        (out, due_at)
+    }
+
+    #[test]
+    fn a_request_cut_stops_at_its_body_byte_for_eligible_requests_only() {
+        let patch =
+            b"PATCH /v2/a/blobs/uploads/u1 HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789";
+        let get = b"GET /v2/a/blobs/uploads/u1 HTTP/1.1\r\n\r\n";
+        let put = b"PUT /v2/a/blobs/uploads/u1?digest=x HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        let other = b"PATCH /v2/a/other HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        let mut input = Vec::new();
+        for part in [&patch[..], get, put, other, patch] {
+            input.extend_from_slice(part);
+        }
+        let head_len = patch.len() - 10;
+        for step in [1, 3, 7, 64, 4096] {
+            // 4 body bytes into each PATCH to an upload; the PUT has no 4th byte.
+            let mut rw = RequestRewriter::new(false).with_cut(cut(4, &["PATCH", "PUT"]));
+            let (out, due) = run_cut(&mut rw, &input, step);
+            assert_eq!(out, input, "step {step}: every byte passes once spared");
+            let second = input.len() - patch.len();
+            assert_eq!(due, [head_len + 4, second + head_len + 4], "step {step}");
+            // 0 bytes: right after each eligible head, bodiless PUT included.
+            let mut rw = RequestRewriter::new(false).with_cut(cut(0, &["PUT"]));
+            let (out, due) = run_cut(&mut rw, &input, step);
+            assert_eq!(out, input);
+            let put_end = patch.len() + get.len() + put.len();
+            assert_eq!(due, [put_end], "step {step}");
+            // The whole body: due after its last byte, before the next head.
+            let mut rw = RequestRewriter::new(false).with_cut(cut(10, &[]));
+            let (_, due) = run_cut(&mut rw, &input, step);
+            assert_eq!(due, [patch.len(), input.len()], "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_request_cut_never_fires_on_what_it_cannot_frame() {
+        let chunked = b"PATCH /v2/a/blobs/uploads/u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        let mut rw = RequestRewriter::new(false).with_cut(cut(1, &[]));
+        let (out, due) = run_cut(&mut rw, chunked, 5);
+        assert_eq!((out.as_slice(), due.len()), (&chunked[..], 0));
     }
 
     #[test]

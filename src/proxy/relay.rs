@@ -98,6 +98,8 @@ struct Flags {
     stalled: AtomicBool,
     /// The connection's one cut draw, taken at whichever cut trigger it reaches first.
     cut: AtomicU8,
+    /// A request reached `cut_after_request_bytes` and its draw hit.
+    request_cut: AtomicBool,
 }
 
 impl Flags {
@@ -121,13 +123,15 @@ pub async fn serve(mut client: TcpStream, shared: &Shared, conn: u64) {
     // Headers and small manifests should not wait for Nagle, in either direction.
     let _ = client.set_nodelay(true);
     let config = &shared.config;
-    let mut rewriter = config
-        .http_aware()
-        .then(|| RequestRewriter::new(config.strip_range));
+    let mut rewriter = config.http_aware().then(|| {
+        RequestRewriter::new(config.strip_range)
+            .with_cut(config.cut.as_ref().and_then(|c| c.after_request.clone()))
+    });
     let mut pending = Vec::new();
+    let mut unfed = Vec::new();
     if let Some(rw) = rewriter.as_mut() {
         // Read the first head before connecting, so an injected status never reaches the upstream.
-        if !first_head(&mut client, rw, &mut pending, &shared.stats).await {
+        if !first_head(&mut client, rw, &mut pending, &mut unfed, &shared.stats).await {
             return;
         }
         if let Some(code) = injected_status(shared, rw) {
@@ -165,8 +169,11 @@ pub async fn serve(mut client: TcpStream, shared: &Shared, conn: u64) {
         &mut client,
         &mut upstream,
         shared,
-        rewriter,
-        pending,
+        Requests {
+            rewriter,
+            pending,
+            unfed,
+        },
         conn,
         accepted,
     )
@@ -192,18 +199,24 @@ pub async fn serve(mut client: TcpStream, shared: &Shared, conn: u64) {
 }
 
 /// Reads until the first request head is complete (or the rewriter gives up on
-/// the stream). False when the client left first.
+/// the stream). False when the client left first. Bytes read after a due
+/// request cut go to `unfed`: the relay decides on the cut once the upstream
+/// has what came before them.
 async fn first_head(
     client: &mut TcpStream,
     rw: &mut RequestRewriter,
     out: &mut Vec<u8>,
+    unfed: &mut Vec<u8>,
     stats: &Stats,
 ) -> bool {
     let mut buf = vec![0u8; REQUEST_CHUNK];
     while rw.heads == 0 && !rw.is_raw() {
         match client.read(&mut buf).await {
             Ok(0) | Err(_) => return false,
-            Ok(n) => rw.feed(&buf[..n], out),
+            Ok(n) => {
+                let taken = rw.feed(&buf[..n], out);
+                unfed.extend_from_slice(&buf[taken..n]);
+            }
         }
     }
     add(&stats.range_stripped, rw.stripped);
@@ -226,13 +239,21 @@ fn injected_status(shared: &Shared, rw: &RequestRewriter) -> Option<u16> {
         .then_some(fault.code)
 }
 
+/// The request side of a connection as the relay takes it over.
+struct Requests {
+    rewriter: Option<RequestRewriter>,
+    /// Bytes for the upstream, not yet written.
+    pending: Vec<u8>,
+    /// Bytes from the client the rewriter has not taken yet (it stopped at a due cut).
+    unfed: Vec<u8>,
+}
+
 /// Pumps both ways until one side ends or a fault fires.
 async fn relay(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     shared: &Shared,
-    rewriter: Option<RequestRewriter>,
-    pending: Vec<u8>,
+    requests: Requests,
     conn: u64,
     accepted: Instant,
 ) -> End {
@@ -242,8 +263,7 @@ async fn relay(
     let up = pump_requests(
         &mut client_read,
         &mut upstream_write,
-        rewriter,
-        pending,
+        requests,
         shared,
         &flags,
     );
@@ -268,6 +288,10 @@ async fn relay(
             end = &mut down => return end,
             client_ok = &mut up, if !up_done => {
                 up_done = true;
+                if flags.request_cut.load(Ordering::Relaxed) {
+                    let with = shared.config.cut.as_ref().map_or(CutWith::Fin, |c| c.with);
+                    return End::Cut(with);
+                }
                 // A stalled connection has nothing more to deliver: once its client
                 // leaves, free it instead of holding it for the rest of the stall.
                 if !client_ok || flags.stalled.load(Ordering::Relaxed) {
@@ -288,11 +312,13 @@ async fn relay(
 /// Client to upstream, rewriting heads when the config asks. Returns when the
 /// client closed its side (true) or failed (false); a failed upstream write
 /// ends it too (true), and the response side then sees the upstream's state.
+/// A request that reaches `cut_after_request_bytes` draws once, after exactly
+/// that many of its body bytes were written to the upstream; a hit sets
+/// `flags.request_cut` and returns (true).
 async fn pump_requests<R, W>(
     from: &mut R,
     to: &mut W,
-    mut rewriter: Option<RequestRewriter>,
-    mut pending: Vec<u8>,
+    requests: Requests,
     shared: &Shared,
     flags: &Flags,
 ) -> bool
@@ -301,6 +327,11 @@ where
     W: AsyncWrite + Unpin,
 {
     let stats = &shared.stats;
+    let Requests {
+        mut rewriter,
+        mut pending,
+        mut unfed,
+    } = requests;
     let mut buf = vec![0u8; REQUEST_CHUNK];
     let mut stripped = rewriter.as_ref().map_or(0, |rw| rw.stripped);
     loop {
@@ -316,6 +347,22 @@ where
                 pending.shrink_to(REQUEST_CHUNK);
             }
         }
+        if let Some(rw) = rewriter.as_mut() {
+            if rw.cut_due {
+                if shared.cut.as_ref().is_some_and(Selector::draw) {
+                    add(&stats.request_cut, 1);
+                    tracing::debug!(request = ?rw.last, "proxy: cutting a request mid-body");
+                    flags.request_cut.store(true, Ordering::Relaxed);
+                    return true;
+                }
+                rw.spare();
+            }
+            if !unfed.is_empty() {
+                let taken = rw.feed(&unfed, &mut pending);
+                unfed.drain(..taken);
+                continue;
+            }
+        }
         let n = match from.read(&mut buf).await {
             Ok(0) => {
                 // Pass the half-close on, as a TCP proxy does.
@@ -327,7 +374,8 @@ where
         };
         match rewriter.as_mut() {
             Some(rw) if !rw.is_raw() => {
-                rw.feed(&buf[..n], &mut pending);
+                let taken = rw.feed(&buf[..n], &mut pending);
+                unfed.extend_from_slice(&buf[taken..n]);
                 add(&stats.range_stripped, rw.stripped - stripped);
                 stripped = rw.stripped;
             }

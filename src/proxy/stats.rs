@@ -20,6 +20,8 @@ pub struct ProxyStats {
     pub hung: u64,
     /// Connections cut by `cut_*` (FIN or RST).
     pub cut: u64,
+    /// Of `cut`, those cut mid-request by `cut_after_request_bytes`.
+    pub request_cut: u64,
     /// Connections stalled by `stall_*`.
     pub stalled: u64,
     /// `Range` headers removed.
@@ -44,6 +46,7 @@ pub struct Stats {
     pub reset: AtomicU64,
     pub hung: AtomicU64,
     pub cut: AtomicU64,
+    pub request_cut: AtomicU64,
     pub stalled: AtomicU64,
     pub range_stripped: AtomicU64,
     pub status_injected: AtomicU64,
@@ -67,6 +70,7 @@ impl Stats {
             reset: get(&self.reset),
             hung: get(&self.hung),
             cut: get(&self.cut),
+            request_cut: get(&self.request_cut),
             stalled: get(&self.stalled),
             range_stripped: get(&self.range_stripped),
             status_injected: get(&self.status_injected),

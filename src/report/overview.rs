@@ -214,6 +214,7 @@ pub fn cards(doc: &ResultDoc) -> String {
     pull_cards(&mut s, doc);
     data_cards(&mut s, doc);
     trouble_cards(&mut s, doc);
+    push_cards(&mut s, doc);
     harness_fd_card(&mut s, doc);
     connections_card(&mut s, doc);
     harness_cpu_card(&mut s, doc);
@@ -370,6 +371,52 @@ fn trouble_cards(s: &mut String, doc: &ResultDoc) {
         "Errors",
         &fig("errors.total", errors, &errors.to_string()),
         &non_empty(top_classes(&doc.errors, 2), "none"),
+    );
+}
+
+/// The CI runners' pushes (`[push]`): completed of started, bytes and rate; retries by code.
+fn push_cards(s: &mut String, doc: &ResultDoc) {
+    let Some(p) = &doc.pushes else {
+        return;
+    };
+    let rate = p.upload_bytes_per_sec.map_or("no data".to_string(), |r| {
+        format!("{}/s", crate::human::bytes(r))
+    });
+    card(
+        s,
+        if p.failed > 0 || p.interrupted > 0 {
+            Tone::Bad
+        } else {
+            Tone::Ok
+        },
+        "Pushes",
+        &format!(
+            "{} / {}",
+            fig("pushes.completed", p.completed, &p.completed.to_string()),
+            fig("pushes.started", p.started, &p.started.to_string())
+        ),
+        &format!(
+            "{} failed, {} interrupted; {} uploaded ({})",
+            fig("pushes.failed", p.failed, &p.failed.to_string()),
+            fig(
+                "pushes.interrupted",
+                p.interrupted,
+                &p.interrupted.to_string()
+            ),
+            fig(
+                "pushes.bytes_uploaded",
+                p.bytes_uploaded,
+                &crate::human::bytes(p.bytes_uploaded as f64)
+            ),
+            esc(&rate)
+        ),
+    );
+    card(
+        s,
+        if p.retries > 0 { Tone::Warn } else { Tone::Ok },
+        "Push retries",
+        &fig("pushes.retries", p.retries, &p.retries.to_string()),
+        &esc(&non_empty(top_classes(&p.retries_by_code, 3), "none")),
     );
 }
 

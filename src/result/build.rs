@@ -122,6 +122,7 @@ pub fn build(facts: RunFacts<'_>, rec: &Recorder) -> ResultDoc {
         shard: None,
         merged_from: Vec::new(),
         missing_shards: Vec::new(),
+        pushes: super::pushes::build(&rec.pushes, s.push.runners),
     };
     super::leak::judge_all(&mut doc.watched);
     // No password of any URL (target, `[watch]`, `--set`) reaches the result or the report.

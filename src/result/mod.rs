@@ -6,6 +6,7 @@
 pub mod build;
 pub mod leak;
 pub mod model;
+pub mod pushes;
 pub mod schema;
 pub mod summary;
 pub mod thresholds;

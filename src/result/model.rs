@@ -81,6 +81,9 @@ pub struct ResultDoc {
     /// Shard indexes missing from a merge made with `--allow-partial` (then `complete` is false).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_shards: Vec<u32>,
+    /// What the CI runners of `[push]` did (docs/result-schema.md); absent without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushes: Option<super::pushes::Pushes>,
 }
 
 /// `[verify] after_run`: did the registry still serve every tag, manifest and

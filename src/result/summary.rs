@@ -15,6 +15,9 @@ pub fn render(r: &ResultDoc) -> String {
     figures(&mut s, r);
     capacity(&mut s, r);
     after_run_verify(&mut s, r);
+    if let Some(p) = &r.pushes {
+        let _ = writeln!(s, "  {}", escape(&super::pushes::summary_line(p)));
+    }
     latency_table(&mut s, r);
     errors(&mut s, r);
     leaks(&mut s, r);

@@ -50,6 +50,9 @@ pub(super) fn finish(
         crate::redact::after_run_verify(&mut v);
         v
     });
+    if !opts.sharding.runs_pushers() {
+        doc.pushes = None;
+    }
     crate::shard::describe(
         &mut doc,
         &opts.sharding,

@@ -76,6 +76,12 @@ pub(super) async fn storm(
         }
         _ => {
             let mut fleet = spawn_fleet(ready, t0, sink.clone());
+            // CI runners (`[push]`) beside the nodes, under the same deadline and shutdown;
+            // in a sharded storm only shard 0 runs them, so the storm pushes once.
+            let scenario = &opts.loaded.scenario;
+            if opts.sharding.runs_pushers() {
+                crate::pusher::spawn(scenario, &ready.ctx, &mut fleet.nodes, t0, &sink);
+            }
             let stop = supervise(&mut fleet, deadline, shutdown, abort.breached(), &sink).await;
             (soak_end(&opts.loaded.scenario, stop), None)
         }

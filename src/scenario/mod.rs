@@ -15,6 +15,7 @@
 
 mod locate;
 pub mod model;
+pub mod push;
 mod thresholds;
 pub mod units;
 pub mod validate;
@@ -137,6 +138,7 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
     let mut scenario = file.typed()?;
     if sets.is_empty() {
         file.soak_has_duration(&scenario)?;
+        file.push_has_target(&scenario)?;
         scenario.fill_defaults();
         return Ok(scenario);
     }
@@ -166,6 +168,7 @@ pub fn parse_with(text: &str, origin: &str, sets: &[Set]) -> Result<Scenario, Fa
     };
     let mut scenario = blame.typed()?;
     blame.soak_has_duration(&scenario)?;
+    blame.push_has_target(&scenario)?;
     scenario.fill_defaults();
     Ok(scenario)
 }
@@ -215,6 +218,19 @@ impl Blame<'_> {
         let also = [KeyPath::parse("arrival.pattern")];
         let message =
             "must be set when arrival.pattern = \"soak\": a soak runs until its duration ends";
+        Err(Failure::bad_input(self.line(&key, &also, None, message)))
+    }
+
+    /// Pushers need a registry that accepts pushes: the embedded one serves its
+    /// synthetic image only. Checked on the final text, so `--target` counts.
+    fn push_has_target(&self, s: &Scenario) -> Result<(), Failure> {
+        if s.push.runners == 0 || s.target.url.is_some() {
+            return Ok(());
+        }
+        let key = KeyPath::parse("push.runners");
+        let also = [KeyPath::parse("target.url")];
+        let message = "needs target.url (or --target): the embedded registry serves its \
+                       synthetic image and accepts no pushes";
         Err(Failure::bad_input(self.line(&key, &also, None, message)))
     }
 
@@ -427,6 +443,22 @@ mod tests {
         let image = Set::from_option("--image", "target.image", "Lab/Big");
         let target = Set::from_option("--target", "target.url", "http://127.0.0.1:5000");
         assert!(error(&[target, image]).starts_with("--image: `Lab` is not a valid"));
+    }
+
+    /// The embedded registry accepts no pushes: pushers without a target are refused
+    /// at their key, and `--target` given on the command line is enough.
+    #[test]
+    fn pushers_need_a_target_that_accepts_pushes() {
+        let text = "[push]\nrunners = 2\n";
+        let message = parse(text, "x.toml", &[]).unwrap_err().message;
+        assert!(
+            message.starts_with("x.toml:2:11: push.runners: needs target.url"),
+            "{message}"
+        );
+        let target = Set::from_option("--target", "target.url", "http://127.0.0.1:5000");
+        let image = Set::from_option("--image", "target.image", "lab/app:v1");
+        let s = parse_with(text, "x.toml", &[target, image]).unwrap();
+        assert_eq!(s.push.runners, 2);
     }
 
     /// Without thresholds a failed pull fails a run, but not a staircase: breaking the

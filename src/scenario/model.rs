@@ -36,6 +36,10 @@ pub struct Scenario {
     pub arrival: ArrivalSection,
     #[serde(default)]
     pub run: RunSection,
+    /// CI runners pushing during the run (`scenario::push`); none by default, and then
+    /// left out of the resolved scenario, so runs without pushers resolve as before.
+    #[serde(default, skip_serializing_if = "super::push::PushSection::is_off")]
+    pub push: super::push::PushSection,
     /// Without a section, `fill_defaults` decides `max_failed_pulls` as with one.
     #[serde(default = "Thresholds::unset")]
     pub thresholds: Thresholds,

@@ -70,6 +70,9 @@ pub fn check(s: &Scenario) -> Vec<Issue> {
     check_kubelet(s, &mut out);
     check_arrival(s, &mut out);
     check_run(&s.run, &mut out);
+    for (key, message) in super::push::problems(s) {
+        out.add(&key, message);
+    }
     check_thresholds(&s.thresholds, &mut out);
     check_verify(&s.verify, &mut out);
     out.0

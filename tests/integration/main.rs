@@ -39,6 +39,7 @@ mod lab;
 mod metrics_endpoint;
 mod object_storage;
 mod proxy;
+mod push_storm;
 mod report;
 mod run_embedded;
 mod scenario_files;

@@ -858,3 +858,85 @@ async fn e2e_seed_000_fd_starved_lb() {
         common::only_errors(&v, &[class]);
     }
 }
+
+/// `cut_after_request_bytes`: an upload `PATCH` is cut after exactly N of its body bytes
+/// reached the upstream (a real socket counting what arrives), the client gets a reset;
+/// a request of another method on the same proxy passes whole.
+#[tokio::test]
+async fn cut_after_request_bytes_lands_mid_patch_at_exactly_n_body_bytes() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    // What the upstream received on each connection, until the proxy closed it.
+    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = upstream.accept().await {
+            let tx = received_tx.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    // A whole bodiless GET gets its answer.
+                    if got.starts_with(b"GET") && got.ends_with(b"\r\n\r\n") {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                            .await;
+                        break;
+                    }
+                }
+                let _ = tx.send(got);
+            });
+        }
+    });
+    let p = proxy_to(
+        upstream_addr,
+        ProxySection {
+            cut_after_request_bytes: size(10_000),
+            cut_request_methods: Some(vec!["patch".into()]),
+            cut_request_path_contains: Some("/blobs/uploads/".into()),
+            cut_with: CutWith::Rst,
+            ..ProxySection::default()
+        },
+    )
+    .await;
+    let body = vec![7u8; 64 << 10];
+    let head = format!(
+        "PATCH /v2/a/blobs/uploads/u1 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut client = TcpStream::connect(p.addr()).await.unwrap();
+    client.write_all(head.as_bytes()).await.unwrap();
+    // The client may still be writing when the reset comes: it shows on the write or the read.
+    let wrote = client.write_all(&body).await;
+    let mut rest = Vec::new();
+    let read = client.read_to_end(&mut rest).await;
+    let endings = [wrote.err(), read.err()].map(|e| e.map(|e| ending_of(&e)));
+    assert!(
+        endings.contains(&Some(Ending::Reset)),
+        "the client sees the cut as a reset: {endings:?}"
+    );
+    let got = tokio::time::timeout(Duration::from_secs(5), received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.len(),
+        head.len() + 10_000,
+        "head + exactly 10000 body bytes upstream"
+    );
+    assert_eq!(&got[..head.len()], head.as_bytes());
+    eventually(&p, "one request cut", |s| s.request_cut == 1 && s.cut == 1).await;
+    // A GET to the same upload is not eligible: it passes and gets its answer.
+    let got = get(
+        p.addr(),
+        "/v2/a/blobs/uploads/u1",
+        "",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!((got.status, got.ending), (Some(200), Ending::Complete));
+    assert_eq!(p.stats().request_cut, 1);
+}
