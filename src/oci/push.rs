@@ -216,6 +216,9 @@ where
 struct Tries {
     attempt: u32,
     first_failure: Option<Instant>,
+    /// The registry answered something no upload can be in (a status past the
+    /// blob's end): starting over would meet the same broken state, so the blob fails.
+    broken: bool,
 }
 
 impl Tries {
@@ -252,6 +255,7 @@ async fn push_blob(
     let mut tries = Tries {
         attempt: 1,
         first_failure: None,
+        broken: false,
     };
     loop {
         match push_blob_once(
@@ -275,6 +279,10 @@ async fn push_blob(
                 return Ok(outcome);
             }
             Err(fault) => {
+                if tries.broken {
+                    report_fault(session, &fault, false).await;
+                    return Err(fault);
+                }
                 if !tries.failed(session, &fault, rules).await {
                     return Err(fault);
                 }
@@ -396,7 +404,14 @@ async fn upload_chunks(
                     return Err(fault);
                 }
                 resumes += 1;
-                let (next, stands_at) = upload_status(session, &location, size).await?;
+                let (next, stands_at) = match upload_status(session, &location, size).await {
+                    Ok(at) => at,
+                    Err(UploadStatus::Impossible(fault)) => {
+                        tries.broken = true;
+                        return Err(fault);
+                    }
+                    Err(UploadStatus::Failed(fault)) => return Err(fault),
+                };
                 location = next;
                 offset = stands_at;
             }
@@ -484,7 +499,24 @@ async fn patch(
 }
 
 /// `GET <location>`: 204 with `Range: 0-<end>` says the next byte is end+1.
-async fn upload_status(session: &Session, location: &Url, size: u64) -> Result<(Url, u64), Fault> {
+/// Why an upload status gave no offset: the request failed (tried again as any
+/// failure), or the registry named an offset no upload of this blob can have.
+enum UploadStatus {
+    Failed(Fault),
+    Impossible(Fault),
+}
+
+impl From<Fault> for UploadStatus {
+    fn from(fault: Fault) -> Self {
+        UploadStatus::Failed(fault)
+    }
+}
+
+async fn upload_status(
+    session: &Session,
+    location: &Url,
+    size: u64,
+) -> Result<(Url, u64), UploadStatus> {
     let request = session.authorized(
         ExchangeKind::Upload,
         Method::GET,
@@ -499,14 +531,9 @@ async fn upload_status(session: &Session, location: &Url, size: u64) -> Result<(
     );
     let body = net::read_small(ex.body, 64 << 10, session.timeouts().stall).await?;
     if status != StatusCode::NO_CONTENT {
-        return Err(http_fault(
-            status,
-            &body,
-            Phase::Request,
-            "GET upload status",
-        ));
+        return Err(http_fault(status, &body, Phase::Request, "GET upload status").into());
     }
-    let stands_at = upload_offset(range.as_deref(), size)?;
+    let stands_at = upload_offset(range.as_deref(), size).map_err(UploadStatus::Impossible)?;
     Ok((
         resolve_location(location, next.or_else(|| Some(location.to_string())))?,
         stands_at,
