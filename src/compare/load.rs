@@ -143,15 +143,7 @@ pub fn parse_hlog(bytes: &[u8]) -> Result<BTreeMap<String, Vec<Interval>>, Strin
         let LogEntry::Interval(i) = entry else {
             continue;
         };
-        let tag = i.tag().map(|t| t.as_str().to_string()).unwrap_or_default();
-        let raw = base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            i.encoded_histogram(),
-        )
-        .map_err(|e| format!("interval {} (tag {tag}): bad base64: {e}", n + 1))?;
-        let h: hdrhistogram::Histogram<u64> = Deserializer::new()
-            .deserialize(&mut &raw[..])
-            .map_err(|e| format!("interval {} (tag {tag}): bad histogram: {e:?}", n + 1))?;
+        let (tag, h) = interval_histogram(&i).map_err(|e| format!("interval {}: {e}", n + 1))?;
         let sample = h
             .iter_recorded()
             .map(|v| {
@@ -347,4 +339,21 @@ mod tests {
         let e = side(&dir.path().join("missing.json")).unwrap_err();
         assert!(e.contains("missing.json"), "{e}");
     }
+}
+
+/// One interval of a `latency.hlog`: its tag (the metric) and its histogram,
+/// decoded from base64 V2 + DEFLATE (shared by `compare` and `merge`).
+pub(crate) fn interval_histogram(
+    i: &hdrhistogram::serialization::interval_log::IntervalLogHistogram<'_>,
+) -> Result<(String, hdrhistogram::Histogram<u64>), String> {
+    let tag = i.tag().map(|t| t.as_str().to_string()).unwrap_or_default();
+    let raw = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        i.encoded_histogram(),
+    )
+    .map_err(|e| format!("(tag {tag}): bad base64: {e}"))?;
+    let h = Deserializer::new()
+        .deserialize(&mut &raw[..])
+        .map_err(|e| format!("(tag {tag}): bad histogram: {e:?}"))?;
+    Ok((tag, h))
 }

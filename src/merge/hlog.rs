@@ -7,7 +7,7 @@
 use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
 };
-use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -27,15 +27,8 @@ impl Merged {
             let LogEntry::Interval(i) = entry else {
                 continue;
             };
-            let tag = i.tag().map(|t| t.as_str().to_string()).unwrap_or_default();
-            let raw = base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                i.encoded_histogram(),
-            )
-            .map_err(|e| format!("interval of tag {tag}: bad base64: {e}"))?;
-            let h: Histogram<u64> = Deserializer::new()
-                .deserialize(&mut &raw[..])
-                .map_err(|e| format!("interval of tag {tag}: bad histogram: {e:?}"))?;
+            let (tag, h) = crate::compare::load::interval_histogram(&i)
+                .map_err(|e| format!("interval {e}"))?;
             let start = (i.start_timestamp() + offset).as_secs_f64().round() as u64;
             match self.intervals.get_mut(&(start, tag.clone())) {
                 Some((length, m)) => {
