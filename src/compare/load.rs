@@ -270,6 +270,23 @@ fn same_scenario_within(runs: &[Run]) -> Result<(), String> {
     Ok(())
 }
 
+/// One interval of a `latency.hlog`: its tag (the metric) and its histogram,
+/// decoded from base64 V2 + DEFLATE (shared by `compare` and `merge`).
+pub(crate) fn interval_histogram(
+    i: &hdrhistogram::serialization::interval_log::IntervalLogHistogram<'_>,
+) -> Result<(String, hdrhistogram::Histogram<u64>), String> {
+    let tag = i.tag().map(|t| t.as_str().to_string()).unwrap_or_default();
+    let raw = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        i.encoded_histogram(),
+    )
+    .map_err(|e| format!("(tag {tag}): bad base64: {e}"))?;
+    let h = Deserializer::new()
+        .deserialize(&mut &raw[..])
+        .map_err(|e| format!("(tag {tag}): bad histogram: {e:?}"))?;
+    Ok((tag, h))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,21 +356,4 @@ mod tests {
         let e = side(&dir.path().join("missing.json")).unwrap_err();
         assert!(e.contains("missing.json"), "{e}");
     }
-}
-
-/// One interval of a `latency.hlog`: its tag (the metric) and its histogram,
-/// decoded from base64 V2 + DEFLATE (shared by `compare` and `merge`).
-pub(crate) fn interval_histogram(
-    i: &hdrhistogram::serialization::interval_log::IntervalLogHistogram<'_>,
-) -> Result<(String, hdrhistogram::Histogram<u64>), String> {
-    let tag = i.tag().map(|t| t.as_str().to_string()).unwrap_or_default();
-    let raw = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        i.encoded_histogram(),
-    )
-    .map_err(|e| format!("(tag {tag}): bad base64: {e}"))?;
-    let h = Deserializer::new()
-        .deserialize(&mut &raw[..])
-        .map_err(|e| format!("(tag {tag}): bad histogram: {e:?}"))?;
-    Ok((tag, h))
 }
