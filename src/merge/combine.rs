@@ -384,15 +384,10 @@ fn pushes(docs: &[&ResultDoc]) -> Option<crate::result::pushes::Pushes> {
         merged.blobs.present += p.blobs.present;
         merged.blobs.mounted += p.blobs.mounted;
         merged.retries += p.retries;
-        for (map, other) in [
-            (&mut merged.requests, &p.requests),
-            (&mut merged.retries_by_code, &p.retries_by_code),
-            (&mut merged.faults_by_code, &p.faults_by_code),
-        ] {
-            for (k, v) in other {
-                *map.entry(k.clone()).or_default() += v;
-            }
-        }
+        merged.requests = add_maps([&merged.requests, &p.requests].into_iter());
+        merged.retries_by_code =
+            add_maps([&merged.retries_by_code, &p.retries_by_code].into_iter());
+        merged.faults_by_code = add_maps([&merged.faults_by_code, &p.faults_by_code].into_iter());
     }
     Some(merged)
 }

@@ -142,3 +142,13 @@ pub fn open_sockets(pid: u32) -> usize {
         .filter(|target| target.to_string_lossy().starts_with("socket:"))
         .count()
 }
+
+/// The threshold check `name` of a result (`thresholds.checks[]`); panics naming it when absent.
+pub fn threshold_check<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["thresholds"]["checks"]
+        .as_array()
+        .expect("checks[]")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check: {}", v["thresholds"]))
+}

@@ -10,15 +10,6 @@ use crate::common::*;
 const ALL_FAIL: &str = "[embedded]\nlayers = [\"1MiB\"]\n[embedded.faults]\ncorrupt = true\n\
                         [fleet]\nnodes_per_cluster = 2\n[client]\nbackoff = \"50ms\"\n";
 
-fn check<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    v["thresholds"]["checks"]
-        .as_array()
-        .expect("checks[]")
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} check: {}", v["thresholds"]))
-}
-
 #[test]
 fn a_latency_gate_fails_when_no_pull_completed() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,10 +21,10 @@ fn a_latency_gate_fails_when_no_pull_completed() {
     assert_eq!(u(&v, "pulls.completed"), 0);
     assert_eq!(u(&v, "pulls.failed"), 2);
     assert_eq!(v["thresholds"]["passed"], false);
-    let p99 = check(&v, "pull_p99");
+    let p99 = threshold_check(&v, "pull_p99");
     assert_eq!(p99["passed"], false, "{p99}");
     assert_eq!(p99["actual"], "no completed pulls to measure");
-    assert_eq!(check(&v, "max_failed_pulls")["passed"], true);
+    assert_eq!(threshold_check(&v, "max_failed_pulls")["passed"], true);
     assert!(
         r.stdout
             .contains("threshold pull_p99 failed: limit 1ms, actual no completed pulls to measure"),
@@ -50,7 +41,7 @@ fn without_thresholds_a_failed_pull_fails_the_run() {
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     let v = r.result();
     assert_eq!(u(&v, "pulls.failed"), 2);
-    let failed = check(&v, "max_failed_pulls");
+    let failed = threshold_check(&v, "max_failed_pulls");
     assert_eq!(failed["limit"], "0");
     assert_eq!(failed["actual"], "2");
     assert_eq!(

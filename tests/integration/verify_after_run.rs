@@ -19,12 +19,7 @@ fn a_sound_registry_passes_the_after_run_check() {
     // The config and the one layer, each HEAD + GET, bytes hashed.
     assert_eq!(checked["blobs"], 2, "{checked}");
     assert_eq!(checked["tags"], 1, "{checked}");
-    let check = v["thresholds"]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "verify.after_run")
-        .expect("a verify.after_run check");
+    let check = threshold_check(&v, "verify.after_run");
     assert_eq!(check["passed"], true, "{check}");
     assert!(r.stdout.contains("verify"), "{}", r.stdout);
 }
@@ -51,12 +46,7 @@ fn a_registry_broken_after_the_storm_fails_the_run_on_the_check() {
     assert_eq!(layer["kind"], "blob_unknown", "{layer}");
     let digest = layer["reference"].as_str().unwrap();
     assert!(digest.starts_with("sha256:"), "{digest}");
-    let check = v["thresholds"]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "verify.after_run")
-        .expect("a verify.after_run check");
+    let check = threshold_check(&v, "verify.after_run");
     assert_eq!(check["passed"], false, "{check}");
     assert!(
         check["actual"].as_str().unwrap().contains("blob_unknown"),
