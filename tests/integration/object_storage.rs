@@ -161,20 +161,7 @@ fn pulls_follow_storage_redirects_without_the_registrys_authorization() {
 
     // verify walks the image through the same redirects (HEADs are redirected too).
     let report = dir.path().join("verify.json");
-    let out = bin()
-        .envs(credentials())
-        .args([
-            "verify",
-            "--registry",
-            &s3.url(),
-            "--timeout",
-            "20s",
-            "--json",
-        ])
-        .arg(&report)
-        .args(["--image", IMAGE])
-        .output()
-        .unwrap();
+    let out = verify(&s3.url(), &report);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -213,20 +200,7 @@ fn a_blob_the_storage_refuses_is_a_storage_fault_and_finding_with_its_error_code
     assert!(!sample.contains("X-Amz-Signature"), "{sample}");
 
     let report = dir.path().join("verify.json");
-    let out = bin()
-        .envs(credentials())
-        .args([
-            "verify",
-            "--registry",
-            &s3.url(),
-            "--timeout",
-            "20s",
-            "--json",
-        ])
-        .arg(&report)
-        .args(["--image", IMAGE])
-        .output()
-        .unwrap();
+    let out = verify(&s3.url(), &report);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -238,4 +212,22 @@ fn a_blob_the_storage_refuses_is_a_storage_fault_and_finding_with_its_error_code
     assert_eq!(f["status"], 403);
     assert_eq!(f["code"], "InvalidObjectState");
     assert!(f["detail"].as_str().unwrap().starts_with(&storage), "{f}");
+}
+
+/// `pullstorm verify` of the test image with the registry's credentials, its JSON report at `report`.
+fn verify(registry: &str, report: &std::path::Path) -> std::process::Output {
+    bin()
+        .envs(credentials())
+        .args([
+            "verify",
+            "--registry",
+            registry,
+            "--timeout",
+            "20s",
+            "--json",
+        ])
+        .arg(report)
+        .args(["--image", IMAGE])
+        .output()
+        .unwrap()
 }
